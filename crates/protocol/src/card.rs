@@ -1,0 +1,40 @@
+//! The model card: what a worker tells frontends about the model it serves.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything needed to build the model's tokenizer without its weights. Mirrors the GGUF
+/// `tokenizer.ggml.*` keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenizerSpec {
+    /// `tokenizer.ggml.model`, e.g. "gpt2" (byte-level BPE).
+    pub model: String,
+    /// `tokenizer.ggml.pre`, the pre-tokenizer name, e.g. "smollm", "llama-bpe".
+    pub pre: Option<String>,
+    /// Vocabulary, indexed by token id.
+    pub tokens: Vec<String>,
+    /// llama.cpp token types per id (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
+    pub token_types: Vec<i32>,
+    /// BPE merges as "left right".
+    pub merges: Vec<String>,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_id: Option<u32>,
+    /// Extra ids that end generation (e.g. `<|eot_id|>`), besides eos.
+    #[serde(default)]
+    pub eot_token_ids: Vec<u32>,
+    pub add_bos_token: bool,
+    pub add_space_prefix: bool,
+}
+
+/// What a worker publishes about its model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    /// The name clients use in `"model"`, e.g. "smollm2-135m-instruct".
+    pub name: String,
+    /// Context window in tokens (prompt + output).
+    pub context_length: u32,
+    pub tokenizer: TokenizerSpec,
+    /// Jinja chat template (`tokenizer.chat_template`), if the model has one.
+    pub chat_template: Option<String>,
+    /// Unix seconds at which the model was loaded (OpenAI `created`).
+    pub created: u64,
+}

@@ -1,0 +1,111 @@
+//! Requests to and outputs from an engine. Engines speak token ids only.
+
+use serde::{Deserialize, Serialize};
+
+/// How the next token is drawn from the logits. Defaults are greedy-free, neutral sampling
+/// (temperature 1, no truncation, no penalties).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    /// 0 means greedy (argmax).
+    pub temperature: f32,
+    /// Keep only the k most likely tokens; `None` keeps all.
+    pub top_k: Option<u32>,
+    /// Nucleus sampling: keep the smallest set whose probability mass reaches `top_p` (1.0 = off).
+    pub top_p: f32,
+    /// Drop tokens whose probability is below `min_p` × the top probability (0.0 = off).
+    pub min_p: f32,
+    /// Seed for reproducible sampling; `None` draws a seed per request.
+    pub seed: Option<u64>,
+    /// Multiplicative penalty on logits of tokens already seen in prompt or output (1.0 = off),
+    /// as in CTRL / HF `repetition_penalty`.
+    pub repetition_penalty: f32,
+    /// OpenAI `frequency_penalty`: subtract `penalty × count` of each token in the output.
+    pub frequency_penalty: f32,
+    /// OpenAI `presence_penalty`: subtract `penalty` once for each token present in the output.
+    pub presence_penalty: f32,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_k: None,
+            top_p: 1.0,
+            min_p: 0.0,
+            seed: None,
+            repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy() -> Self {
+        Self { temperature: 0.0, ..Self::default() }
+    }
+}
+
+/// When generation ends (besides cancellation).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopConditions {
+    /// Most tokens to generate.
+    pub max_tokens: u32,
+    /// Generation stops after producing any of these (the model's EOS ids are included by the
+    /// frontend unless `ignore_eos`). The stop token itself is reported in the output.
+    pub stop_token_ids: Vec<u32>,
+    /// Do not stop on `stop_token_ids` before this many tokens were generated.
+    pub min_tokens: u32,
+    /// Ignore `stop_token_ids` entirely (benchmarks).
+    pub ignore_eos: bool,
+}
+
+impl Default for StopConditions {
+    fn default() -> Self {
+        Self { max_tokens: 16, stop_token_ids: Vec::new(), min_tokens: 0, ignore_eos: false }
+    }
+}
+
+/// One generation request, already tokenized.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerateRequest {
+    /// Unique per in-flight request; used for cancellation and logs.
+    pub id: String,
+    pub token_ids: Vec<u32>,
+    pub sampling: SamplingParams,
+    pub stop: StopConditions,
+}
+
+/// Why a sequence ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A stop token (EOS or a requested stop id) was produced, or the frontend matched a stop string.
+    Stop,
+    /// `max_tokens` reached, or the context window is full.
+    Length,
+    /// The caller cancelled.
+    Cancelled,
+}
+
+impl FinishReason {
+    /// The OpenAI `finish_reason` string.
+    pub fn as_openai(&self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "stop",
+        }
+    }
+}
+
+/// One step's output for one request. The last output of a request carries `finish_reason`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineOutput {
+    /// Tokens generated in this step (usually one).
+    pub token_ids: Vec<u32>,
+    pub finish_reason: Option<FinishReason>,
+    /// Prompt tokens served from the prefix cache (set on the first output).
+    #[serde(default)]
+    pub cached_prompt_tokens: Option<u32>,
+}

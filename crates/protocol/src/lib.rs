@@ -1,0 +1,19 @@
+//! Rotor's wire and API types, shared by every other crate.
+//!
+//! - [`engine`]: what a worker's engine consumes and produces — [`GenerateRequest`] (token ids,
+//!   sampling, stop conditions) and [`EngineOutput`] (new token ids, finish reason).
+//! - [`card`]: the [`ModelCard`] a worker publishes, carrying everything a frontend needs to serve
+//!   a model without opening its weights (tokenizer vocabulary, merges, chat template, limits).
+//! - [`error`]: [`WireError`] and its [`ErrorKind`], which decide retry, migration and HTTP status.
+//! - [`openai`]: the OpenAI-compatible HTTP request and response bodies.
+//!
+//! This crate depends on nothing of Rotor's: only serde and thiserror.
+
+pub mod card;
+pub mod engine;
+pub mod error;
+pub mod openai;
+
+pub use card::{ModelCard, TokenizerSpec};
+pub use engine::{EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions};
+pub use error::{ErrorKind, WireError};

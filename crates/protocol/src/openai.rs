@@ -1,0 +1,1 @@
+//! OpenAI-compatible request and response bodies (owned by the frontend work).

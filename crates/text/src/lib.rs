@@ -1,0 +1,1 @@
+//! rotor-text (under construction)
