@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""llama.cpp's speed on the same GGUF and thread count, as the peer for Rotor's engine benchmark.
+
+Measures, like `benches/forward.rs` of rotor-model: prefill tokens/s for 128- and 512-token prompts
+and single-stream greedy decode tokens/s over 128 tokens. Best of N runs each.
+Usage: llama_cpp_peer.py MODEL.gguf THREADS [RUNS]   (needs llama-cpp-python; see scripts/golden)
+"""
+import sys
+import time
+
+import llama_cpp
+
+model, threads = sys.argv[1], int(sys.argv[2])
+runs = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+llm = llama_cpp.Llama(model_path=model, n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=threads,
+                      n_threads_batch=threads, logits_all=False, verbose=False)
+vocab = llm.n_vocab()
+
+
+def prompt(n):
+    return [(i * 7919 + 13) % (vocab - 200) + 100 for i in range(n)]
+
+
+for n in (128, 512):
+    best = 0.0
+    for _ in range(runs):
+        llm.reset()
+        t = time.perf_counter()
+        llm.eval(prompt(n))
+        best = max(best, n / (time.perf_counter() - t))
+    print(f"llama.cpp prefill-{n}: {best:.1f} tok/s (threads={threads})")
+
+best = 0.0
+for _ in range(runs):
+    llm.reset()
+    llm.eval(prompt(16))
+    t = time.perf_counter()
+    for _ in range(128):
+        tok = int(llm.scores[llm.n_tokens - 1].argmax())
+        llm.eval([tok])
+    best = max(best, 128 / (time.perf_counter() - t))
+print(f"llama.cpp decode-128: {best:.1f} tok/s (threads={threads})")
