@@ -1,1 +1,39 @@
-//! rotor-engine (under construction)
+//! rotor-engine: the continuous-batching engine. It speaks token ids only.
+//!
+//! - [`Engine::start`] runs an [`EngineCore`] on its own OS thread and returns an
+//!   [`EngineHandle`] (`submit` → a stream of `EngineOutput`, `cancel`, `stats`, `shutdown`).
+//! - [`Scheduler`]: one loop per step under a token budget: decodes first, chunked prefill,
+//!   FCFS admission, preemption by recompute; KV blocks come from a [`BlockAllocator`].
+//! - [`Sampler`]: penalties → temperature → top-k → top-p → min-p → draw, seeded per request.
+//! - [`ModelRunner`]: the seam to the model. [`NativeRunner`] runs `rotor_model`'s Llama forward;
+//!   [`ScriptedRunner`] is a deterministic test double for this and other crates' tests.
+//!
+//! Must not depend on the runtime, HTTP, or an async runtime (only `tokio::sync` channels).
+
+mod block_allocator;
+mod config;
+mod core;
+mod engine;
+mod error;
+mod native;
+mod runner;
+mod sampler;
+mod scheduler;
+mod scripted;
+mod sequence;
+mod stats;
+mod validate;
+
+pub use block_allocator::BlockAllocator;
+pub use config::EngineConfig;
+pub use core::{ChunkReport, EngineCore, StepReport};
+pub use engine::{Engine, EngineHandle, OutputStream};
+pub use error::{Error, RunnerError};
+pub use native::NativeRunner;
+pub use runner::{KvLayout, ModelRunner, ScheduledChunk};
+pub use sampler::{apply_penalties, argmax, seeded_rng, PenaltyState, Sampler};
+pub use scheduler::{PlannedChunk, Scheduler, StepPlan};
+pub use scripted::{ScriptedRunner, SCRIPTED_LOGIT};
+pub use sequence::{OutputSender, Sequence};
+pub use stats::EngineStats;
+pub use validate::{validate_request, RequestLimits};

@@ -1,1 +1,31 @@
-//! rotor-text (under construction)
+//! rotor-text: everything between bytes on the wire and token ids.
+//!
+//! - [`Tokenizer`]: byte-level BPE built from GGUF metadata ([`rotor_protocol::TokenizerSpec`]),
+//!   giving the same ids as llama.cpp; encode (optionally parsing special tokens) and decode.
+//! - [`ChatTemplate`]: renders OpenAI chat messages with the model's Jinja template the way
+//!   Hugging Face transformers does (minijinja, trim/lstrip blocks, `raise_exception`, ...).
+//! - [`Detokenizer`]: turns a stream of ids into a stream of text without splitting UTF-8
+//!   characters.
+//! - [`StopMatcher`]: cuts a text stream at the first stop string, holding back text that might
+//!   be the start of one.
+//!
+//! Must not depend on the engine, the runtime or rotor-model (which is a dev-dependency only, for
+//! tests that read the real GGUF).
+
+mod byte_level;
+mod chat_template;
+mod detokenizer;
+mod error;
+mod messages;
+mod pretokenizer;
+mod py_json;
+mod special;
+mod stop;
+mod strftime;
+mod tokenizer;
+
+pub use chat_template::ChatTemplate;
+pub use detokenizer::Detokenizer;
+pub use error::Error;
+pub use stop::{StopMatcher, StopOutcome};
+pub use tokenizer::{TokenKind, Tokenizer};

@@ -1,0 +1,195 @@
+//! `Engine` and `EngineHandle`: an `EngineCore` on its own OS thread ("rotor-engine"), fed by an
+//! inbox of commands.
+//!
+//! The thread blocks on the inbox while it has no work and drains it between steps otherwise.
+//! When every handle is dropped the thread finishes the requests in flight, then exits; an
+//! explicit `shutdown` fails them with `EngineStopped` at once.
+
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use rotor_protocol::{EngineOutput, ErrorKind, GenerateRequest, WireError};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use crate::config::EngineConfig;
+use crate::core::EngineCore;
+use crate::error::Error;
+use crate::runner::ModelRunner;
+use crate::sequence::OutputSender;
+use crate::stats::{EngineStats, StatsCell};
+use crate::validate::{validate_request, RequestLimits};
+
+/// Outputs of one request: token batches, the last with a finish reason, or one error.
+pub type OutputStream = UnboundedReceiver<Result<EngineOutput, WireError>>;
+
+enum Command {
+    Submit(GenerateRequest, OutputSender),
+    Cancel(String),
+    Shutdown,
+}
+
+/// Starts engines.
+pub struct Engine;
+
+impl Engine {
+    /// Validates `cfg` against the runner and starts the engine thread.
+    pub fn start(runner: Box<dyn ModelRunner>, cfg: EngineConfig) -> Result<EngineHandle, Error> {
+        let core = EngineCore::new(runner, &cfg)?;
+        let limits = core.limits();
+        let shared = Arc::new(StatsCell::default());
+        shared.publish(&core.stats());
+        let (inbox_tx, inbox_rx) = mpsc::channel();
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("rotor-engine".into())
+            .spawn(move || run(core, inbox_rx, thread_shared))
+            .map_err(Error::Spawn)?;
+        Ok(EngineHandle {
+            inbox: inbox_tx,
+            limits,
+            shared,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+}
+
+/// Cloneable front of a running engine.
+#[derive(Clone)]
+pub struct EngineHandle {
+    inbox: Sender<Command>,
+    limits: RequestLimits,
+    shared: Arc<StatsCell>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+fn stopped_error() -> WireError {
+    WireError::new(ErrorKind::EngineStopped, "the engine has stopped")
+}
+
+impl EngineHandle {
+    /// Admits a request; outputs arrive on the returned receiver. Dropping the receiver cancels
+    /// the request (the engine notices before its next step and frees the blocks). Invalid
+    /// requests are refused here; a duplicate in-flight id is refused as the stream's only item.
+    pub fn submit(&self, req: GenerateRequest) -> Result<OutputStream, WireError> {
+        validate_request(&req, &self.limits)?;
+        if self.shared.is_stopped() {
+            return Err(stopped_error());
+        }
+        let (tx, rx) = unbounded_channel();
+        self.inbox
+            .send(Command::Submit(req, tx))
+            .map_err(|_| stopped_error())?;
+        Ok(rx)
+    }
+
+    /// Cancels a request; its stream ends with a `Cancelled` output. Unknown ids are ignored.
+    pub fn cancel(&self, request_id: &str) {
+        let _ = self.inbox.send(Command::Cancel(request_id.to_owned()));
+    }
+
+    /// The counters as of the last finished step (published after the step's outputs were sent,
+    /// so they may trail a just-received output by one step).
+    pub fn stats(&self) -> EngineStats {
+        self.shared.snapshot()
+    }
+
+    /// The limits requests are validated against (vocabulary, context window).
+    pub fn limits(&self) -> RequestLimits {
+        self.limits
+    }
+
+    /// Stops the loop without waiting: in-flight and queued requests get
+    /// `Err(WireError { kind: EngineStopped, .. })`, later submits are refused. Use `join` to wait.
+    pub fn shutdown(&self) {
+        self.shared.set_stopped();
+        let _ = self.inbox.send(Command::Shutdown);
+    }
+
+    /// Blocks until the engine thread has exited (after `shutdown`, or after the last handle
+    /// is dropped and the work drained). Returns at once if another caller already joined.
+    pub fn join(&self) {
+        let thread = match self.thread.lock() {
+            Ok(mut guard) => guard.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(thread) = thread {
+            if thread.join().is_err() {
+                tracing::error!("the engine thread panicked");
+            }
+        }
+    }
+}
+
+/// Marks the engine stopped when the thread ends, including by panic.
+struct StoppedGuard(Arc<StatsCell>);
+
+impl Drop for StoppedGuard {
+    fn drop(&mut self) {
+        self.0.set_stopped();
+    }
+}
+
+enum Flow {
+    Continue,
+    Stop,
+}
+
+fn apply(core: &mut EngineCore, cmd: Command) -> Flow {
+    match cmd {
+        Command::Submit(req, tx) => {
+            if let Err(e) = core.submit(req, tx.clone()) {
+                let _ = tx.send(Err(e));
+            }
+        }
+        Command::Cancel(id) => {
+            core.cancel(&id);
+        }
+        Command::Shutdown => return Flow::Stop,
+    }
+    Flow::Continue
+}
+
+fn run(mut core: EngineCore, inbox: Receiver<Command>, shared: Arc<StatsCell>) {
+    let _guard = StoppedGuard(shared.clone());
+    let mut orphaned = false;
+    'outer: loop {
+        if !core.has_work() {
+            if orphaned {
+                break;
+            }
+            match inbox.recv() {
+                Ok(cmd) => {
+                    if let Flow::Stop = apply(&mut core, cmd) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        loop {
+            match inbox.try_recv() {
+                Ok(cmd) => {
+                    if let Flow::Stop = apply(&mut core, cmd) {
+                        break 'outer;
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    orphaned = true;
+                    break;
+                }
+            }
+        }
+        core.step();
+        shared.publish(&core.stats());
+    }
+    shared.set_stopped();
+    core.fail_all(&stopped_error());
+    while let Ok(cmd) = inbox.try_recv() {
+        if let Command::Submit(_, tx) = cmd {
+            let _ = tx.send(Err(stopped_error()));
+        }
+    }
+    shared.publish(&core.stats());
+}

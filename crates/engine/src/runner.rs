@@ -1,0 +1,41 @@
+//! The seam between the scheduler and whatever computes logits: `ModelRunner`.
+
+use crate::error::RunnerError;
+
+/// One sequence's slice of a step, as the scheduler hands it to a runner.
+///
+/// The chunk appends `tokens` at positions `start_pos..start_pos + tokens.len()`. Position `p`
+/// lives in KV block `block_table[p / block_size_tokens]`, slot `p % block_size_tokens`; the
+/// table covers at least every position up to the chunk's last.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduledChunk<'a> {
+    pub tokens: &'a [u32],
+    pub start_pos: usize,
+    pub block_table: &'a [u32],
+    /// Whether the logits of this chunk's last token are wanted (the sequence samples next).
+    pub want_logits: bool,
+}
+
+/// The KV block layout a runner was built with; the scheduler allocates from exactly this pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvLayout {
+    pub num_blocks: usize,
+    pub block_size_tokens: usize,
+}
+
+/// Computes next-token logits for a batch of sequence chunks over paged KV storage.
+pub trait ModelRunner: Send + 'static {
+    fn vocab_size(&self) -> usize;
+    fn context_length(&self) -> usize;
+    /// The KV pool this runner owns, if it owns one; `Engine::start` checks it against the config.
+    fn kv_layout(&self) -> Option<KvLayout> {
+        None
+    }
+    /// Runs one step. `logits` gets n_want × vocab f32: for each chunk with `want_logits`, in
+    /// order, the logits of its last token.
+    fn step(
+        &mut self,
+        chunks: &[ScheduledChunk<'_>],
+        logits: &mut Vec<f32>,
+    ) -> Result<(), RunnerError>;
+}

@@ -1,0 +1,236 @@
+//! Turning one row of logits into the next token.
+//!
+//! Order, as in the brief and HF/vLLM: penalties → temperature → top-k → top-p → min-p → draw.
+//! - `repetition_penalty` r (HF/CTRL): for every token seen in prompt or output, a positive logit
+//!   is divided by r and a negative one multiplied by r (r = 1 is off).
+//! - `frequency_penalty` f and `presence_penalty` p (OpenAI): for every token with count c > 0 in
+//!   the output, `logit -= c·f + p`.
+//! - temperature T: 0 is greedy (argmax of the penalised logits, lowest id on ties; truncation is
+//!   then irrelevant); otherwise logits are divided by T.
+//! - top-k k: keep the k largest logits (`None` or 0 keeps all); ties broken by lower id.
+//! - top-p P: over the kept set sorted by probability, keep the shortest prefix whose mass
+//!   reaches P (always at least one token; 1 is off).
+//! - min-p m: keep tokens whose probability is at least m × the largest probability (0 is off).
+//!
+//! The `Sampler` owns its scratch buffers and is reused across tokens and sequences, so drawing a
+//! token does not allocate once the buffers reached vocabulary size.
+
+use std::cmp::Ordering;
+use std::collections::{HashMap, HashSet};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rotor_protocol::SamplingParams;
+
+/// Below this temperature sampling is greedy.
+const GREEDY_TEMPERATURE: f32 = 1e-6;
+
+/// The per-sequence token history the penalties need.
+#[derive(Debug, Default, Clone)]
+pub struct PenaltyState {
+    /// Output token → count (frequency and presence penalties).
+    output_counts: HashMap<u32, u32>,
+    /// Prompt ∪ output tokens (repetition penalty); only filled when that penalty is on.
+    seen: HashSet<u32>,
+    track_seen: bool,
+    track_counts: bool,
+}
+
+impl PenaltyState {
+    pub fn new(prompt: &[u32], params: &SamplingParams) -> Self {
+        let track_seen = params.repetition_penalty != 1.0;
+        let track_counts = params.frequency_penalty != 0.0 || params.presence_penalty != 0.0;
+        let seen = if track_seen {
+            prompt.iter().copied().collect()
+        } else {
+            HashSet::new()
+        };
+        Self {
+            output_counts: HashMap::new(),
+            seen,
+            track_seen,
+            track_counts,
+        }
+    }
+
+    /// Records a generated token.
+    pub fn record(&mut self, token: u32) {
+        if self.track_seen {
+            self.seen.insert(token);
+        }
+        if self.track_counts {
+            *self.output_counts.entry(token).or_insert(0) += 1;
+        }
+    }
+}
+
+/// Applies repetition, then frequency and presence penalties to `logits` in place.
+pub fn apply_penalties(logits: &mut [f32], params: &SamplingParams, state: &PenaltyState) {
+    let r = params.repetition_penalty;
+    if r != 1.0 {
+        for &token in &state.seen {
+            if let Some(l) = logits.get_mut(token as usize) {
+                *l = if *l > 0.0 { *l / r } else { *l * r };
+            }
+        }
+    }
+    let (f, p) = (params.frequency_penalty, params.presence_penalty);
+    if f != 0.0 || p != 0.0 {
+        for (&token, &count) in &state.output_counts {
+            if let Some(l) = logits.get_mut(token as usize) {
+                *l -= count as f32 * f + p;
+            }
+        }
+    }
+}
+
+/// Index of the largest value, lowest index on ties (NaN never wins).
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0usize;
+    let mut best_value = f32::NEG_INFINITY;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best_value {
+            best = i;
+            best_value = v;
+        }
+    }
+    best as u32
+}
+
+/// A per-sequence random source, seeded from the request (or at random).
+pub fn seeded_rng(seed: Option<u64>) -> StdRng {
+    StdRng::seed_from_u64(seed.unwrap_or_else(rand::random))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    id: u32,
+    /// Temperature-scaled logit, then (after `normalise`) its probability.
+    value: f32,
+}
+
+/// Larger value first, then lower id: a total order so truncation is deterministic.
+fn by_value_desc(a: &Candidate, b: &Candidate) -> Ordering {
+    b.value.total_cmp(&a.value).then(a.id.cmp(&b.id))
+}
+
+/// Draws tokens; holds reusable scratch buffers (one per engine, not per sequence).
+#[derive(Debug, Default)]
+pub struct Sampler {
+    candidates: Vec<Candidate>,
+}
+
+impl Sampler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Penalises `logits` in place, then draws the next token.
+    pub fn sample(
+        &mut self,
+        logits: &mut [f32],
+        params: &SamplingParams,
+        state: &PenaltyState,
+        rng: &mut StdRng,
+    ) -> u32 {
+        apply_penalties(logits, params, state);
+        if params.temperature < GREEDY_TEMPERATURE {
+            return argmax(logits);
+        }
+        self.truncate(logits, params);
+        let total: f32 = self.candidates.iter().map(|c| c.value).sum();
+        if !(total.is_finite() && total > 0.0) {
+            // All logits -inf or NaN: no distribution to draw from.
+            return argmax(logits);
+        }
+        let u: f32 = rng.random();
+        let mut remaining = u * total;
+        for c in &self.candidates {
+            remaining -= c.value;
+            if remaining < 0.0 {
+                return c.id;
+            }
+        }
+        // Rounding left a sliver of mass: it belongs to the last kept token.
+        self.candidates
+            .last()
+            .map_or_else(|| argmax(logits), |c| c.id)
+    }
+
+    /// Applies temperature, top-k, top-p and min-p to already-penalised `logits`, leaving the
+    /// kept tokens and their normalised probabilities in the scratch set (see `kept`).
+    /// `params.temperature` must be above the greedy threshold.
+    pub fn truncate(&mut self, logits: &[f32], params: &SamplingParams) {
+        let inv_t = 1.0 / params.temperature.max(GREEDY_TEMPERATURE);
+        self.candidates.clear();
+        self.candidates
+            .extend(logits.iter().enumerate().map(|(i, &l)| Candidate {
+                id: i as u32,
+                value: l * inv_t,
+            }));
+        let k = params.top_k.map_or(0, |k| k as usize);
+        if k > 0 && k < self.candidates.len() {
+            self.candidates.select_nth_unstable_by(k - 1, by_value_desc);
+            self.candidates.truncate(k);
+        }
+        let needs_order = params.top_p < 1.0;
+        if needs_order {
+            self.candidates.sort_unstable_by(by_value_desc);
+        }
+        self.normalise_from_logits();
+        if needs_order {
+            let mut mass = 0.0f32;
+            let mut keep = self.candidates.len();
+            for (i, c) in self.candidates.iter().enumerate() {
+                mass += c.value;
+                if mass >= params.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            self.candidates.truncate(keep);
+            self.renormalise();
+        }
+        if params.min_p > 0.0 {
+            let top = self
+                .candidates
+                .iter()
+                .map(|c| c.value)
+                .fold(0.0f32, f32::max);
+            let threshold = params.min_p * top;
+            self.candidates.retain(|c| c.value >= threshold);
+            self.renormalise();
+        }
+    }
+
+    /// The tokens kept by the last `truncate`, with their probabilities (order unspecified
+    /// unless top-p was on, then most probable first).
+    pub fn kept(&self) -> impl Iterator<Item = (u32, f32)> + '_ {
+        self.candidates.iter().map(|c| (c.id, c.value))
+    }
+
+    fn normalise_from_logits(&mut self) {
+        let max = self
+            .candidates
+            .iter()
+            .map(|c| c.value)
+            .fold(f32::NEG_INFINITY, f32::max);
+        for c in &mut self.candidates {
+            c.value = (c.value - max).exp();
+        }
+        self.renormalise();
+    }
+
+    fn renormalise(&mut self) {
+        let sum: f32 = self.candidates.iter().map(|c| c.value).sum();
+        if sum > 0.0 {
+            for c in &mut self.candidates {
+                c.value /= sum;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "sampler_tests.rs"]
+mod tests;

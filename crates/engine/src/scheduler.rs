@@ -1,0 +1,302 @@
+//! `Scheduler`: one loop per step under a token budget (vLLM v1 style, no prefill/decode phases).
+//!
+//! Each `schedule` call builds one step:
+//! 1. running sequences that decode (one uncomputed token) get one token each, in admission order;
+//! 2. running sequences still prefilling get a chunk of at most `max_prefill_chunk_tokens`;
+//! 3. unless someone was preempted in this step, waiting requests are admitted first-come
+//!    first-served while `max_num_seqs`, the budget and free blocks allow (their first chunk may
+//!    be a partial prefill: chunked prefill).
+//!
+//! Every chunk draws from `max_num_batched_tokens`. When a running sequence needs a block and none
+//! is free, the most recently admitted running sequence is preempted by recompute: its blocks are
+//! freed and it returns to the FRONT of the waiting queue with prompt + generated as the tokens to
+//! recompute. The oldest running sequence is never preempted for lack of blocks, and every
+//! sequence fits the pool alone (requests are validated against the pool), so the loop always
+//! makes progress.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::block_allocator::BlockAllocator;
+use crate::config::EngineConfig;
+use crate::runner::ScheduledChunk;
+use crate::sequence::Sequence;
+
+/// One chunk of a step: `len` tokens of `running[seq]` starting at position `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlannedChunk {
+    pub seq: usize,
+    pub start: usize,
+    pub len: usize,
+    pub want_logits: bool,
+}
+
+/// The result of `Scheduler::schedule`: the step's chunks (indices into `running`) and who was
+/// preempted while building it.
+#[derive(Debug, Default)]
+pub struct StepPlan {
+    pub chunks: Vec<PlannedChunk>,
+    pub preempted: Vec<Arc<str>>,
+}
+
+impl StepPlan {
+    pub fn num_tokens(&self) -> usize {
+        self.chunks.iter().map(|c| c.len).sum()
+    }
+}
+
+/// Waiting queue, running set and the KV block pool.
+#[derive(Debug)]
+pub struct Scheduler {
+    max_num_seqs: usize,
+    max_num_batched_tokens: usize,
+    max_prefill_chunk_tokens: usize,
+    block_size_tokens: usize,
+    allocator: BlockAllocator,
+    waiting: VecDeque<Sequence>,
+    /// In admission order: the last one is the most recently admitted.
+    running: Vec<Sequence>,
+    num_preemptions: u64,
+}
+
+enum Reservation {
+    Reserved,
+    /// The sequence itself was the one preempted.
+    SelfPreempted,
+}
+
+impl Scheduler {
+    /// `cfg` must be validated.
+    pub fn new(cfg: &EngineConfig) -> Self {
+        Self {
+            max_num_seqs: cfg.max_num_seqs,
+            max_num_batched_tokens: cfg.max_num_batched_tokens,
+            max_prefill_chunk_tokens: cfg.max_prefill_chunk_tokens.min(cfg.max_num_batched_tokens),
+            block_size_tokens: cfg.block_size_tokens,
+            allocator: BlockAllocator::new(cfg.num_blocks),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            num_preemptions: 0,
+        }
+    }
+
+    /// Queues a new request behind every waiting one.
+    pub fn add(&mut self, seq: Sequence) {
+        self.waiting.push_back(seq);
+    }
+
+    pub fn contains(&self, id: &str) -> bool {
+        self.running
+            .iter()
+            .chain(self.waiting.iter())
+            .any(|s| &*s.id == id)
+    }
+
+    pub fn has_work(&self) -> bool {
+        !self.running.is_empty() || !self.waiting.is_empty()
+    }
+
+    pub fn running(&self) -> &[Sequence] {
+        &self.running
+    }
+
+    pub fn running_mut(&mut self) -> &mut [Sequence] {
+        &mut self.running
+    }
+
+    pub fn waiting(&self) -> impl Iterator<Item = &Sequence> {
+        self.waiting.iter()
+    }
+
+    pub fn num_running(&self) -> usize {
+        self.running.len()
+    }
+
+    pub fn num_waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    pub fn num_preemptions(&self) -> u64 {
+        self.num_preemptions
+    }
+
+    pub fn allocator(&self) -> &BlockAllocator {
+        &self.allocator
+    }
+
+    /// Removes a request wherever it is and frees its blocks.
+    pub fn remove(&mut self, id: &str) -> Option<Sequence> {
+        let mut seq = if let Some(i) = self.running.iter().position(|s| &*s.id == id) {
+            self.running.remove(i)
+        } else {
+            let i = self.waiting.iter().position(|s| &*s.id == id)?;
+            self.waiting.remove(i)?
+        };
+        self.allocator.release(&mut seq.block_table);
+        Some(seq)
+    }
+
+    /// Removes every sequence whose output receiver was dropped; returns how many.
+    pub fn remove_abandoned(&mut self) -> usize {
+        let before = self.running.len() + self.waiting.len();
+        let allocator = &mut self.allocator;
+        self.running.retain_mut(|s| {
+            let keep = !s.is_abandoned();
+            if !keep {
+                allocator.release(&mut s.block_table);
+            }
+            keep
+        });
+        self.waiting.retain(|s| !s.is_abandoned());
+        before - self.running.len() - self.waiting.len()
+    }
+
+    /// Removes the running sequences at `indices` (any order, no duplicates), freeing their blocks.
+    pub fn retire(&mut self, indices: &mut Vec<usize>) {
+        indices.sort_unstable_by(|a, b| b.cmp(a));
+        for &i in indices.iter() {
+            let mut seq = self.running.remove(i);
+            self.allocator.release(&mut seq.block_table);
+        }
+        indices.clear();
+    }
+
+    /// Takes every sequence out (shutdown), freeing all blocks.
+    pub fn drain(&mut self) -> Vec<Sequence> {
+        let mut all: Vec<Sequence> = self.running.drain(..).collect();
+        all.extend(self.waiting.drain(..));
+        for seq in &mut all {
+            self.allocator.release(&mut seq.block_table);
+        }
+        all
+    }
+
+    /// Builds the next step into `plan` (cleared first). An empty plan means nothing to run.
+    pub fn schedule(&mut self, plan: &mut StepPlan) {
+        plan.chunks.clear();
+        plan.preempted.clear();
+        let mut budget = self.max_num_batched_tokens;
+        for decode_pass in [true, false] {
+            let mut i = 0;
+            while i < self.running.len() && budget > 0 {
+                let uncomputed = self.running[i].num_uncomputed();
+                debug_assert!(uncomputed > 0, "invariant: a running sequence has work");
+                if (uncomputed == 1) != decode_pass {
+                    i += 1;
+                    continue;
+                }
+                let n = uncomputed.min(self.max_prefill_chunk_tokens).min(budget);
+                match self.reserve(i, n, plan, &mut budget) {
+                    Reservation::Reserved => {
+                        let seq = &self.running[i];
+                        let start = seq.num_computed;
+                        let want_logits = start + n == seq.tokens.len();
+                        plan.chunks.push(PlannedChunk {
+                            seq: i,
+                            start,
+                            len: n,
+                            want_logits,
+                        });
+                        budget -= n;
+                        i += 1;
+                    }
+                    Reservation::SelfPreempted => break,
+                }
+            }
+        }
+        if plan.preempted.is_empty() {
+            self.admit(plan, budget);
+        }
+    }
+
+    fn admit(&mut self, plan: &mut StepPlan, mut budget: usize) {
+        while self.running.len() < self.max_num_seqs && budget > 0 {
+            let Some(front) = self.waiting.front_mut() else {
+                break;
+            };
+            let n = front
+                .num_uncomputed()
+                .min(self.max_prefill_chunk_tokens)
+                .min(budget);
+            let need = n.div_ceil(self.block_size_tokens);
+            if !self.allocator.allocate_into(need, &mut front.block_table) {
+                break;
+            }
+            let seq = self.waiting.pop_front().expect("invariant: front exists");
+            let want_logits = n == seq.tokens.len();
+            self.running.push(seq);
+            plan.chunks.push(PlannedChunk {
+                seq: self.running.len() - 1,
+                start: 0,
+                len: n,
+                want_logits,
+            });
+            budget -= n;
+        }
+    }
+
+    /// Makes `running[i]`'s blocks cover `n` more tokens, preempting from the back as needed.
+    fn reserve(
+        &mut self,
+        i: usize,
+        n: usize,
+        plan: &mut StepPlan,
+        budget: &mut usize,
+    ) -> Reservation {
+        loop {
+            let seq = &mut self.running[i];
+            let need = (seq.num_computed + n).div_ceil(self.block_size_tokens);
+            let missing = need.saturating_sub(seq.block_table.len());
+            if self.allocator.allocate_into(missing, &mut seq.block_table) {
+                return Reservation::Reserved;
+            }
+            let victim = self.running.len() - 1;
+            debug_assert!(
+                victim > 0 || i > 0 || missing == 0,
+                "invariant: a lone sequence fits the pool"
+            );
+            self.preempt_last(plan, budget);
+            if victim == i {
+                return Reservation::SelfPreempted;
+            }
+        }
+    }
+
+    fn preempt_last(&mut self, plan: &mut StepPlan, budget: &mut usize) {
+        let victim = self.running.len() - 1;
+        if let Some(pos) = plan.chunks.iter().position(|c| c.seq == victim) {
+            *budget += plan.chunks.remove(pos).len;
+        }
+        let mut seq = self.running.pop().expect("invariant: victim exists");
+        self.allocator.release(&mut seq.block_table);
+        seq.reset_for_recompute();
+        plan.preempted.push(seq.id.clone());
+        self.num_preemptions += 1;
+        self.waiting.push_front(seq);
+    }
+
+    /// The runner's view of `plan`; `commit` must follow a successful step.
+    pub fn chunks<'a>(&'a self, plan: &StepPlan) -> Vec<ScheduledChunk<'a>> {
+        plan.chunks
+            .iter()
+            .map(|c| {
+                let seq = &self.running[c.seq];
+                ScheduledChunk {
+                    tokens: &seq.tokens[c.start..c.start + c.len],
+                    start_pos: c.start,
+                    block_table: &seq.block_table,
+                    want_logits: c.want_logits,
+                }
+            })
+            .collect()
+    }
+
+    /// Marks the planned tokens as computed (their K/V are now in the blocks).
+    pub fn commit(&mut self, plan: &StepPlan) {
+        for c in &plan.chunks {
+            let seq = &mut self.running[c.seq];
+            debug_assert_eq!(seq.num_computed, c.start);
+            seq.num_computed += c.len;
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! `Sequence`: one admitted request's tokens, KV blocks, sampling state and output channel.
+
+use std::sync::Arc;
+
+use rand::rngs::StdRng;
+use rotor_protocol::{
+    EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions, WireError,
+};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::sampler::{seeded_rng, PenaltyState};
+
+/// Where a request's outputs go.
+pub type OutputSender = UnboundedSender<Result<EngineOutput, WireError>>;
+
+/// A request inside the engine. `tokens` is prompt + generated; the first `num_computed` of them
+/// have their K/V in `block_table`'s blocks.
+#[derive(Debug)]
+pub struct Sequence {
+    pub id: Arc<str>,
+    pub tokens: Vec<u32>,
+    pub prompt_len: usize,
+    pub num_computed: usize,
+    pub block_table: Vec<u32>,
+    pub sampling: SamplingParams,
+    pub stop: StopConditions,
+    /// Total length (prompt + generated) at which generation ends with `Length`: the smaller of
+    /// prompt + max_tokens and the engine's context window.
+    pub max_total_len: usize,
+    pub rng: StdRng,
+    pub penalties: PenaltyState,
+    output: OutputSender,
+    sent_first: bool,
+}
+
+impl Sequence {
+    /// `req` must already be validated (non-empty prompt shorter than `context_window`).
+    pub fn new(req: GenerateRequest, context_window: usize, output: OutputSender) -> Self {
+        let prompt_len = req.token_ids.len();
+        let max_total_len = prompt_len
+            .saturating_add(req.stop.max_tokens as usize)
+            .min(context_window);
+        Self {
+            id: Arc::from(req.id),
+            penalties: PenaltyState::new(&req.token_ids, &req.sampling),
+            rng: seeded_rng(req.sampling.seed),
+            tokens: req.token_ids,
+            prompt_len,
+            num_computed: 0,
+            block_table: Vec::new(),
+            sampling: req.sampling,
+            stop: req.stop,
+            max_total_len,
+            output,
+            sent_first: false,
+        }
+    }
+
+    pub fn num_generated(&self) -> usize {
+        self.tokens.len() - self.prompt_len
+    }
+
+    /// Tokens still to be fed to the model before the next token can be sampled.
+    pub fn num_uncomputed(&self) -> usize {
+        self.tokens.len() - self.num_computed
+    }
+
+    /// Appends a sampled token and says whether the sequence is finished.
+    pub fn push_token(&mut self, token: u32) -> Option<FinishReason> {
+        self.tokens.push(token);
+        self.penalties.record(token);
+        let generated = self.num_generated();
+        let stops = !self.stop.ignore_eos
+            && generated >= self.stop.min_tokens as usize
+            && self.stop.stop_token_ids.contains(&token);
+        if stops {
+            Some(FinishReason::Stop)
+        } else if self.tokens.len() >= self.max_total_len {
+            Some(FinishReason::Length)
+        } else {
+            None
+        }
+    }
+
+    /// Sends one output; false if the receiver is gone (the caller cancels the sequence).
+    pub fn send(&mut self, token_ids: Vec<u32>, finish_reason: Option<FinishReason>) -> bool {
+        let cached_prompt_tokens = if self.sent_first { None } else { Some(0) };
+        self.sent_first = true;
+        let out = EngineOutput {
+            token_ids,
+            finish_reason,
+            cached_prompt_tokens,
+        };
+        self.output.send(Ok(out)).is_ok()
+    }
+
+    /// Sends a terminal error (best effort: the receiver may be gone).
+    pub fn fail(&self, err: WireError) {
+        let _ = self.output.send(Err(err));
+    }
+
+    /// Whether the receiver was dropped.
+    pub fn is_abandoned(&self) -> bool {
+        self.output.is_closed()
+    }
+
+    /// Resets to "nothing computed" after preemption: the prompt becomes prompt + generated so
+    /// far, to be recomputed. Blocks must already be released.
+    pub fn reset_for_recompute(&mut self) {
+        debug_assert!(self.block_table.is_empty());
+        self.num_computed = 0;
+    }
+}

@@ -1,0 +1,73 @@
+//! `EngineStats`: a snapshot of the engine's load, published after every step.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+/// Load and progress counters of one engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub running: usize,
+    pub waiting: usize,
+    pub blocks_used: usize,
+    pub blocks_total: usize,
+    /// Steps run (non-empty batches given to the runner).
+    pub steps: u64,
+    /// Tokens fed to the runner (prefill, recompute and decode).
+    pub tokens_processed: u64,
+    /// Tokens sampled and sent.
+    pub tokens_generated: u64,
+    pub preemptions: u64,
+    /// The engine thread has exited (or is exiting) and accepts no more requests.
+    pub stopped: bool,
+}
+
+/// Lock-free cell the engine thread writes and handles read.
+#[derive(Debug, Default)]
+pub(crate) struct StatsCell {
+    running: AtomicU64,
+    waiting: AtomicU64,
+    blocks_used: AtomicU64,
+    blocks_total: AtomicU64,
+    steps: AtomicU64,
+    tokens_processed: AtomicU64,
+    tokens_generated: AtomicU64,
+    preemptions: AtomicU64,
+    stopped: AtomicBool,
+}
+
+impl StatsCell {
+    pub fn publish(&self, s: &EngineStats) {
+        let r = Ordering::Relaxed;
+        self.running.store(s.running as u64, r);
+        self.waiting.store(s.waiting as u64, r);
+        self.blocks_used.store(s.blocks_used as u64, r);
+        self.blocks_total.store(s.blocks_total as u64, r);
+        self.steps.store(s.steps, r);
+        self.tokens_processed.store(s.tokens_processed, r);
+        self.tokens_generated.store(s.tokens_generated, r);
+        self.preemptions.store(s.preemptions, Ordering::Release);
+    }
+
+    pub fn snapshot(&self) -> EngineStats {
+        let r = Ordering::Relaxed;
+        let preemptions = self.preemptions.load(Ordering::Acquire);
+        EngineStats {
+            running: self.running.load(r) as usize,
+            waiting: self.waiting.load(r) as usize,
+            blocks_used: self.blocks_used.load(r) as usize,
+            blocks_total: self.blocks_total.load(r) as usize,
+            steps: self.steps.load(r),
+            tokens_processed: self.tokens_processed.load(r),
+            tokens_generated: self.tokens_generated.load(r),
+            preemptions,
+            stopped: self.is_stopped(),
+        }
+    }
+
+    pub fn set_stopped(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,152 @@
+//! The engine on the real model (SmolLM2-135M-Instruct Q4_1): greedy decoding through the engine
+//! equals a plain forward loop, alone and when batched with other requests.
+//!
+//! The model is found via `ROTOR_TEST_MODEL`, else the default cache path; the test FAILS if it
+//! is missing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rotor_engine::{Engine, EngineConfig, EngineHandle, NativeRunner, OutputStream};
+use rotor_model::{GgufFile, KvDtype, KvStorage, LlamaModel, LoadOptions, SeqChunk};
+use rotor_protocol::{FinishReason, GenerateRequest, SamplingParams, StopConditions};
+
+const DEFAULT_MODEL: &str = "/root/.cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf";
+const NEW_TOKENS: u32 = 24;
+
+fn load_model() -> Arc<LlamaModel> {
+    let path = std::env::var_os("ROTOR_TEST_MODEL")
+        .map_or_else(|| PathBuf::from(DEFAULT_MODEL), PathBuf::from);
+    assert!(
+        path.exists(),
+        "test model missing at {} (set ROTOR_TEST_MODEL to a SmolLM2-135M-Instruct GGUF)",
+        path.display()
+    );
+    let gguf = GgufFile::open(&path).expect("the test model parses");
+    // One thread: test binaries may run beside other multi-threaded work on this 2-core machine.
+    Arc::new(LlamaModel::load(&gguf, LoadOptions { threads: 1 }).expect("the test model loads"))
+}
+
+/// A ChatML-looking prompt of plausible ids (`<|im_start|>` = 1, newline = 198), varied by `salt`.
+fn prompt(salt: u32, len: usize) -> Vec<u32> {
+    let mut ids = vec![1, 4093, 198];
+    ids.extend((0..len as u32 - 3).map(|i| 300 + (i * 389 + salt * 7919) % 20_000));
+    ids
+}
+
+fn request(id: &str, token_ids: Vec<u32>) -> GenerateRequest {
+    GenerateRequest {
+        id: id.into(),
+        token_ids,
+        sampling: SamplingParams::greedy(),
+        stop: StopConditions {
+            max_tokens: NEW_TOKENS,
+            ..StopConditions::default()
+        },
+    }
+}
+
+fn collect(rx: &mut OutputStream) -> Vec<u32> {
+    let mut tokens = Vec::new();
+    let mut finish = None;
+    while let Some(item) = rx.blocking_recv() {
+        let out = item.expect("no engine error");
+        tokens.extend(out.token_ids);
+        finish = out.finish_reason;
+    }
+    assert_eq!(finish, Some(FinishReason::Length));
+    tokens
+}
+
+/// Greedy decoding with the model's forward directly: whole prompt, then one token per call.
+fn reference_greedy(model: &LlamaModel, prompt: &[u32], n: usize) -> Vec<u32> {
+    let block = 16;
+    let blocks = (prompt.len() + n).div_ceil(block);
+    let mut kv = KvStorage::new(model.config(), blocks, block, KvDtype::F32);
+    let table: Vec<u32> = (0..blocks as u32).collect();
+    let mut logits = Vec::new();
+    let mut tokens = prompt.to_vec();
+    let mut start = 0;
+    while tokens.len() < prompt.len() + n {
+        let chunk = SeqChunk {
+            tokens: &tokens[start..],
+            start_pos: start,
+            block_table: &table,
+            want_logits: true,
+        };
+        model
+            .forward(&[chunk], &mut kv, &mut logits)
+            .expect("forward");
+        start = tokens.len();
+        tokens.push(rotor_engine::argmax(&logits));
+    }
+    tokens.split_off(prompt.len())
+}
+
+fn start(model: &Arc<LlamaModel>) -> EngineHandle {
+    let cfg = EngineConfig {
+        max_num_seqs: 8,
+        max_num_batched_tokens: 64,
+        max_prefill_chunk_tokens: 32,
+        block_size_tokens: 16,
+        num_blocks: 64,
+    };
+    Engine::start(
+        Box::new(NativeRunner::new(model.clone(), &cfg, KvDtype::F32)),
+        cfg,
+    )
+    .expect("engine starts")
+}
+
+#[test]
+fn greedy_tokens_are_the_same_alone_and_beside_three_other_requests() {
+    let model = load_model();
+    let target = prompt(0, 40);
+    let expected = reference_greedy(&model, &target, NEW_TOKENS as usize);
+    let distinct: std::collections::HashSet<u32> = expected.iter().copied().collect();
+    assert!(
+        distinct.len() > 3,
+        "a degenerate continuation proves little: {expected:?}"
+    );
+
+    let engine = start(&model);
+    let alone = collect(
+        &mut engine
+            .submit(request("alone", target.clone()))
+            .expect("valid"),
+    );
+    assert_eq!(alone, expected, "engine (alone) vs direct forward");
+
+    let mut others: Vec<(Vec<u32>, OutputStream)> = [(1, 9), (2, 57), (3, 23)]
+        .into_iter()
+        .map(|(salt, len)| {
+            let p = prompt(salt, len);
+            let rx = engine
+                .submit(request(&format!("other{salt}"), p.clone()))
+                .expect("valid");
+            (p, rx)
+        })
+        .collect();
+    let together = collect(&mut engine.submit(request("together", target)).expect("valid"));
+    assert_eq!(
+        together, expected,
+        "engine (batched with 3 others) vs direct forward"
+    );
+    for (p, rx) in &mut others {
+        assert_eq!(
+            collect(rx),
+            reference_greedy(&model, p, NEW_TOKENS as usize),
+            "prompt of {}",
+            p.len()
+        );
+    }
+    // Stats are published after each step, so they may trail the last output briefly.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while engine.stats().running > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let stats = engine.stats();
+    assert_eq!((stats.running, stats.waiting, stats.blocks_used), (0, 0, 0));
+    engine.shutdown();
+    engine.join();
+}
