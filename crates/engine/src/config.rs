@@ -17,6 +17,9 @@ pub struct EngineConfig {
     pub block_size_tokens: usize,
     /// Blocks in the KV pool.
     pub num_blocks: usize,
+    /// Reuse cached KV blocks of earlier prompts with the same prefix (full blocks only), and
+    /// emit KV events. Off: every prompt is computed from scratch and no events are emitted.
+    pub enable_prefix_caching: bool,
 }
 
 impl Default for EngineConfig {
@@ -27,6 +30,7 @@ impl Default for EngineConfig {
             max_prefill_chunk_tokens: 512,
             block_size_tokens: 16,
             num_blocks: 1024,
+            enable_prefix_caching: true,
         }
     }
 }

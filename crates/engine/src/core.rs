@@ -7,6 +7,7 @@ use rotor_protocol::{ErrorKind, FinishReason, GenerateRequest, WireError};
 
 use crate::config::EngineConfig;
 use crate::error::Error;
+use crate::kv_events::{KvEventFeed, KvEventReader, KV_EVENT_RING_CAPACITY};
 use crate::runner::ModelRunner;
 use crate::sampler::Sampler;
 use crate::scheduler::{Scheduler, StepPlan};
@@ -42,6 +43,7 @@ pub struct EngineCore {
     finished: Vec<usize>,
     report: StepReport,
     stats: EngineStats,
+    kv_events: KvEventFeed,
 }
 
 impl EngineCore {
@@ -87,6 +89,7 @@ impl EngineCore {
             finished: Vec::new(),
             report: StepReport::default(),
             stats,
+            kv_events: KvEventFeed::new(KV_EVENT_RING_CAPACITY),
         })
     }
 
@@ -134,6 +137,11 @@ impl EngineCore {
 
     pub fn stats(&self) -> EngineStats {
         self.stats
+    }
+
+    /// A reader of this engine's KV events (stored / removed / cleared), from event 0.
+    pub fn subscribe_kv_events(&self) -> KvEventReader {
+        self.kv_events.subscribe()
     }
 
     pub fn scheduler(&self) -> &Scheduler {
@@ -226,7 +234,13 @@ impl EngineCore {
         let s = &mut self.stats;
         s.running = self.scheduler.num_running();
         s.waiting = self.scheduler.num_waiting();
-        s.blocks_used = self.scheduler.allocator().num_used();
         s.preemptions = self.scheduler.num_preemptions();
+        let kv = self.scheduler.kv_blocks_mut();
+        s.blocks_used = kv.num_used();
+        let cache = kv.stats();
+        s.prefix_cache_queries_tokens = cache.queries_tokens;
+        s.prefix_cache_hit_tokens = cache.hit_tokens;
+        s.prefix_cache_evictions = cache.evictions;
+        self.kv_events.publish(kv.drain_events());
     }
 }

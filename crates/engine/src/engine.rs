@@ -15,6 +15,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use crate::config::EngineConfig;
 use crate::core::EngineCore;
 use crate::error::Error;
+use crate::kv_events::KvEventReader;
 use crate::runner::ModelRunner;
 use crate::sequence::OutputSender;
 use crate::stats::{EngineStats, StatsCell};
@@ -37,6 +38,7 @@ impl Engine {
     pub fn start(runner: Box<dyn ModelRunner>, cfg: EngineConfig) -> Result<EngineHandle, Error> {
         let core = EngineCore::new(runner, &cfg)?;
         let limits = core.limits();
+        let kv_events = core.subscribe_kv_events();
         let shared = Arc::new(StatsCell::default());
         shared.publish(&core.stats());
         let (inbox_tx, inbox_rx) = mpsc::channel();
@@ -49,6 +51,7 @@ impl Engine {
             inbox: inbox_tx,
             limits,
             shared,
+            kv_events,
             thread: Arc::new(Mutex::new(Some(thread))),
         })
     }
@@ -60,6 +63,7 @@ pub struct EngineHandle {
     inbox: Sender<Command>,
     limits: RequestLimits,
     shared: Arc<StatsCell>,
+    kv_events: KvEventReader,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
@@ -92,6 +96,15 @@ impl EngineHandle {
     /// so they may trail a just-received output by one step).
     pub fn stats(&self) -> EngineStats {
         self.shared.snapshot()
+    }
+
+    /// A reader of the engine's KV events (stored / removed / cleared, ids contiguous from 0),
+    /// starting at event 0. Events are appended after each step to a ring of the last
+    /// `KV_EVENT_RING_CAPACITY`; a reader that falls further behind is told how many it missed.
+    pub fn subscribe_kv_events(&self) -> KvEventReader {
+        let mut reader = self.kv_events.clone();
+        reader.rewind();
+        reader
     }
 
     /// The limits requests are validated against (vocabulary, context window).

@@ -3,18 +3,22 @@
 //! - [`Engine::start`] runs an [`EngineCore`] on its own OS thread and returns an
 //!   [`EngineHandle`] (`submit` → a stream of `EngineOutput`, `cancel`, `stats`, `shutdown`).
 //! - [`Scheduler`]: one loop per step under a token budget: decodes first, chunked prefill,
-//!   FCFS admission, preemption by recompute; KV blocks come from a [`BlockAllocator`].
+//!   FCFS admission, preemption by recompute; KV blocks come from [`KvBlocks`], a wrapper of
+//!   `rotor_kv_cache::BlockPool` that reuses cached prompt prefixes (`enable_prefix_caching`).
+//! - KV events (stored / removed / cleared) go to a bounded ring read through
+//!   [`KvEventReader`]s ([`EngineHandle::subscribe_kv_events`]) with gap detection.
 //! - [`Sampler`]: penalties → temperature → top-k → top-p → min-p → draw, seeded per request.
 //! - [`ModelRunner`]: the seam to the model. [`NativeRunner`] runs `rotor_model`'s Llama forward;
 //!   [`ScriptedRunner`] is a deterministic test double for this and other crates' tests.
 //!
 //! Must not depend on the runtime, HTTP, or an async runtime (only `tokio::sync` channels).
 
-mod block_allocator;
 mod config;
 mod core;
 mod engine;
 mod error;
+mod kv_blocks;
+mod kv_events;
 mod native;
 mod runner;
 mod sampler;
@@ -24,12 +28,14 @@ mod sequence;
 mod stats;
 mod validate;
 
-pub use block_allocator::BlockAllocator;
 pub use config::EngineConfig;
 pub use core::{ChunkReport, EngineCore, StepReport};
 pub use engine::{Engine, EngineHandle, OutputStream};
 pub use error::{Error, RunnerError};
+pub use kv_blocks::KvBlocks;
+pub use kv_events::{KvEventReader, KV_EVENT_RING_CAPACITY};
 pub use native::NativeRunner;
+pub use rotor_kv_cache::{BlockPool, KvEventBatch, PrefixCacheStats};
 pub use runner::{KvLayout, ModelRunner, ScheduledChunk};
 pub use sampler::{apply_penalties, argmax, seeded_rng, PenaltyState, Sampler};
 pub use scheduler::{PlannedChunk, Scheduler, StepPlan};

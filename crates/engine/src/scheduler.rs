@@ -7,18 +7,21 @@
 //!    first-served while `max_num_seqs`, the budget and free blocks allow (their first chunk may
 //!    be a partial prefill: chunked prefill).
 //!
-//! Every chunk draws from `max_num_batched_tokens`. When a running sequence needs a block and none
-//! is free, the most recently admitted running sequence is preempted by recompute: its blocks are
-//! freed and it returns to the FRONT of the waiting queue with prompt + generated as the tokens to
-//! recompute. The oldest running sequence is never preempted for lack of blocks, and every
+//! Every chunk draws from `max_num_batched_tokens`. With prefix caching, an admitted sequence
+//! starts after the longest cached prefix of full blocks (those tokens are not sent to the
+//! runner), and every block its computed tokens fill is committed to the cache after the step.
+//! When a running sequence needs a block and none is free, the most recently admitted running
+//! sequence is preempted by recompute: its blocks are freed (they stay cached, so recomputing is
+//! mostly a cache hit) and it returns to the FRONT of the waiting queue with prompt + generated
+//! as the tokens to recompute. The oldest running sequence is never preempted for lack of blocks, and every
 //! sequence fits the pool alone (requests are validated against the pool), so the loop always
 //! makes progress.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::block_allocator::BlockAllocator;
 use crate::config::EngineConfig;
+use crate::kv_blocks::KvBlocks;
 use crate::runner::ScheduledChunk;
 use crate::sequence::Sequence;
 
@@ -51,8 +54,7 @@ pub struct Scheduler {
     max_num_seqs: usize,
     max_num_batched_tokens: usize,
     max_prefill_chunk_tokens: usize,
-    block_size_tokens: usize,
-    allocator: BlockAllocator,
+    kv: KvBlocks,
     waiting: VecDeque<Sequence>,
     /// In admission order: the last one is the most recently admitted.
     running: Vec<Sequence>,
@@ -72,8 +74,7 @@ impl Scheduler {
             max_num_seqs: cfg.max_num_seqs,
             max_num_batched_tokens: cfg.max_num_batched_tokens,
             max_prefill_chunk_tokens: cfg.max_prefill_chunk_tokens.min(cfg.max_num_batched_tokens),
-            block_size_tokens: cfg.block_size_tokens,
-            allocator: BlockAllocator::new(cfg.num_blocks),
+            kv: KvBlocks::new(cfg),
             waiting: VecDeque::new(),
             running: Vec::new(),
             num_preemptions: 0,
@@ -120,8 +121,13 @@ impl Scheduler {
         self.num_preemptions
     }
 
-    pub fn allocator(&self) -> &BlockAllocator {
-        &self.allocator
+    /// The KV blocks (pool, prefix cache, counters).
+    pub fn kv_blocks(&self) -> &KvBlocks {
+        &self.kv
+    }
+
+    pub(crate) fn kv_blocks_mut(&mut self) -> &mut KvBlocks {
+        &mut self.kv
     }
 
     /// Removes a request wherever it is and frees its blocks.
@@ -132,18 +138,18 @@ impl Scheduler {
             let i = self.waiting.iter().position(|s| &*s.id == id)?;
             self.waiting.remove(i)?
         };
-        self.allocator.release(&mut seq.block_table);
+        self.kv.release(&mut seq);
         Some(seq)
     }
 
     /// Removes every sequence whose output receiver was dropped; returns how many.
     pub fn remove_abandoned(&mut self) -> usize {
         let before = self.running.len() + self.waiting.len();
-        let allocator = &mut self.allocator;
+        let kv = &mut self.kv;
         self.running.retain_mut(|s| {
             let keep = !s.is_abandoned();
             if !keep {
-                allocator.release(&mut s.block_table);
+                kv.release(s);
             }
             keep
         });
@@ -156,7 +162,7 @@ impl Scheduler {
         indices.sort_unstable_by(|a, b| b.cmp(a));
         for &i in indices.iter() {
             let mut seq = self.running.remove(i);
-            self.allocator.release(&mut seq.block_table);
+            self.kv.release(&mut seq);
         }
         indices.clear();
     }
@@ -166,7 +172,7 @@ impl Scheduler {
         let mut all: Vec<Sequence> = self.running.drain(..).collect();
         all.extend(self.waiting.drain(..));
         for seq in &mut all {
-            self.allocator.release(&mut seq.block_table);
+            self.kv.release(seq);
         }
         all
     }
@@ -214,20 +220,19 @@ impl Scheduler {
             let Some(front) = self.waiting.front_mut() else {
                 break;
             };
-            let n = front
-                .num_uncomputed()
-                .min(self.max_prefill_chunk_tokens)
-                .min(budget);
-            let need = n.div_ceil(self.block_size_tokens);
-            if !self.allocator.allocate_into(need, &mut front.block_table) {
+            let max_tokens = self.max_prefill_chunk_tokens.min(budget);
+            let Some(admission) = self.kv.plan_admission(front, max_tokens) else {
                 break;
-            }
-            let seq = self.waiting.pop_front().expect("invariant: front exists");
-            let want_logits = n == seq.tokens.len();
+            };
+            let mut seq = self.waiting.pop_front().expect("invariant: front exists");
+            self.kv.admit(&mut seq, admission);
+            let n = admission.num_tokens;
+            let start = seq.num_computed;
+            let want_logits = start + n == seq.tokens.len();
             self.running.push(seq);
             plan.chunks.push(PlannedChunk {
                 seq: self.running.len() - 1,
-                start: 0,
+                start,
                 len: n,
                 want_logits,
             });
@@ -244,15 +249,12 @@ impl Scheduler {
         budget: &mut usize,
     ) -> Reservation {
         loop {
-            let seq = &mut self.running[i];
-            let need = (seq.num_computed + n).div_ceil(self.block_size_tokens);
-            let missing = need.saturating_sub(seq.block_table.len());
-            if self.allocator.allocate_into(missing, &mut seq.block_table) {
+            if self.kv.grow(&mut self.running[i], n) {
                 return Reservation::Reserved;
             }
             let victim = self.running.len() - 1;
             debug_assert!(
-                victim > 0 || i > 0 || missing == 0,
+                victim > 0 || i > 0,
                 "invariant: a lone sequence fits the pool"
             );
             self.preempt_last(plan, budget);
@@ -268,7 +270,7 @@ impl Scheduler {
             *budget += plan.chunks.remove(pos).len;
         }
         let mut seq = self.running.pop().expect("invariant: victim exists");
-        self.allocator.release(&mut seq.block_table);
+        self.kv.release(&mut seq);
         seq.reset_for_recompute();
         plan.preempted.push(seq.id.clone());
         self.num_preemptions += 1;
@@ -291,12 +293,14 @@ impl Scheduler {
             .collect()
     }
 
-    /// Marks the planned tokens as computed (their K/V are now in the blocks).
+    /// Marks the planned tokens as computed (their K/V are now in the blocks) and caches the
+    /// blocks they filled.
     pub fn commit(&mut self, plan: &StepPlan) {
         for c in &plan.chunks {
             let seq = &mut self.running[c.seq];
             debug_assert_eq!(seq.num_computed, c.start);
             seq.num_computed += c.len;
+            self.kv.commit_computed(seq);
         }
     }
 }

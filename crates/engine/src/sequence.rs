@@ -6,6 +6,7 @@ use rand::rngs::StdRng;
 use rotor_protocol::{
     EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions, WireError,
 };
+use rotor_tokens::{chain_hash, local_block_hash, LocalBlockHash, SequenceHash};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::sampler::{seeded_rng, PenaltyState};
@@ -22,6 +23,15 @@ pub struct Sequence {
     pub prompt_len: usize,
     pub num_computed: usize,
     pub block_table: Vec<u32>,
+    /// Sequence hashes of the full blocks of `tokens` hashed so far (with prefix caching on).
+    pub block_hashes: Vec<SequenceHash>,
+    /// Local hashes of the same blocks.
+    pub local_hashes: Vec<LocalBlockHash>,
+    /// Leading blocks of `block_table` that are in the prefix cache (reused or committed).
+    pub num_cached_blocks: usize,
+    /// Prompt tokens served from the prefix cache at the admission that produced the first
+    /// output (reported on that output).
+    pub cached_prompt_tokens: usize,
     pub sampling: SamplingParams,
     pub stop: StopConditions,
     /// Total length (prompt + generated) at which generation ends with `Length`: the smaller of
@@ -48,6 +58,10 @@ impl Sequence {
             prompt_len,
             num_computed: 0,
             block_table: Vec::new(),
+            block_hashes: Vec::new(),
+            local_hashes: Vec::new(),
+            num_cached_blocks: 0,
+            cached_prompt_tokens: 0,
             sampling: req.sampling,
             stop: req.stop,
             max_total_len,
@@ -82,9 +96,32 @@ impl Sequence {
         }
     }
 
+    /// Whether the first output was sent.
+    pub fn has_sent_first(&self) -> bool {
+        self.sent_first
+    }
+
+    /// Extends `block_hashes` / `local_hashes` over every full block of `tokens` with
+    /// `rotor_tokens`' hashes. Each block is hashed once: the prompt's blocks at the first call,
+    /// generated blocks as they fill.
+    pub fn hash_full_blocks(&mut self, block_size_tokens: usize) {
+        let full = self.tokens.len() / block_size_tokens;
+        for i in self.block_hashes.len()..full {
+            let block = &self.tokens[i * block_size_tokens..(i + 1) * block_size_tokens];
+            let local = local_block_hash(block);
+            self.block_hashes
+                .push(chain_hash(self.block_hashes.last().copied(), local));
+            self.local_hashes.push(local);
+        }
+    }
+
     /// Sends one output; false if the receiver is gone (the caller cancels the sequence).
     pub fn send(&mut self, token_ids: Vec<u32>, finish_reason: Option<FinishReason>) -> bool {
-        let cached_prompt_tokens = if self.sent_first { None } else { Some(0) };
+        let cached_prompt_tokens = if self.sent_first {
+            None
+        } else {
+            Some(u32::try_from(self.cached_prompt_tokens).unwrap_or(u32::MAX))
+        };
         self.sent_first = true;
         let out = EngineOutput {
             token_ids,
@@ -109,5 +146,6 @@ impl Sequence {
     pub fn reset_for_recompute(&mut self) {
         debug_assert!(self.block_table.is_empty());
         self.num_computed = 0;
+        self.num_cached_blocks = 0;
     }
 }

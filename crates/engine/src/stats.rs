@@ -16,6 +16,13 @@ pub struct EngineStats {
     /// Tokens sampled and sent.
     pub tokens_generated: u64,
     pub preemptions: u64,
+    /// Prompt tokens looked up in the prefix cache at admission (re-admissions after preemption
+    /// included; zero with prefix caching off).
+    pub prefix_cache_queries_tokens: u64,
+    /// Of those, tokens served from cached blocks instead of being computed.
+    pub prefix_cache_hit_tokens: u64,
+    /// Cached blocks evicted to make room.
+    pub prefix_cache_evictions: u64,
     /// The engine thread has exited (or is exiting) and accepts no more requests.
     pub stopped: bool,
 }
@@ -31,6 +38,9 @@ pub(crate) struct StatsCell {
     tokens_processed: AtomicU64,
     tokens_generated: AtomicU64,
     preemptions: AtomicU64,
+    prefix_cache_queries_tokens: AtomicU64,
+    prefix_cache_hit_tokens: AtomicU64,
+    prefix_cache_evictions: AtomicU64,
     stopped: AtomicBool,
 }
 
@@ -44,6 +54,12 @@ impl StatsCell {
         self.steps.store(s.steps, r);
         self.tokens_processed.store(s.tokens_processed, r);
         self.tokens_generated.store(s.tokens_generated, r);
+        self.prefix_cache_queries_tokens
+            .store(s.prefix_cache_queries_tokens, r);
+        self.prefix_cache_hit_tokens
+            .store(s.prefix_cache_hit_tokens, r);
+        self.prefix_cache_evictions
+            .store(s.prefix_cache_evictions, r);
         self.preemptions.store(s.preemptions, Ordering::Release);
     }
 
@@ -59,6 +75,9 @@ impl StatsCell {
             tokens_processed: self.tokens_processed.load(r),
             tokens_generated: self.tokens_generated.load(r),
             preemptions,
+            prefix_cache_queries_tokens: self.prefix_cache_queries_tokens.load(r),
+            prefix_cache_hit_tokens: self.prefix_cache_hit_tokens.load(r),
+            prefix_cache_evictions: self.prefix_cache_evictions.load(r),
             stopped: self.is_stopped(),
         }
     }

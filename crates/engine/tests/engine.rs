@@ -276,3 +276,38 @@ fn start_checks_the_config_against_the_runner() {
         "{err}"
     );
 }
+
+#[test]
+fn kv_event_readers_wake_on_new_events_and_end_with_the_engine() {
+    let engine = start(Duration::ZERO);
+    let mut reader = engine.subscribe_kv_events();
+    let req = request("kv", 40, 2);
+    let hashes = rotor_tokens::sequence_hashes(&req.token_ids, 16);
+    let (_, finish, _) = collect(&mut engine.submit(req).expect("valid"));
+    assert_eq!(finish, Some(FinishReason::Length));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    assert!(rt.block_on(reader.wait()));
+    let batch = reader.read();
+    let stored: Vec<u64> = match &batch.events[..] {
+        [rotor_protocol::KvEvent {
+            event_id: 0,
+            data:
+                rotor_protocol::KvEventData::Stored {
+                    parent_hash: None,
+                    blocks,
+                },
+        }] => blocks.iter().map(|b| b.block_hash).collect(),
+        other => panic!("expected one Stored event, got {other:?}"),
+    };
+    assert_eq!((stored, batch.missed, reader.cursor()), (hashes, 0, 1));
+    engine.shutdown();
+    engine.join();
+    assert!(
+        !rt.block_on(reader.wait()),
+        "no more events after the engine stopped"
+    );
+    // A new subscriber starts from event 0.
+    assert_eq!(engine.subscribe_kv_events().read().events.len(), 1);
+}

@@ -84,12 +84,17 @@ fn reference_greedy(model: &LlamaModel, prompt: &[u32], n: usize) -> Vec<u32> {
 }
 
 fn start(model: &Arc<LlamaModel>) -> EngineHandle {
+    start_with(model, true)
+}
+
+fn start_with(model: &Arc<LlamaModel>, enable_prefix_caching: bool) -> EngineHandle {
     let cfg = EngineConfig {
         max_num_seqs: 8,
         max_num_batched_tokens: 64,
         max_prefill_chunk_tokens: 32,
         block_size_tokens: 16,
         num_blocks: 64,
+        enable_prefix_caching,
     };
     Engine::start(
         Box::new(NativeRunner::new(model.clone(), &cfg, KvDtype::F32)),
@@ -149,4 +154,53 @@ fn greedy_tokens_are_the_same_alone_and_beside_three_other_requests() {
     assert_eq!((stats.running, stats.waiting, stats.blocks_used), (0, 0, 0));
     engine.shutdown();
     engine.join();
+}
+
+/// Tokens and the first output's `cached_prompt_tokens`.
+fn collect_with_cached(rx: &mut OutputStream) -> (Vec<u32>, Option<u32>) {
+    let first = rx
+        .blocking_recv()
+        .expect("an output")
+        .expect("no engine error");
+    let mut tokens = first.token_ids;
+    tokens.extend(collect(rx));
+    (tokens, first.cached_prompt_tokens)
+}
+
+#[test]
+fn a_prompt_served_from_the_prefix_cache_gives_the_same_greedy_tokens() {
+    let model = load_model();
+    let p = prompt(5, 40);
+    let expected = reference_greedy(&model, &p, NEW_TOKENS as usize);
+
+    let cached = start_with(&model, true);
+    let first =
+        collect_with_cached(&mut cached.submit(request("first", p.clone())).expect("valid"));
+    let second =
+        collect_with_cached(&mut cached.submit(request("second", p.clone())).expect("valid"));
+    // 40 tokens = two full blocks of 16 + 8: the second request reuses 32 prompt tokens.
+    assert_eq!(first, (expected.clone(), Some(0)));
+    assert_eq!(second, (expected.clone(), Some(32)));
+    cached.shutdown();
+    cached.join();
+    let stats = cached.stats();
+    assert_eq!(
+        (
+            stats.prefix_cache_queries_tokens,
+            stats.prefix_cache_hit_tokens
+        ),
+        (80, 32)
+    );
+
+    let uncached = start_with(&model, false);
+    for id in ["third", "fourth"] {
+        let got = collect_with_cached(&mut uncached.submit(request(id, p.clone())).expect("valid"));
+        assert_eq!(
+            got,
+            (expected.clone(), Some(0)),
+            "{id} without prefix caching"
+        );
+    }
+    uncached.shutdown();
+    uncached.join();
 }

@@ -81,6 +81,7 @@ fn cfg(budget: usize, chunk: usize, block: usize, blocks: usize, seqs: usize) ->
         max_prefill_chunk_tokens: chunk,
         block_size_tokens: block,
         num_blocks: blocks,
+        enable_prefix_caching: true,
     }
 }
 

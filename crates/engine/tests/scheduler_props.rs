@@ -1,7 +1,10 @@
-//! Property test: random submit / cancel / drop / step sequences never leak or share a block, and
-//! every request terminates with exactly the tokens the scripted model dictates.
+//! Property test: random submit / cancel / drop / step sequences (prompts often sharing a prefix,
+//! prefix caching on or off) never leak a block, keep every block's ref count equal to the number
+//! of block tables holding it, and every request terminates with exactly the tokens the scripted
+//! model dictates (the scripted runner reads the KV slots back, so a wrongly reused block changes
+//! the output).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use proptest::prelude::*;
 use rotor_engine::{EngineConfig, EngineCore, ScriptedRunner};
@@ -20,6 +23,7 @@ enum Op {
         prompt_len: usize,
         max_tokens: u32,
         stop: bool,
+        shared: bool,
     },
     Cancel(usize),
     DropReceiver(usize),
@@ -28,8 +32,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (1usize..40, 1u32..30, any::<bool>())
-            .prop_map(|(prompt_len, max_tokens, stop)| Op::Submit { prompt_len, max_tokens, stop }),
+        4 => (1usize..40, 1u32..30, any::<bool>(), any::<bool>())
+            .prop_map(|(prompt_len, max_tokens, stop, shared)| Op::Submit { prompt_len, max_tokens, stop, shared }),
         1 => (0usize..32).prop_map(Op::Cancel),
         1 => (0usize..32).prop_map(Op::DropReceiver),
         4 => (1usize..4).prop_map(Op::Step),
@@ -37,15 +41,31 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn config() -> impl Strategy<Value = EngineConfig> {
-    (1usize..6, 1usize..8, 1usize..48, 1usize..48, 2usize..30).prop_map(
-        |(max_num_seqs, block_size_tokens, budget, chunk, num_blocks)| EngineConfig {
-            max_num_seqs,
-            max_num_batched_tokens: budget,
-            max_prefill_chunk_tokens: chunk,
-            block_size_tokens,
-            num_blocks,
-        },
+    (
+        1usize..6,
+        1usize..8,
+        1usize..48,
+        1usize..48,
+        2usize..30,
+        prop::bool::weighted(0.8),
     )
+        .prop_map(
+            |(
+                max_num_seqs,
+                block_size_tokens,
+                budget,
+                chunk,
+                num_blocks,
+                enable_prefix_caching,
+            )| EngineConfig {
+                max_num_seqs,
+                max_num_batched_tokens: budget,
+                max_prefill_chunk_tokens: chunk,
+                block_size_tokens,
+                num_blocks,
+                enable_prefix_caching,
+            },
+        )
 }
 
 struct Tracked {
@@ -59,22 +79,45 @@ struct Tracked {
 
 fn check_invariants(core: &EngineCore, cfg: &EngineConfig) -> Result<(), TestCaseError> {
     let sched = core.scheduler();
-    let mut seen = HashSet::new();
+    let pool = sched.kv_blocks().pool();
+    let mut holders: HashMap<u32, u32> = HashMap::new();
     for seq in sched.running() {
         prop_assert_eq!(
             seq.block_table.len(),
             seq.num_computed.div_ceil(cfg.block_size_tokens)
         );
+        prop_assert!(seq.num_cached_blocks <= seq.num_computed / cfg.block_size_tokens);
+        let distinct: HashSet<u32> = seq.block_table.iter().copied().collect();
+        prop_assert_eq!(
+            distinct.len(),
+            seq.block_table.len(),
+            "a block twice in one table"
+        );
         for &b in &seq.block_table {
-            prop_assert!(seen.insert(b), "block {} held twice", b);
-            prop_assert!(sched.allocator().is_in_use(b));
+            *holders.entry(b).or_default() += 1;
         }
+    }
+    for b in 0..cfg.num_blocks as u32 {
+        prop_assert_eq!(
+            pool.ref_count(b),
+            holders.get(&b).copied().unwrap_or(0),
+            "block {}",
+            b
+        );
+    }
+    if !cfg.enable_prefix_caching {
+        prop_assert_eq!(pool.num_cached(), 0);
+        prop_assert!(
+            holders.values().all(|&n| n == 1),
+            "sharing without prefix caching"
+        );
     }
     for seq in sched.waiting() {
         prop_assert!(seq.block_table.is_empty());
         prop_assert_eq!(seq.num_computed, 0);
     }
-    prop_assert_eq!(seen.len(), sched.allocator().num_used());
+    prop_assert_eq!(holders.len(), pool.num_used());
+    prop_assert_eq!(pool.num_used() + pool.num_free(), cfg.num_blocks);
     prop_assert!(sched.num_running() <= cfg.max_num_seqs);
     Ok(())
 }
@@ -101,8 +144,9 @@ proptest! {
         let mut tracked: Vec<Tracked> = Vec::new();
         for (n, op) in ops.into_iter().enumerate() {
             match op {
-                Op::Submit { prompt_len, max_tokens, stop } => {
-                    let prompt: Vec<u32> = (0..prompt_len).map(|i| ((n * 7 + i * 3) % VOCAB) as u32).collect();
+                Op::Submit { prompt_len, max_tokens, stop, shared } => {
+                    let salt = if shared { 0 } else { n * 7 };
+                    let prompt: Vec<u32> = (0..prompt_len).map(|i| ((salt + i * 3) % VOCAB) as u32).collect();
                     let id = format!("r{n}");
                     let req = GenerateRequest {
                         id: id.clone(),

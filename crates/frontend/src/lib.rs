@@ -1,1 +1,39 @@
-//! rotor-frontend (under construction)
+//! rotor-frontend: the OpenAI-compatible HTTP server.
+//!
+//! It validates requests, applies the model's chat template, tokenizes, hands a
+//! [`rotor_protocol::GenerateRequest`] to a [`Backend`], and turns the returned token stream
+//! into OpenAI responses — whole or as server-sent events — with incremental detokenization,
+//! stop strings and usage. Bad input gets OpenAI's error JSON with a 4xx status; backend errors
+//! map to statuses in one table ([`error::status_for_kind`]). A client that disconnects drops
+//! the output stream, which cancels the request in the backend.
+//!
+//! Key types: [`Frontend`] (models by name, settings, metrics; [`Frontend::router`]),
+//! [`Backend`] and [`OutputStream`] (the seam to engines or the router), [`ServedModel`],
+//! [`FrontendConfig`], [`FrontendError`], [`ApiError`]; [`serve`] runs it on a listener.
+//!
+//! Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
+//! GET /v1/models/{id}, GET /health, GET /live, GET /metrics, GET /openapi.json.
+//!
+//! Must not depend on rotor-engine or rotor-model: the frontend sees only a model card and a
+//! backend.
+
+pub mod backend;
+mod completions;
+pub mod config;
+pub mod error;
+pub mod generation;
+pub mod json_body;
+pub mod metrics;
+pub mod registry;
+pub mod responses;
+mod routes;
+mod server;
+mod sse;
+pub mod validate;
+
+pub use backend::{Backend, OutputStream, ServedModel};
+pub use config::FrontendConfig;
+pub use error::{ApiError, FrontendError};
+pub use metrics::{Metrics, MetricsSource};
+pub use routes::OPENAPI_JSON;
+pub use server::{serve, Frontend};

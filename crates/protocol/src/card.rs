@@ -25,6 +25,17 @@ pub struct TokenizerSpec {
     pub add_space_prefix: bool,
 }
 
+/// Sampling values a model recommends, applied when a request leaves the field out (as vLLM
+/// applies a model's `generation_config`). `None` keeps the OpenAI default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SamplingDefaults {
+    pub temperature: Option<f32>,
+    pub top_p: Option<f32>,
+    pub top_k: Option<u32>,
+    pub min_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+}
+
 /// What a worker publishes about its model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
@@ -37,4 +48,7 @@ pub struct ModelCard {
     pub chat_template: Option<String>,
     /// Unix seconds at which the model was loaded (OpenAI `created`).
     pub created: u64,
+    /// Recommended sampling for requests that do not say.
+    #[serde(default)]
+    pub sampling_defaults: SamplingDefaults,
 }

@@ -42,7 +42,10 @@ impl Default for SamplingParams {
 
 impl SamplingParams {
     pub fn greedy() -> Self {
-        Self { temperature: 0.0, ..Self::default() }
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
     }
 }
 
@@ -62,7 +65,12 @@ pub struct StopConditions {
 
 impl Default for StopConditions {
     fn default() -> Self {
-        Self { max_tokens: 16, stop_token_ids: Vec::new(), min_tokens: 0, ignore_eos: false }
+        Self {
+            max_tokens: 16,
+            stop_token_ids: Vec::new(),
+            min_tokens: 0,
+            ignore_eos: false,
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`card`]: the [`ModelCard`] a worker publishes, carrying everything a frontend needs to serve
 //!   a model without opening its weights (tokenizer vocabulary, merges, chat template, limits).
 //! - [`error`]: [`WireError`] and its [`ErrorKind`], which decide retry, migration and HTTP status.
+//! - [`kv`]: KV-cache events ([`KvEvent`]) that block pools emit and routers index.
 //! - [`openai`]: the OpenAI-compatible HTTP request and response bodies.
 //!
 //! This crate depends on nothing of Rotor's: only serde and thiserror.
@@ -12,8 +13,10 @@
 pub mod card;
 pub mod engine;
 pub mod error;
+pub mod kv;
 pub mod openai;
 
-pub use card::{ModelCard, TokenizerSpec};
+pub use card::{ModelCard, SamplingDefaults, TokenizerSpec};
 pub use engine::{EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions};
 pub use error::{ErrorKind, WireError};
+pub use kv::{KvEvent, KvEventData, RouterEvent, StoredBlock, WorkerId};

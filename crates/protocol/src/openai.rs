@@ -1,1 +1,334 @@
 //! OpenAI-compatible request and response bodies (owned by the frontend work).
+//!
+//! Requests keep numeric fields wide (`i64`, `f64`) so that out-of-range values parse and the
+//! frontend can reject them with an error naming the field, instead of a generic type error.
+//! Unknown fields are ignored, as OpenAI does; fields Rotor does not support (`logit_bias`,
+//! `tools`, `logprobs`, …) are parsed so the frontend can refuse them by name.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `stop`: one string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StopSpec {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl StopSpec {
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            StopSpec::One(s) => vec![s],
+            StopSpec::Many(v) => v,
+        }
+    }
+}
+
+/// `stream_options` of a streaming request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamOptions {
+    /// Send a last chunk with `usage` and empty `choices` before `[DONE]`.
+    #[serde(default)]
+    pub include_usage: Option<bool>,
+}
+
+/// Sampling and stopping parameters shared by chat and text completions, including Rotor's
+/// extensions (`top_k`, `min_p`, `repetition_penalty`, `min_tokens`, `ignore_eos`). The request
+/// structs repeat these fields instead of flattening this struct, so that a type error names
+/// its field; [`ChatCompletionRequest::sampling_fields`] and
+/// [`CompletionRequest::sampling_fields`] gather them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SamplingFields {
+    pub max_tokens: Option<i64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub n: Option<i64>,
+    pub stop: Option<StopSpec>,
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    pub seed: Option<i64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub logit_bias: Option<BTreeMap<String, f64>>,
+    /// Accepted and ignored.
+    pub user: Option<String>,
+    pub top_k: Option<i64>,
+    pub min_p: Option<f64>,
+    pub repetition_penalty: Option<f64>,
+    pub min_tokens: Option<i64>,
+    pub ignore_eos: Option<bool>,
+}
+
+/// Message content: a string or a list of typed parts (`{"type": "text", "text": …}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MessageContent {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+/// One part of a multi-part message content. Only `text` parts are supported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContentPart {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// One chat message of a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: String,
+    #[serde(default)]
+    pub content: Option<MessageContent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// POST /v1/chat/completions body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletionRequest {
+    pub model: String,
+    pub messages: Vec<ChatMessage>,
+    /// The newer name of `max_tokens` for chat; wins when both are given.
+    pub max_completion_tokens: Option<i64>,
+    pub max_tokens: Option<i64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub n: Option<i64>,
+    pub stop: Option<StopSpec>,
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    pub seed: Option<i64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub logit_bias: Option<BTreeMap<String, f64>>,
+    /// Accepted and ignored.
+    pub user: Option<String>,
+    pub top_k: Option<i64>,
+    pub min_p: Option<f64>,
+    pub repetition_penalty: Option<f64>,
+    pub min_tokens: Option<i64>,
+    pub ignore_eos: Option<bool>,
+    /// Unsupported when true.
+    pub logprobs: Option<bool>,
+    /// Unsupported when set.
+    pub top_logprobs: Option<i64>,
+    /// Unsupported when non-empty.
+    pub tools: Option<Vec<serde_json::Value>>,
+    /// Unsupported unless `"none"`.
+    pub tool_choice: Option<serde_json::Value>,
+    /// Unsupported unless `{"type": "text"}`.
+    pub response_format: Option<serde_json::Value>,
+}
+
+/// `prompt` of a text completion: text, or token ids, alone or in a list of one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Prompt {
+    Text(String),
+    Texts(Vec<String>),
+    Tokens(Vec<u32>),
+    TokenLists(Vec<Vec<u32>>),
+}
+
+/// POST /v1/completions body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub prompt: Prompt,
+    pub max_tokens: Option<i64>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub n: Option<i64>,
+    pub stop: Option<StopSpec>,
+    pub stream: Option<bool>,
+    pub stream_options: Option<StreamOptions>,
+    pub seed: Option<i64>,
+    pub frequency_penalty: Option<f64>,
+    pub presence_penalty: Option<f64>,
+    pub logit_bias: Option<BTreeMap<String, f64>>,
+    /// Accepted and ignored.
+    pub user: Option<String>,
+    pub top_k: Option<i64>,
+    pub min_p: Option<f64>,
+    pub repetition_penalty: Option<f64>,
+    pub min_tokens: Option<i64>,
+    pub ignore_eos: Option<bool>,
+    /// Unsupported when set (the legacy API's integer `logprobs`).
+    pub logprobs: Option<i64>,
+    /// Unsupported when true.
+    pub echo: Option<bool>,
+    /// Unsupported when set.
+    pub suffix: Option<String>,
+    /// Unsupported above 1.
+    pub best_of: Option<i64>,
+}
+
+/// Cached-prompt accounting inside [`Usage`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptTokensDetails {
+    pub cached_tokens: u32,
+}
+
+/// Token accounting of a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub total_tokens: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+/// An assistant message in a non-streaming chat response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseMessage {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatChoice {
+    pub index: u32,
+    pub message: ResponseMessage,
+    /// Always null: logprobs are not supported.
+    pub logprobs: Option<serde_json::Value>,
+    pub finish_reason: Option<String>,
+}
+
+/// Non-streaming chat response (`object: "chat.completion"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletionResponse {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChatChoice>,
+    pub usage: Usage,
+}
+
+/// The incremental part of a streamed chat choice.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChatDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatChunkChoice {
+    pub index: u32,
+    pub delta: ChatDelta,
+    pub logprobs: Option<serde_json::Value>,
+    pub finish_reason: Option<String>,
+}
+
+/// One streamed chat chunk (`object: "chat.completion.chunk"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatCompletionChunk {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<ChatChunkChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionChoice {
+    pub index: u32,
+    pub text: String,
+    pub logprobs: Option<serde_json::Value>,
+    pub finish_reason: Option<String>,
+}
+
+/// A text-completion response or streamed chunk (`object: "text_completion"`). `usage` is set on
+/// non-streaming responses and on the final usage chunk of a stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionResponse {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub model: String,
+    pub choices: Vec<CompletionChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// One entry of GET /v1/models.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelObject {
+    pub id: String,
+    pub object: String,
+    pub created: u64,
+    pub owned_by: String,
+    /// Rotor extension: the context window in tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_model_len: Option<u32>,
+}
+
+/// GET /v1/models body (`object: "list"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelList {
+    pub object: String,
+    pub data: Vec<ModelObject>,
+}
+
+/// The `error` member of an OpenAI error body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub param: Option<String>,
+    pub code: Option<String>,
+}
+
+/// An OpenAI error body: `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: ErrorDetail,
+}
+
+macro_rules! sampling_fields_of {
+    ($req:expr, $max_tokens:expr) => {
+        SamplingFields {
+            max_tokens: $max_tokens,
+            temperature: $req.temperature,
+            top_p: $req.top_p,
+            n: $req.n,
+            stop: $req.stop.clone(),
+            stream: $req.stream,
+            stream_options: $req.stream_options.clone(),
+            seed: $req.seed,
+            frequency_penalty: $req.frequency_penalty,
+            presence_penalty: $req.presence_penalty,
+            logit_bias: $req.logit_bias.clone(),
+            user: $req.user.clone(),
+            top_k: $req.top_k,
+            min_p: $req.min_p,
+            repetition_penalty: $req.repetition_penalty,
+            min_tokens: $req.min_tokens,
+            ignore_eos: $req.ignore_eos,
+        }
+    };
+}
+
+impl ChatCompletionRequest {
+    /// The shared sampling fields; `max_completion_tokens` wins over `max_tokens`.
+    pub fn sampling_fields(&self) -> SamplingFields {
+        sampling_fields_of!(self, self.max_completion_tokens.or(self.max_tokens))
+    }
+}
+
+impl CompletionRequest {
+    pub fn sampling_fields(&self) -> SamplingFields {
+        sampling_fields_of!(self, self.max_tokens)
+    }
+}

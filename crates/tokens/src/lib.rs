@@ -45,7 +45,10 @@ pub fn chain_hash(parent: Option<SequenceHash>, local: LocalBlockHash) -> Sequen
 /// Local hashes of every full block of `tokens`.
 pub fn local_block_hashes(tokens: &[u32], block_size: usize) -> Vec<LocalBlockHash> {
     assert!(block_size > 0, "block_size must be positive");
-    tokens.chunks_exact(block_size).map(local_block_hash).collect()
+    tokens
+        .chunks_exact(block_size)
+        .map(local_block_hash)
+        .collect()
 }
 
 /// Sequence hashes of every full block of `tokens`.
@@ -86,7 +89,10 @@ mod tests {
         // Same third block after a different prefix hashes differently.
         let c = sequence_hashes(&[0, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], 4);
         assert_ne!(a[2], c[2]);
-        assert_eq!(local_block_hashes(&[9, 10, 11, 12], 4), vec![local_block_hash(&[9, 10, 11, 12])]);
+        assert_eq!(
+            local_block_hashes(&[9, 10, 11, 12], 4),
+            vec![local_block_hash(&[9, 10, 11, 12])]
+        );
     }
 
     #[test]

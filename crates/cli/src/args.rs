@@ -1,0 +1,189 @@
+//! Command-line arguments for `rotor serve`, and their validation into a [`ServeConfig`].
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KvDtypeArg {
+    F32,
+    F16,
+}
+
+/// `rotor serve`: one process with the HTTP frontend and a native-engine worker.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "ROTOR_HOST")]
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free port and prints it).
+    #[arg(long, default_value_t = 8000, env = "ROTOR_PORT")]
+    pub port: u16,
+    /// GGUF file to serve. Without it, the default model (SmolLM2-135M-Instruct Q4_1) is served from the
+    /// local cache, downloaded first if needed.
+    #[arg(long, env = "ROTOR_MODEL")]
+    pub model: Option<PathBuf>,
+    /// Name clients use in `"model"`. Defaults to the file name without extension and quant suffix.
+    #[arg(long)]
+    pub model_name: Option<String>,
+    /// Compute threads for the engine (default: available cores).
+    #[arg(long, env = "ROTOR_THREADS")]
+    pub threads: Option<usize>,
+    /// Most sequences in one engine step.
+    #[arg(long, default_value_t = 64)]
+    pub max_num_seqs: usize,
+    /// Token budget of one engine step (decode tokens plus prefill chunks).
+    #[arg(long, default_value_t = 512)]
+    pub max_num_batched_tokens: usize,
+    /// Tokens per KV-cache block.
+    #[arg(long, default_value_t = 16)]
+    pub block_size: usize,
+    /// KV-cache capacity: bytes with an optional unit (512MiB, 2GB, 1073741824) or a fraction of RAM (0.1).
+    #[arg(long, default_value = "1GiB")]
+    pub kv_cache_memory: String,
+    /// Element type of the KV cache.
+    #[arg(long, value_enum, default_value_t = KvDtypeArg::F32)]
+    pub kv_dtype: KvDtypeArg,
+    /// Context window to serve (default: the model's, capped by the KV-cache capacity).
+    #[arg(long)]
+    pub max_model_len: Option<usize>,
+    /// Temperature for requests that do not set one (default: the model's recommendation, else 1).
+    #[arg(long)]
+    pub default_temperature: Option<f32>,
+    /// top_p for requests that do not set one (default: the model's recommendation, else 1).
+    #[arg(long)]
+    pub default_top_p: Option<f32>,
+}
+
+/// Validated `serve` settings.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    pub model: Option<PathBuf>,
+    pub model_name: Option<String>,
+    pub threads: usize,
+    pub max_num_seqs: usize,
+    pub max_num_batched_tokens: usize,
+    pub block_size_tokens: usize,
+    pub kv_cache_bytes: u64,
+    pub kv_dtype: KvDtypeArg,
+    pub max_model_len: Option<usize>,
+    pub default_temperature: Option<f32>,
+    pub default_top_p: Option<f32>,
+}
+
+impl ServeArgs {
+    pub fn validate(&self, total_ram_bytes: Option<u64>, cores: usize) -> Result<ServeConfig> {
+        let threads = self.threads.unwrap_or(cores.max(1));
+        if threads == 0 || threads > 256 {
+            bail!("--threads must be between 1 and 256, got {threads}");
+        }
+        if self.max_num_seqs == 0 {
+            bail!("--max-num-seqs must be at least 1");
+        }
+        if self.block_size == 0 || self.block_size > 1024 {
+            bail!(
+                "--block-size must be between 1 and 1024, got {}",
+                self.block_size
+            );
+        }
+        if self.max_num_batched_tokens < self.block_size.min(16) {
+            bail!(
+                "--max-num-batched-tokens must be at least 16, got {}",
+                self.max_num_batched_tokens
+            );
+        }
+        if let Some(model) = &self.model {
+            if !model.is_file() {
+                bail!("--model {}: no such file", model.display());
+            }
+        }
+        if let Some(t) = self.default_temperature {
+            if !(0.0..=2.0).contains(&t) {
+                bail!("--default-temperature must be in [0, 2], got {t}");
+            }
+        }
+        if let Some(p) = self.default_top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                bail!("--default-top-p must be in (0, 1], got {p}");
+            }
+        }
+        let kv_cache_bytes = parse_memory(&self.kv_cache_memory, total_ram_bytes)
+            .with_context(|| format!("--kv-cache-memory {:?}", self.kv_cache_memory))?;
+        Ok(ServeConfig {
+            addr: SocketAddr::new(self.host, self.port),
+            model: self.model.clone(),
+            model_name: self.model_name.clone(),
+            threads,
+            max_num_seqs: self.max_num_seqs,
+            max_num_batched_tokens: self.max_num_batched_tokens,
+            block_size_tokens: self.block_size,
+            kv_cache_bytes,
+            kv_dtype: self.kv_dtype,
+            max_model_len: self.max_model_len,
+            default_temperature: self.default_temperature,
+            default_top_p: self.default_top_p,
+        })
+    }
+}
+
+/// Parses `512MiB`, `2GB`, `1073741824` or a fraction of RAM such as `0.1`.
+pub fn parse_memory(text: &str, total_ram_bytes: Option<u64>) -> Result<u64> {
+    let t = text.trim();
+    if t.contains('.') && t.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        let frac: f64 = t.parse().context("not a number")?;
+        if !(frac > 0.0 && frac <= 0.9) {
+            bail!("a fraction of RAM must be in (0, 0.9], got {frac}");
+        }
+        let total = total_ram_bytes
+            .context("cannot read total RAM to apply a fraction; give bytes instead")?;
+        return Ok((total as f64 * frac) as u64);
+    }
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: u64 = num
+        .parse()
+        .context("expected a number of bytes, e.g. 512MiB")?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        other => bail!("unknown unit {other:?} (use B, KB, KiB, MB, MiB, GB, GiB)"),
+    };
+    let bytes = num.checked_mul(mult).context("too large")?;
+    if bytes == 0 {
+        bail!("must be positive");
+    }
+    Ok(bytes)
+}
+
+/// Total RAM from /proc/meminfo (Linux), if readable.
+pub fn total_ram_bytes() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("512MiB", None).unwrap(), 512 << 20);
+        assert_eq!(parse_memory("2GB", None).unwrap(), 2_000_000_000);
+        assert_eq!(parse_memory("1024", None).unwrap(), 1024);
+        assert_eq!(parse_memory("0.5", Some(1000)).unwrap(), 500);
+        assert!(parse_memory("0.5", None).is_err());
+        assert!(parse_memory("1.5", Some(1000)).is_err());
+        assert!(parse_memory("12XB", None).is_err());
+        assert!(parse_memory("0", None).is_err());
+    }
+}

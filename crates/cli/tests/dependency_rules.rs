@@ -1,0 +1,99 @@
+//! The layering of docs/ARCHITECTURE.md, checked on `cargo metadata`: a crate's normal (non-dev)
+//! dependencies must not include what its layer forbids.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// (crate, forbidden normal dependencies)
+const RULES: &[(&str, &[&str])] = &[
+    (
+        "rotor-protocol",
+        &[
+            "rotor-tokens",
+            "rotor-model",
+            "rotor-engine",
+            "rotor-text",
+            "rotor-frontend",
+            "tokio",
+        ],
+    ),
+    (
+        "rotor-tokens",
+        &[
+            "rotor-protocol",
+            "rotor-model",
+            "rotor-engine",
+            "rotor-text",
+            "rotor-frontend",
+            "tokio",
+        ],
+    ),
+    (
+        "rotor-model",
+        &[
+            "rotor-engine",
+            "rotor-text",
+            "rotor-frontend",
+            "tokio",
+            "axum",
+            "hyper",
+            "reqwest",
+        ],
+    ),
+    (
+        "rotor-engine",
+        &["rotor-text", "rotor-frontend", "axum", "hyper", "reqwest"],
+    ),
+    (
+        "rotor-text",
+        &[
+            "rotor-engine",
+            "rotor-model",
+            "rotor-frontend",
+            "tokio",
+            "axum",
+        ],
+    ),
+    ("rotor-frontend", &["rotor-engine", "rotor-model"]),
+];
+
+#[test]
+fn crates_respect_the_layering() {
+    let out = Command::new(env!("CARGO"))
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let packages = meta["packages"].as_array().expect("packages");
+    let mut violations = Vec::new();
+    for (krate, forbidden) in RULES {
+        let pkg = packages
+            .iter()
+            .find(|p| p["name"] == *krate)
+            .unwrap_or_else(|| panic!("{krate} not in workspace"));
+        for dep in pkg["dependencies"].as_array().expect("dependencies") {
+            let normal = dep["kind"].is_null();
+            let name = dep["name"].as_str().unwrap_or_default();
+            if normal && forbidden.contains(&name) {
+                violations.push(format!("{krate} depends on {name}"));
+            }
+        }
+    }
+    assert!(
+        violations.is_empty(),
+        "forbidden dependency edges: {violations:?}"
+    );
+}

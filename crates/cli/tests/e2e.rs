@@ -1,0 +1,222 @@
+//! End to end: the real `rotor` binary serving the real default model, driven by real clients
+//! (curl, the official `openai` Python client, raw TCP for disconnects).
+//!
+//! Needs the model (ROTOR_TEST_MODEL, else the default cache path; `.ci/run` fetches it), `curl`,
+//! and `python3` with the `openai` package.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{curl_json, RotorServer};
+
+const MODEL: &str = "smollm2-135m-instruct";
+
+fn sky() -> Value {
+    json!([{"role": "user", "content": "What color is the sky on a clear day?"}])
+}
+
+#[test]
+fn chat_with_curl_knows_the_sky_is_blue() {
+    let server = RotorServer::start(&[]);
+    let (status, body) = curl_json(
+        &server.url("/v1/chat/completions"),
+        &json!({"model": MODEL, "messages": sky(), "max_tokens": 40, "temperature": 0}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let text = body["choices"][0]["message"]["content"]
+        .as_str()
+        .expect("content");
+    assert!(text.to_lowercase().contains("blue"), "answer: {text:?}");
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], MODEL);
+    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 10);
+}
+
+#[test]
+fn streaming_with_curl_ends_with_done() {
+    let server = RotorServer::start(&[]);
+    let out = Command::new("curl")
+        .args(["-sS", "-N", "--max-time", "120", "-H", "Content-Type: application/json", "-d"])
+        .arg(json!({"model": MODEL, "messages": sky(), "max_tokens": 24, "stream": true, "temperature": 0}).to_string())
+        .arg(server.url("/v1/chat/completions"))
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .collect();
+    assert!(events.len() > 3, "{text}");
+    assert_eq!(*events.last().unwrap(), "[DONE]");
+    let first: Value = serde_json::from_str(events[0]).unwrap();
+    assert_eq!(first["choices"][0]["delta"]["role"], "assistant");
+    let content: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter_map(|v| {
+            v["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    assert!(content.to_lowercase().contains("blue"), "{content:?}");
+}
+
+#[test]
+fn official_openai_python_client() {
+    let server = RotorServer::start(&[]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/openai_client_check.py"
+    );
+    let python = std::env::var("ROTOR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(server.url("/v1"))
+        .arg(MODEL)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "openai client checks failed (is the `openai` package installed? pip install openai)\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("all openai client checks passed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn bad_input_gets_openai_errors() {
+    let server = RotorServer::start(&[]);
+    let url = server.url("/v1/chat/completions");
+    let cases: Vec<(&str, String, u16, Option<&str>)> = vec![
+        ("malformed json", "{\"model\": ".into(), 400, None),
+        ("wrong type", json!({"model": MODEL, "messages": "hi"}).to_string(), 400, Some("messages")),
+        ("unknown model", json!({"model": "nope", "messages": sky()}).to_string(), 404, Some("model")),
+        ("empty messages", json!({"model": MODEL, "messages": []}).to_string(), 400, Some("messages")),
+        ("n > 1", json!({"model": MODEL, "messages": sky(), "n": 3}).to_string(), 400, Some("n")),
+        ("max_tokens 0", json!({"model": MODEL, "messages": sky(), "max_tokens": 0}).to_string(), 400, Some("max_tokens")),
+        (
+            "max_tokens beyond context",
+            json!({"model": MODEL, "messages": sky(), "max_tokens": 10_000_000}).to_string(),
+            400,
+            Some("max_tokens"),
+        ),
+        (
+            "prompt over context",
+            json!({"model": MODEL, "messages": [{"role": "user", "content": "hello ".repeat(9000)}]}).to_string(),
+            400,
+            Some("messages"),
+        ),
+        ("temperature", json!({"model": MODEL, "messages": sky(), "temperature": -1}).to_string(), 400, Some("temperature")),
+    ];
+    for (what, body, status, param) in cases {
+        let (got, json) = support::curl_raw(&url, &body);
+        assert_eq!(got, status, "{what}: {json}");
+        assert!(
+            json["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()),
+            "{what}: {json}"
+        );
+        assert!(json["error"]["type"].as_str().is_some(), "{what}: {json}");
+        if let Some(param) = param {
+            assert_eq!(json["error"]["param"], param, "{what}: {json}");
+        }
+    }
+    // The server is still healthy afterwards.
+    let (status, _) = curl_json(
+        &url,
+        &json!({"model": MODEL, "messages": sky(), "max_tokens": 2}),
+    );
+    assert_eq!(status, 200);
+}
+
+/// A client that disconnects mid-stream cancels its generation and frees its KV blocks.
+#[test]
+fn disconnect_mid_stream_cancels_generation() {
+    let server = RotorServer::start(&[]);
+    let body = json!({"model": MODEL, "messages": sky(), "max_tokens": 3000, "stream": true, "ignore_eos": true});
+    let body = body.to_string();
+    let mut sock = TcpStream::connect(server.addr).unwrap();
+    write!(
+        sock,
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        body
+    )
+    .unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while seen.matches("data: ").count() < 5 {
+        let n = sock.read(&mut buf).expect("stream data");
+        assert!(n > 0, "server closed early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(server.metric("rotor_engine_running_requests") >= 1.0);
+    drop(sock);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let running = server.metric("rotor_engine_running_requests");
+        let used = server.metric("rotor_kv_cache_blocks_used");
+        if running == 0.0 && used == 0.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running={running} blocks_used={used} after disconnect"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let generated = server.metric("rotor_engine_generated_tokens_total");
+    assert!(
+        generated < 3000.0,
+        "generation ran on after the client left: {generated} tokens"
+    );
+}
+
+/// A long request does not block a short one that arrives after it.
+#[test]
+fn concurrent_requests_make_progress_together() {
+    let server = RotorServer::start(&[]);
+    let url = server.url("/v1/completions");
+    let long_url = url.clone();
+    let long = std::thread::spawn(move || {
+        let started = Instant::now();
+        let (status, _) = curl_json(
+            &long_url,
+            &json!({"model": MODEL, "prompt": "Once upon a time", "max_tokens": 400, "ignore_eos": true}),
+        );
+        (status, started.elapsed())
+    });
+    // Wait until the long request is running, then send a short one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.metric("rotor_engine_running_requests") < 1.0 {
+        assert!(Instant::now() < deadline, "long request never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    let (status, body) = curl_json(
+        &url,
+        &json!({"model": MODEL, "prompt": "Hi", "max_tokens": 4, "ignore_eos": true}),
+    );
+    let short_took = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        server.metric("rotor_engine_running_requests") >= 1.0,
+        "the long request finished before the short one ({short_took:?}): they did not run together"
+    );
+    let (status, long_took) = long.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(short_took < long_took);
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""Drives a running Rotor server with the official `openai` Python client.
+
+Usage: openai_client_check.py BASE_URL MODEL
+Exits non-zero with a message on the first failed expectation. Run by crates/cli/tests/e2e.rs.
+"""
+import sys
+
+import openai
+
+base, model = sys.argv[1], sys.argv[2]
+client = openai.OpenAI(base_url=base, api_key="unused", max_retries=0, timeout=120)
+
+
+def check(cond, what):
+    if not cond:
+        print(f"FAILED: {what}", file=sys.stderr)
+        sys.exit(1)
+    print(f"ok: {what}")
+
+
+models = [m.id for m in client.models.list().data]
+check(model in models, f"/v1/models lists {model}: {models}")
+
+question = [{"role": "user", "content": "What color is the sky on a clear day?"}]
+r = client.chat.completions.create(model=model, messages=question, max_tokens=32, temperature=0)
+text = r.choices[0].message.content
+check(r.choices[0].message.role == "assistant", "chat role is assistant")
+check("blue" in text.lower(), f"chat answer mentions blue: {text!r}")
+check(r.choices[0].finish_reason in ("stop", "length"), f"finish_reason {r.choices[0].finish_reason}")
+check(r.usage.prompt_tokens > 10 and r.usage.completion_tokens > 0, f"usage {r.usage}")
+check(r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens, "total = prompt + completion")
+
+pieces, finish, usage, chunks = [], None, None, 0
+stream = client.chat.completions.create(model=model, messages=question, max_tokens=32, temperature=0,
+                                        stream=True, stream_options={"include_usage": True})
+for chunk in stream:
+    chunks += 1
+    if chunk.usage is not None:
+        usage = chunk.usage
+    for c in chunk.choices:
+        if c.delta.content:
+            pieces.append(c.delta.content)
+        if c.finish_reason:
+            finish = c.finish_reason
+streamed = "".join(pieces)
+check(chunks > 3, f"streamed in {chunks} chunks")
+check(streamed == text, f"greedy stream equals non-stream: {streamed!r} vs {text!r}")
+check(finish in ("stop", "length"), f"stream finish_reason {finish}")
+check(usage is not None and usage.completion_tokens == r.usage.completion_tokens, f"stream usage {usage}")
+
+r = client.chat.completions.create(model=model, messages=question, max_tokens=5, temperature=0)
+check(r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 5, "max_tokens=5 stops with length")
+
+c = client.completions.create(model=model, prompt="The capital of France is", max_tokens=8, temperature=0)
+check(len(c.choices[0].text) > 0 and c.usage.completion_tokens <= 8, f"completion: {c.choices[0].text!r}")
+
+seeded = [client.chat.completions.create(model=model, messages=question, max_tokens=16, temperature=0.9,
+                                         seed=42).choices[0].message.content for _ in range(2)]
+check(seeded[0] == seeded[1], f"same seed, same text: {seeded}")
+
+try:
+    client.chat.completions.create(model="no-such-model", messages=question)
+    check(False, "unknown model raises")
+except openai.NotFoundError as e:
+    check(e.status_code == 404, "unknown model is a 404 NotFoundError")
+
+try:
+    client.chat.completions.create(model=model, messages=question, n=2)
+    check(False, "n=2 raises")
+except openai.BadRequestError as e:
+    check(e.body.get("param") == "n", f"n=2 is a 400 naming param n: {e.body}")
+
+print("all openai client checks passed")

@@ -1,0 +1,193 @@
+//! `KvBlocks`: the scheduler's side of the KV block pool. It wraps `rotor_kv_cache::BlockPool`
+//! and speaks in sequences: admit one (reusing its cached prefix), grow one, commit the blocks
+//! it filled, release one.
+//!
+//! With prefix caching off, the same pool is used without lookups or commits: every prompt is
+//! computed from scratch, no block is ever cached and no event is emitted.
+
+use rotor_kv_cache::{BlockPool, PrefixCacheStats};
+use rotor_protocol::KvEvent;
+
+use crate::config::EngineConfig;
+use crate::sequence::Sequence;
+
+/// What admitting a waiting sequence takes, as worked out by `KvBlocks::plan_admission`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Admission {
+    /// Leading blocks served from the prefix cache.
+    pub cached_blocks: usize,
+    /// Tokens to compute in the admission step, starting right after the cached ones.
+    pub num_tokens: usize,
+    /// Fresh blocks to allocate.
+    pub new_blocks: usize,
+}
+
+/// The KV block pool as the scheduler uses it.
+#[derive(Debug)]
+pub struct KvBlocks {
+    pool: BlockPool,
+    prefix_caching: bool,
+}
+
+impl KvBlocks {
+    /// `cfg` must be validated.
+    pub fn new(cfg: &EngineConfig) -> Self {
+        Self {
+            pool: BlockPool::new(cfg.num_blocks, cfg.block_size_tokens),
+            prefix_caching: cfg.enable_prefix_caching,
+        }
+    }
+
+    pub fn pool(&self) -> &BlockPool {
+        &self.pool
+    }
+
+    pub fn prefix_caching(&self) -> bool {
+        self.prefix_caching
+    }
+
+    pub fn num_used(&self) -> usize {
+        self.pool.num_used()
+    }
+
+    pub fn stats(&self) -> PrefixCacheStats {
+        self.pool.stats()
+    }
+
+    pub fn drain_events(&mut self) -> Vec<KvEvent> {
+        self.pool.drain_events()
+    }
+
+    fn block_size(&self) -> usize {
+        self.pool.block_size_tokens()
+    }
+
+    /// How `seq` (waiting, nothing computed) would be admitted with at most `max_tokens`
+    /// computed in its first step, or `None` if the pool lacks the blocks. Changes nothing but
+    /// `seq`'s block hashes.
+    pub(crate) fn plan_admission(
+        &self,
+        seq: &mut Sequence,
+        max_tokens: usize,
+    ) -> Option<Admission> {
+        debug_assert!(seq.block_table.is_empty() && seq.num_computed == 0);
+        let bs = self.block_size();
+        let (cached_blocks, free) = if self.prefix_caching {
+            seq.hash_full_blocks(bs);
+            let prefix = self
+                .pool
+                .find_cached_prefix(&seq.block_hashes, seq.tokens.len());
+            (prefix.len(), self.pool.num_free_after_reuse(&prefix))
+        } else {
+            (0, self.pool.num_free())
+        };
+        let cached_tokens = cached_blocks * bs;
+        let num_tokens = (seq.tokens.len() - cached_tokens).min(max_tokens);
+        let new_blocks = (cached_tokens + num_tokens).div_ceil(bs) - cached_blocks;
+        (new_blocks <= free).then_some(Admission {
+            cached_blocks,
+            num_tokens,
+            new_blocks,
+        })
+    }
+
+    /// Admits `seq` as planned: reuses its cached prefix (those tokens count as computed) and
+    /// allocates the rest.
+    pub(crate) fn admit(&mut self, seq: &mut Sequence, admission: Admission) {
+        let bs = self.block_size();
+        if self.prefix_caching {
+            seq.block_table = self.pool.lookup(&seq.block_hashes, seq.tokens.len());
+        }
+        debug_assert_eq!(seq.block_table.len(), admission.cached_blocks);
+        let fresh = self
+            .pool
+            .allocate(admission.new_blocks)
+            .expect("invariant: plan_admission checked the free blocks");
+        seq.block_table.extend(fresh);
+        seq.num_cached_blocks = admission.cached_blocks;
+        seq.num_computed = admission.cached_blocks * bs;
+        if !seq.has_sent_first() {
+            seq.cached_prompt_tokens = seq.num_computed.min(seq.prompt_len);
+        }
+    }
+
+    /// Makes `seq`'s table cover `num_tokens` more tokens; false (nothing changed) if the pool
+    /// lacks the blocks.
+    pub(crate) fn grow(&mut self, seq: &mut Sequence, num_tokens: usize) -> bool {
+        let need = (seq.num_computed + num_tokens).div_ceil(self.block_size());
+        let missing = need.saturating_sub(seq.block_table.len());
+        match self.pool.allocate(missing) {
+            Ok(fresh) => {
+                seq.block_table.extend(fresh);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Caches every block of `seq` that its computed tokens fill and that is not cached yet.
+    pub(crate) fn commit_computed(&mut self, seq: &mut Sequence) {
+        if !self.prefix_caching {
+            return;
+        }
+        let full = seq.num_computed / self.block_size();
+        if full <= seq.num_cached_blocks {
+            return;
+        }
+        seq.hash_full_blocks(self.block_size());
+        for i in seq.num_cached_blocks..full {
+            let parent = i.checked_sub(1).map(|p| seq.block_hashes[p]);
+            self.pool
+                .commit_full_block(
+                    seq.block_table[i],
+                    seq.block_hashes[i],
+                    seq.local_hashes[i],
+                    parent,
+                )
+                .expect("invariant: a running sequence holds its blocks");
+        }
+        seq.num_cached_blocks = full;
+    }
+
+    /// Frees every block of `seq` (last block first) and empties its table.
+    pub(crate) fn release(&mut self, seq: &mut Sequence) {
+        self.pool
+            .free(&seq.block_table)
+            .expect("invariant: a sequence holds each block of its table once");
+        seq.block_table.clear();
+        seq.num_cached_blocks = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rotor_protocol::{GenerateRequest, SamplingParams, StopConditions};
+    use tokio::sync::mpsc::unbounded_channel;
+
+    use super::*;
+
+    fn sequence(tokens: Vec<u32>) -> Sequence {
+        let req = GenerateRequest {
+            id: "s".into(),
+            token_ids: tokens,
+            sampling: SamplingParams::greedy(),
+            stop: StopConditions::default(),
+        };
+        Sequence::new(req, 1000, unbounded_channel().0)
+    }
+
+    #[test]
+    fn incremental_block_hashes_equal_the_tokens_crate_hashes() {
+        let tokens: Vec<u32> = (0..11).map(|i| i * 37 % 50).collect();
+        let mut seq = sequence(tokens[..6].to_vec());
+        seq.hash_full_blocks(4);
+        assert_eq!(seq.block_hashes.len(), 1);
+        seq.tokens.extend_from_slice(&tokens[6..]);
+        seq.hash_full_blocks(4);
+        assert_eq!(seq.block_hashes, rotor_tokens::sequence_hashes(&tokens, 4));
+        assert_eq!(
+            seq.local_hashes,
+            rotor_tokens::local_block_hashes(&tokens, 4)
+        );
+    }
+}

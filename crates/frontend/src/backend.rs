@@ -1,0 +1,23 @@
+//! The seam between the frontend and whatever generates tokens (an in-process engine, a remote
+//! worker through the router, or a scripted test double).
+
+use std::sync::Arc;
+
+use futures::stream::BoxStream;
+use rotor_protocol::{EngineOutput, GenerateRequest, ModelCard, WireError};
+
+/// The outputs of one request, in order; the last `Ok` item carries a finish reason.
+pub type OutputStream = BoxStream<'static, Result<EngineOutput, WireError>>;
+
+/// Turns a tokenized request into a stream of outputs.
+pub trait Backend: Send + Sync + 'static {
+    /// Starts generation. Dropping the returned stream must cancel the request in the backend.
+    fn generate(&self, req: GenerateRequest) -> Result<OutputStream, WireError>;
+}
+
+/// A model as the frontend serves it: its card and the backend that runs it.
+#[derive(Clone)]
+pub struct ServedModel {
+    pub card: ModelCard,
+    pub backend: Arc<dyn Backend>,
+}

@@ -1,0 +1,64 @@
+//! POST /v1/chat/completions and POST /v1/completions.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use rotor_protocol::openai::{ChatCompletionRequest, CompletionRequest};
+
+use crate::error::ApiError;
+use crate::generation::TextGeneration;
+use crate::json_body::JsonBody;
+use crate::registry::ModelEntry;
+use crate::responses::{Api, ResponseBuilder};
+use crate::routes::AppState;
+use crate::sse::stream_response;
+use crate::validate::{chat_plan, completion_plan, GenerationPlan};
+
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    let entry = state
+        .registry
+        .get(&req.model)
+        .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+    let builder = ResponseBuilder::new(Api::Chat, &req.model);
+    let plan = chat_plan(&entry, &req, &state.config, &builder.id)?;
+    respond(&state, &entry, plan, builder).await
+}
+
+pub async fn completions(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    let entry = state
+        .registry
+        .get(&req.model)
+        .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+    let builder = ResponseBuilder::new(Api::Completion, &req.model);
+    let plan = completion_plan(&entry, &req, &state.config, &builder.id)?;
+    respond(&state, &entry, plan, builder).await
+}
+
+async fn respond(
+    state: &AppState,
+    entry: &ModelEntry,
+    plan: GenerationPlan,
+    builder: ResponseBuilder,
+) -> Result<Response, ApiError> {
+    let timer = state.metrics.start_generation(&entry.card.name);
+    let mut generation = TextGeneration::start(entry, &plan, timer)?;
+    if plan.stream {
+        return stream_response(generation, builder, plan.include_usage).await;
+    }
+    // If the client disconnects, hyper drops this future and with it the backend stream.
+    let mut text = String::new();
+    while let Some(step) = generation.next_step().await {
+        let step = step?;
+        text.push_str(&step.text);
+        if let Some(finish) = step.finish {
+            return Ok(Json(builder.full(text, &finish)).into_response());
+        }
+    }
+    Err(ApiError::internal("generation ended without a finish"))
+}

@@ -1,0 +1,317 @@
+//! Prometheus metrics of the frontend, rendered in the text exposition format (version 0.0.4)
+//! by hand: a handful of counters, one gauge and three histograms do not need a library.
+//!
+//! - `rotor_frontend_requests_total{endpoint,status}`: HTTP requests by route and status.
+//! - `rotor_frontend_inflight_requests`: generation requests being served.
+//! - `rotor_frontend_time_to_first_token_seconds`: request start → first generated token.
+//! - `rotor_frontend_inter_token_latency_seconds`: gap between consecutive engine outputs,
+//!   divided by the tokens in the later output.
+//! - `rotor_frontend_request_duration_seconds`: generation request start → end (stream end or
+//!   client disconnect).
+//! - `rotor_frontend_prompt_tokens_total{model}`, `rotor_frontend_completion_tokens_total{model}`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+const LATENCY_BUCKETS_SECONDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+const DURATION_BUCKETS_SECONDS: &[f64] = &[
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding these short critical sections cannot leave them inconsistent.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+struct Histogram {
+    bounds: &'static [f64],
+    state: Mutex<HistogramState>,
+}
+
+#[derive(Default)]
+struct HistogramState {
+    /// Non-cumulative count per bucket; one extra for +Inf.
+    buckets: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        let state = HistogramState {
+            buckets: vec![0; bounds.len() + 1],
+            ..Default::default()
+        };
+        Self {
+            bounds,
+            state: Mutex::new(state),
+        }
+    }
+
+    fn observe(&self, value: f64) {
+        let slot = self
+            .bounds
+            .iter()
+            .position(|bound| value <= *bound)
+            .unwrap_or(self.bounds.len());
+        let mut state = lock(&self.state);
+        state.buckets[slot] += 1;
+        state.sum += value;
+        state.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let state = lock(&self.state);
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (bound, count) in self.bounds.iter().zip(&state.buckets) {
+            cumulative += count;
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", state.count);
+        let _ = writeln!(out, "{name}_sum {}", state.sum);
+        let _ = writeln!(out, "{name}_count {}", state.count);
+    }
+}
+
+/// Something else in the process (an engine, a KV cache) that appends its own metrics, already
+/// in the text exposition format, to every /metrics response.
+pub trait MetricsSource: Send + Sync + 'static {
+    fn render(&self, out: &mut String);
+}
+
+/// All frontend metrics. Shared as `Arc<Metrics>`.
+pub struct Metrics {
+    sources: Mutex<Vec<Arc<dyn MetricsSource>>>,
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    inflight: AtomicI64,
+    ttft: Histogram,
+    itl: Histogram,
+    duration: Histogram,
+    prompt_tokens: Mutex<BTreeMap<String, u64>>,
+    completion_tokens: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            sources: Mutex::default(),
+            requests: Mutex::default(),
+            inflight: AtomicI64::new(0),
+            ttft: Histogram::new(LATENCY_BUCKETS_SECONDS),
+            itl: Histogram::new(LATENCY_BUCKETS_SECONDS),
+            duration: Histogram::new(DURATION_BUCKETS_SECONDS),
+            prompt_tokens: Mutex::default(),
+            completion_tokens: Mutex::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Adds a source whose metrics follow the frontend's own in every /metrics response.
+    pub fn add_source(&self, source: Arc<dyn MetricsSource>) {
+        lock(&self.sources).push(source);
+    }
+
+    /// Counts one finished HTTP exchange.
+    pub fn count_request(&self, endpoint: &str, status: u16) {
+        *lock(&self.requests)
+            .entry((endpoint.to_string(), status))
+            .or_default() += 1;
+    }
+
+    /// Starts timing a generation request; the returned guard records it when dropped.
+    pub fn start_generation(self: &Arc<Self>, model: &str) -> GenerationTimer {
+        self.inflight.fetch_add(1, Ordering::Relaxed);
+        GenerationTimer {
+            metrics: Arc::clone(self),
+            model: model.to_string(),
+            started: Instant::now(),
+            last_output: None,
+        }
+    }
+
+    /// The text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP rotor_frontend_requests_total HTTP requests by endpoint and status.\n",
+        );
+        out.push_str("# TYPE rotor_frontend_requests_total counter\n");
+        for ((endpoint, status), count) in lock(&self.requests).iter() {
+            let endpoint = escape_label(endpoint);
+            let _ = writeln!(
+                out,
+                "rotor_frontend_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {count}"
+            );
+        }
+        out.push_str("# HELP rotor_frontend_inflight_requests Generation requests being served.\n");
+        out.push_str("# TYPE rotor_frontend_inflight_requests gauge\n");
+        let _ = writeln!(
+            out,
+            "rotor_frontend_inflight_requests {}",
+            self.inflight.load(Ordering::Relaxed)
+        );
+        self.ttft.render(
+            &mut out,
+            "rotor_frontend_time_to_first_token_seconds",
+            "Time from request start to the first generated token.",
+        );
+        self.itl.render(
+            &mut out,
+            "rotor_frontend_inter_token_latency_seconds",
+            "Time between consecutive generated tokens.",
+        );
+        self.duration.render(
+            &mut out,
+            "rotor_frontend_request_duration_seconds",
+            "Generation request duration, to the end of the response or the disconnect.",
+        );
+        render_by_model(
+            &mut out,
+            "rotor_frontend_prompt_tokens_total",
+            "Prompt tokens of accepted requests.",
+            &lock(&self.prompt_tokens),
+        );
+        render_by_model(
+            &mut out,
+            "rotor_frontend_completion_tokens_total",
+            "Generated tokens.",
+            &lock(&self.completion_tokens),
+        );
+        let sources: Vec<_> = lock(&self.sources).clone();
+        for source in sources {
+            source.render(&mut out);
+        }
+        out
+    }
+}
+
+fn render_by_model(out: &mut String, name: &str, help: &str, counts: &BTreeMap<String, u64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (model, count) in counts {
+        let _ = writeln!(out, "{name}{{model=\"{}\"}} {count}", escape_label(model));
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Times one generation request: time to first token, inter-token latency, token counts and,
+/// on drop, the duration and the in-flight gauge.
+pub struct GenerationTimer {
+    metrics: Arc<Metrics>,
+    model: String,
+    started: Instant,
+    last_output: Option<Instant>,
+}
+
+impl GenerationTimer {
+    pub fn prompt_tokens(&self, count: usize) {
+        *lock(&self.metrics.prompt_tokens)
+            .entry(self.model.clone())
+            .or_default() += count as u64;
+    }
+
+    /// Records an engine output carrying `tokens` new tokens.
+    pub fn output(&mut self, tokens: usize) {
+        if tokens == 0 {
+            return;
+        }
+        let now = Instant::now();
+        match self.last_output {
+            None => self.metrics.ttft.observe(seconds(now - self.started)),
+            Some(last) => {
+                let per_token = seconds(now - last) / tokens as f64;
+                for _ in 0..tokens {
+                    self.metrics.itl.observe(per_token);
+                }
+            }
+        }
+        self.last_output = Some(now);
+        *lock(&self.metrics.completion_tokens)
+            .entry(self.model.clone())
+            .or_default() += tokens as u64;
+    }
+}
+
+fn seconds(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+impl Drop for GenerationTimer {
+    fn drop(&mut self) {
+        self.metrics
+            .duration
+            .observe(seconds(self.started.elapsed()));
+        self.metrics.inflight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let hist = Histogram::new(&[0.1, 1.0]);
+        for value in [0.05, 0.5, 0.7, 5.0] {
+            hist.observe(value);
+        }
+        let mut out = String::new();
+        hist.render(&mut out, "h", "help");
+        assert!(out.contains("h_bucket{le=\"0.1\"} 1\n"), "{out}");
+        assert!(out.contains("h_bucket{le=\"1\"} 3\n"), "{out}");
+        assert!(out.contains("h_bucket{le=\"+Inf\"} 4\n"), "{out}");
+        assert!(out.contains("h_count 4\n"), "{out}");
+    }
+
+    #[test]
+    fn timer_tracks_inflight_and_tokens() {
+        let metrics = Arc::new(Metrics::default());
+        let mut timer = metrics.start_generation("m");
+        timer.prompt_tokens(7);
+        timer.output(1);
+        timer.output(2);
+        assert!(metrics
+            .render()
+            .contains("rotor_frontend_inflight_requests 1\n"));
+        drop(timer);
+        let text = metrics.render();
+        assert!(
+            text.contains("rotor_frontend_inflight_requests 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rotor_frontend_prompt_tokens_total{model=\"m\"} 7\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rotor_frontend_completion_tokens_total{model=\"m\"} 3\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rotor_frontend_time_to_first_token_seconds_count 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rotor_frontend_inter_token_latency_seconds_count 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rotor_frontend_request_duration_seconds_count 1\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! The models being served, by name. Models come and go at run time (discovery), so the map
+//! sits behind a `RwLock` that is only held to look up or swap an `Arc`, never across an await.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use rotor_protocol::ModelCard;
+use rotor_text::{ChatTemplate, Tokenizer};
+
+use crate::backend::{Backend, ServedModel};
+use crate::error::FrontendError;
+
+/// One served model with everything built from its card.
+pub struct ModelEntry {
+    pub card: ModelCard,
+    pub backend: Arc<dyn Backend>,
+    pub tokenizer: Arc<Tokenizer>,
+    pub template: ChatTemplate,
+    /// Ids that end generation (eos + eot); their text is never shown.
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl ModelEntry {
+    /// Builds the tokenizer and chat template from the card (ChatML when the card has no template).
+    pub fn build(model: ServedModel) -> Result<Self, FrontendError> {
+        let ServedModel { card, backend } = model;
+        if card.context_length == 0 {
+            return Err(FrontendError::ZeroContextLength { model: card.name });
+        }
+        let tokenizer =
+            Tokenizer::from_spec(&card.tokenizer).map_err(|source| FrontendError::Tokenizer {
+                model: card.name.clone(),
+                source,
+            })?;
+        let template = match &card.chat_template {
+            Some(source) => ChatTemplate::new(
+                source,
+                tokenizer.bos_token().unwrap_or(""),
+                tokenizer.eos_token().unwrap_or(""),
+            )
+            .map_err(|source| FrontendError::ChatTemplate {
+                model: card.name.clone(),
+                source,
+            })?,
+            None => ChatTemplate::chatml(),
+        };
+        let eos_token_ids = tokenizer.eos_token_ids();
+        Ok(Self {
+            card,
+            backend,
+            tokenizer: Arc::new(tokenizer),
+            template,
+            eos_token_ids,
+        })
+    }
+}
+
+/// Name → model. Cheap to clone (shared).
+#[derive(Clone, Default)]
+pub struct ModelRegistry {
+    models: Arc<RwLock<HashMap<String, Arc<ModelEntry>>>>,
+}
+
+impl ModelRegistry {
+    pub fn insert(&self, entry: ModelEntry) -> Result<(), FrontendError> {
+        let mut models = self
+            .models
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if models.contains_key(&entry.card.name) {
+            return Err(FrontendError::ModelAlreadyServed {
+                model: entry.card.name.clone(),
+            });
+        }
+        models.insert(entry.card.name.clone(), Arc::new(entry));
+        Ok(())
+    }
+
+    /// Removes a model; requests already running on it finish normally.
+    pub fn remove(&self, name: &str) -> bool {
+        let mut models = self
+            .models
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        models.remove(name).is_some()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<ModelEntry>> {
+        let models = self
+            .models
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        models.get(name).cloned()
+    }
+
+    /// All models, sorted by name.
+    pub fn list(&self) -> Vec<Arc<ModelEntry>> {
+        let models = self
+            .models
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut all: Vec<_> = models.values().cloned().collect();
+        all.sort_by(|a, b| a.card.name.cmp(&b.card.name));
+        all
+    }
+}

@@ -1,0 +1,166 @@
+//! The OpenAI bodies of chat and text completions, whole and as stream chunks.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rotor_protocol::openai::{
+    ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionResponse, ChatDelta,
+    CompletionChoice, CompletionResponse, ResponseMessage, Usage,
+};
+use serde_json::Value;
+
+use crate::generation::Finish;
+
+/// Which API a response belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    Chat,
+    Completion,
+}
+
+/// Builds the bodies of one response; every chunk shares its id, `created` and model.
+#[derive(Debug, Clone)]
+pub struct ResponseBuilder {
+    pub api: Api,
+    pub id: String,
+    pub created: u64,
+    pub model: String,
+}
+
+fn to_value<T: serde::Serialize>(body: &T) -> Value {
+    serde_json::to_value(body).expect("invariant: response bodies serialize to JSON")
+}
+
+impl ResponseBuilder {
+    /// A fresh id (`chatcmpl-…` or `cmpl-…`) and the current time.
+    pub fn new(api: Api, model: &str) -> Self {
+        let prefix = match api {
+            Api::Chat => "chatcmpl",
+            Api::Completion => "cmpl",
+        };
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        Self {
+            api,
+            id: format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
+            created,
+            model: model.to_string(),
+        }
+    }
+
+    /// The non-streaming body.
+    pub fn full(&self, text: String, finish: &Finish) -> Value {
+        match self.api {
+            Api::Chat => to_value(&ChatCompletionResponse {
+                id: self.id.clone(),
+                object: "chat.completion".to_string(),
+                created: self.created,
+                model: self.model.clone(),
+                choices: vec![ChatChoice {
+                    index: 0,
+                    message: ResponseMessage {
+                        role: "assistant".to_string(),
+                        content: text,
+                    },
+                    logprobs: None,
+                    finish_reason: Some(finish.reason.to_string()),
+                }],
+                usage: finish.usage,
+            }),
+            Api::Completion => to_value(&CompletionResponse {
+                id: self.id.clone(),
+                object: "text_completion".to_string(),
+                created: self.created,
+                model: self.model.clone(),
+                choices: vec![CompletionChoice {
+                    index: 0,
+                    text,
+                    logprobs: None,
+                    finish_reason: Some(finish.reason.to_string()),
+                }],
+                usage: Some(finish.usage),
+            }),
+        }
+    }
+
+    /// The chunk that opens a chat stream (`delta.role`); none for text completions.
+    pub fn opening_chunk(&self) -> Option<Value> {
+        match self.api {
+            Api::Chat => Some(self.chat_chunk(
+                vec![ChatChunkChoice {
+                    index: 0,
+                    delta: ChatDelta {
+                        role: Some("assistant".to_string()),
+                        content: Some(String::new()),
+                    },
+                    logprobs: None,
+                    finish_reason: None,
+                }],
+                None,
+            )),
+            Api::Completion => None,
+        }
+    }
+
+    /// A chunk with new text and, on the last one, the finish reason.
+    pub fn delta_chunk(&self, text: String, finish_reason: Option<&str>) -> Value {
+        let finish_reason = finish_reason.map(str::to_string);
+        match self.api {
+            Api::Chat => {
+                let content = (!text.is_empty() || finish_reason.is_none()).then_some(text);
+                self.chat_chunk(
+                    vec![ChatChunkChoice {
+                        index: 0,
+                        delta: ChatDelta {
+                            role: None,
+                            content,
+                        },
+                        logprobs: None,
+                        finish_reason,
+                    }],
+                    None,
+                )
+            }
+            Api::Completion => self.completion_chunk(
+                vec![CompletionChoice {
+                    index: 0,
+                    text,
+                    logprobs: None,
+                    finish_reason,
+                }],
+                None,
+            ),
+        }
+    }
+
+    /// The usage chunk of `stream_options.include_usage`: empty `choices`.
+    pub fn usage_chunk(&self, usage: Usage) -> Value {
+        match self.api {
+            Api::Chat => self.chat_chunk(Vec::new(), Some(usage)),
+            Api::Completion => self.completion_chunk(Vec::new(), Some(usage)),
+        }
+    }
+
+    fn chat_chunk(&self, choices: Vec<ChatChunkChoice>, usage: Option<Usage>) -> Value {
+        to_value(&ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".to_string(),
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            usage,
+        })
+    }
+
+    fn completion_chunk(&self, choices: Vec<CompletionChoice>, usage: Option<Usage>) -> Value {
+        to_value(&CompletionResponse {
+            id: self.id.clone(),
+            object: "text_completion".to_string(),
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            usage,
+        })
+    }
+}

@@ -1,0 +1,70 @@
+//! [`Frontend`]: the served models, settings and metrics; [`serve`] runs it on a listener.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::backend::ServedModel;
+use crate::config::FrontendConfig;
+use crate::error::FrontendError;
+use crate::metrics::Metrics;
+use crate::registry::{ModelEntry, ModelRegistry};
+use crate::routes::{build_router, AppState};
+
+/// The OpenAI-compatible frontend. Cheap to clone; clones share models and metrics.
+#[derive(Clone)]
+pub struct Frontend {
+    state: AppState,
+}
+
+impl Frontend {
+    pub fn new(cfg: FrontendConfig) -> Frontend {
+        Frontend {
+            state: AppState {
+                registry: ModelRegistry::default(),
+                config: Arc::new(cfg),
+                metrics: Arc::new(Metrics::default()),
+            },
+        }
+    }
+
+    /// Starts serving a model: builds its tokenizer and chat template from the card.
+    pub fn add_model(&self, model: ServedModel) -> Result<(), FrontendError> {
+        let entry = ModelEntry::build(model)?;
+        self.state.registry.insert(entry)
+    }
+
+    /// Stops routing new requests to `name`; running requests finish.
+    pub fn remove_model(&self, name: &str) {
+        self.state.registry.remove(name);
+    }
+
+    /// Names of the served models, sorted.
+    pub fn model_names(&self) -> Vec<String> {
+        self.state
+            .registry
+            .list()
+            .iter()
+            .map(|entry| entry.card.name.clone())
+            .collect()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.state.metrics)
+    }
+
+    pub fn router(&self) -> axum::Router {
+        build_router(self.state.clone())
+    }
+}
+
+/// Serves `frontend` on `listener` until `shutdown` completes, then stops accepting and lets
+/// in-flight requests finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    frontend: Frontend,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, frontend.router())
+        .with_graceful_shutdown(shutdown)
+        .await
+}

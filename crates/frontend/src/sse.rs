@@ -1,0 +1,110 @@
+//! Server-sent-event responses: `data: {chunk}\n\n` per step, `data: [DONE]` last. Each event
+//! is flushed as it is produced; when the client goes away, hyper drops the body stream, which
+//! drops the [`TextGeneration`] and so the backend stream (cancelling the request).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::generation::{TextGeneration, TextStep};
+use crate::responses::ResponseBuilder;
+
+/// Streams a generation. The first step is awaited before answering, so an error the backend
+/// reports at once (overloaded, stopped) still gets its HTTP status instead of a 200 stream.
+pub async fn stream_response(
+    mut generation: TextGeneration,
+    builder: ResponseBuilder,
+    include_usage: bool,
+) -> Result<Response, ApiError> {
+    let first = match generation.next_step().await {
+        Some(Err(err)) => return Err(err),
+        step => step,
+    };
+    let mut state = StreamState {
+        generation: Some(generation),
+        builder,
+        include_usage,
+        queue: VecDeque::new(),
+    };
+    if let Some(opening) = state.builder.opening_chunk() {
+        state.queue.push_back(data(&opening));
+    }
+    state.enqueue(first);
+    let events = futures::stream::unfold(state, |mut state| async move {
+        let event = state.next_event().await?;
+        Some((Ok::<_, Infallible>(event), state))
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+struct StreamState {
+    /// `None` once generation ended; dropping it cancels the backend request.
+    generation: Option<TextGeneration>,
+    builder: ResponseBuilder,
+    include_usage: bool,
+    queue: VecDeque<Event>,
+}
+
+fn data(value: &Value) -> Event {
+    Event::default().data(value.to_string())
+}
+
+fn done() -> Event {
+    Event::default().data("[DONE]")
+}
+
+impl StreamState {
+    async fn next_event(&mut self) -> Option<Event> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Some(event);
+            }
+            let step = self.generation.as_mut()?.next_step().await;
+            self.enqueue(step);
+        }
+    }
+
+    fn enqueue(&mut self, step: Option<Result<TextStep, ApiError>>) {
+        match step {
+            Some(Ok(TextStep { text, finish: None })) => {
+                self.queue
+                    .push_back(data(&self.builder.delta_chunk(text, None)));
+            }
+            Some(Ok(TextStep {
+                text,
+                finish: Some(finish),
+            })) => {
+                if !text.is_empty() {
+                    self.queue
+                        .push_back(data(&self.builder.delta_chunk(text, None)));
+                }
+                self.queue.push_back(data(
+                    &self.builder.delta_chunk(String::new(), Some(finish.reason)),
+                ));
+                if self.include_usage {
+                    self.queue
+                        .push_back(data(&self.builder.usage_chunk(finish.usage)));
+                }
+                self.end();
+            }
+            Some(Err(err)) => {
+                let body =
+                    serde_json::to_value(err.body()).expect("invariant: error bodies serialize");
+                self.queue.push_back(data(&body));
+                self.end();
+            }
+            None => self.end(),
+        }
+    }
+
+    fn end(&mut self) {
+        self.generation = None;
+        self.queue.push_back(done());
+    }
+}

@@ -1,0 +1,462 @@
+//! Request validation: an OpenAI request plus the served model become a [`GenerationPlan`]
+//! (token ids, sampling, stop conditions), or an [`ApiError`] naming the offending parameter.
+//!
+//! Limits: `n` = 1; `temperature` in [0, 2]; `top_p` in (0, 1]; penalties in [-2, 2];
+//! `repetition_penalty` > 0; `min_p` in [0, 1]; `top_k` ≥ 0 (0 = off); at most
+//! `FrontendConfig::max_stop_sequences` non-empty stop strings; `max_tokens` ≥ 1 and
+//! prompt + `max_tokens` ≤ context. Without `max_tokens` the budget is the context left after
+//! the prompt, clamped to `FrontendConfig::default_max_tokens_cap`.
+
+use rotor_protocol::openai::{
+    ChatCompletionRequest, CompletionRequest, MessageContent, Prompt, SamplingFields,
+};
+use rotor_protocol::{GenerateRequest, SamplingDefaults, SamplingParams, StopConditions};
+
+use crate::config::FrontendConfig;
+use crate::error::ApiError;
+use crate::registry::ModelEntry;
+
+/// A validated, tokenized request and how to answer it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationPlan {
+    pub request: GenerateRequest,
+    /// Stop strings matched on the generated text (never shown).
+    pub stop_strings: Vec<String>,
+    pub stream: bool,
+    /// Streaming only: send a final chunk with usage.
+    pub include_usage: bool,
+}
+
+impl GenerationPlan {
+    pub fn prompt_tokens(&self) -> usize {
+        self.request.token_ids.len()
+    }
+}
+
+const CHAT_ROLES: &[&str] = &["system", "developer", "user", "assistant", "tool"];
+
+/// Validates a chat request, renders its messages with the model's template and tokenizes them.
+pub fn chat_plan(
+    entry: &ModelEntry,
+    req: &ChatCompletionRequest,
+    cfg: &FrontendConfig,
+    request_id: &str,
+) -> Result<GenerationPlan, ApiError> {
+    if req.logprobs == Some(true) {
+        return Err(ApiError::unsupported(
+            "logprobs",
+            "log probabilities are not returned",
+        ));
+    }
+    if req.top_logprobs.is_some() {
+        return Err(ApiError::unsupported(
+            "top_logprobs",
+            "log probabilities are not returned",
+        ));
+    }
+    if req.tools.as_ref().is_some_and(|tools| !tools.is_empty()) {
+        return Err(ApiError::unsupported(
+            "tools",
+            "tool calling is not implemented",
+        ));
+    }
+    if req
+        .tool_choice
+        .as_ref()
+        .is_some_and(|c| !c.is_null() && c != "none")
+    {
+        return Err(ApiError::unsupported(
+            "tool_choice",
+            "tool calling is not implemented",
+        ));
+    }
+    if let Some(format) = &req.response_format {
+        if !format.is_null() && format.get("type").and_then(|t| t.as_str()) != Some("text") {
+            return Err(ApiError::unsupported(
+                "response_format",
+                "only {\"type\": \"text\"}",
+            ));
+        }
+    }
+    let fields = req.sampling_fields();
+    let checked = check_sampling(&fields, &entry.card.sampling_defaults, cfg)?;
+    let messages = template_messages(req)?;
+    let text = entry.template.render(&messages, true).map_err(|err| {
+        ApiError::invalid_param("messages", format!("Cannot apply the chat template: {err}"))
+    })?;
+    let ids = encode(entry, &text)?;
+    let max_param = if req.max_completion_tokens.is_some() {
+        "max_completion_tokens"
+    } else {
+        "max_tokens"
+    };
+    finish_plan(
+        entry,
+        ids,
+        checked,
+        cfg,
+        request_id,
+        ("messages", max_param),
+    )
+}
+
+/// Validates a text-completion request and tokenizes its prompt (or takes its token ids).
+pub fn completion_plan(
+    entry: &ModelEntry,
+    req: &CompletionRequest,
+    cfg: &FrontendConfig,
+    request_id: &str,
+) -> Result<GenerationPlan, ApiError> {
+    if req.logprobs.is_some() {
+        return Err(ApiError::unsupported(
+            "logprobs",
+            "log probabilities are not returned",
+        ));
+    }
+    if req.echo == Some(true) {
+        return Err(ApiError::unsupported("echo", "the prompt is not echoed"));
+    }
+    if req.suffix.is_some() {
+        return Err(ApiError::unsupported(
+            "suffix",
+            "insertion is not implemented",
+        ));
+    }
+    if req.best_of.is_some_and(|best_of| best_of != 1) {
+        return Err(ApiError::unsupported("best_of", "only best_of = 1"));
+    }
+    let checked = check_sampling(&req.sampling_fields(), &entry.card.sampling_defaults, cfg)?;
+    let one_prompt =
+        || ApiError::invalid_param("prompt", "Exactly one prompt per request is supported.");
+    let ids = match &req.prompt {
+        Prompt::Text(text) => encode(entry, text)?,
+        Prompt::Texts(texts) => match texts.as_slice() {
+            [text] => encode(entry, text)?,
+            _ => return Err(one_prompt()),
+        },
+        Prompt::Tokens(ids) => check_token_ids(entry, ids.clone())?,
+        Prompt::TokenLists(lists) => match lists.as_slice() {
+            [ids] => check_token_ids(entry, ids.clone())?,
+            _ => return Err(one_prompt()),
+        },
+    };
+    finish_plan(
+        entry,
+        ids,
+        checked,
+        cfg,
+        request_id,
+        ("prompt", "max_tokens"),
+    )
+}
+
+/// The messages as the template sees them: `developer` becomes `system`, content is required.
+fn template_messages(req: &ChatCompletionRequest) -> Result<serde_json::Value, ApiError> {
+    if req.messages.is_empty() {
+        return Err(ApiError::invalid_param(
+            "messages",
+            "`messages` must not be empty.",
+        ));
+    }
+    let mut out = Vec::with_capacity(req.messages.len());
+    for (i, message) in req.messages.iter().enumerate() {
+        if !CHAT_ROLES.contains(&message.role.as_str()) {
+            return Err(ApiError::invalid_param(
+                &format!("messages[{i}].role"),
+                format!(
+                    "Unknown role {:?}; expected one of {CHAT_ROLES:?}.",
+                    message.role
+                ),
+            ));
+        }
+        let content_param = format!("messages[{i}].content");
+        match &message.content {
+            None => {
+                return Err(ApiError::invalid_param(
+                    &content_param,
+                    "Every message needs `content`.",
+                ))
+            }
+            Some(MessageContent::Parts(parts)) => {
+                for part in parts {
+                    if part.kind != "text" {
+                        return Err(ApiError::unsupported(
+                            &content_param,
+                            &format!("content parts of type {:?}; only \"text\"", part.kind),
+                        ));
+                    }
+                    if part.text.is_none() {
+                        return Err(ApiError::invalid_param(
+                            &content_param,
+                            "A text part needs `text`.",
+                        ));
+                    }
+                }
+            }
+            Some(MessageContent::Text(_)) => {}
+        }
+        let mut message = message.clone();
+        if message.role == "developer" {
+            message.role = "system".to_string();
+        }
+        out.push(message);
+    }
+    serde_json::to_value(out)
+        .map_err(|err| ApiError::internal(format!("cannot serialize messages: {err}")))
+}
+
+/// Tokenizes with special tokens recognised; adds BOS when the model wants it and the text
+/// does not already start with it.
+fn encode(entry: &ModelEntry, text: &str) -> Result<Vec<u32>, ApiError> {
+    let mut ids = entry
+        .tokenizer
+        .encode(text, true)
+        .map_err(|err| ApiError::internal(format!("tokenization failed: {err}")))?;
+    let spec = &entry.card.tokenizer;
+    if let (true, Some(bos)) = (spec.add_bos_token, spec.bos_token_id) {
+        if ids.first() != Some(&bos) {
+            ids.insert(0, bos);
+        }
+    }
+    Ok(ids)
+}
+
+fn check_token_ids(entry: &ModelEntry, ids: Vec<u32>) -> Result<Vec<u32>, ApiError> {
+    let vocab = entry.tokenizer.vocab_size();
+    match ids.iter().find(|id| **id as usize >= vocab) {
+        Some(bad) => Err(ApiError::invalid_param(
+            "prompt",
+            format!("Token id {bad} is outside the vocabulary (size {vocab})."),
+        )),
+        None => Ok(ids),
+    }
+}
+
+/// Sampling parameters that passed their range checks.
+struct CheckedSampling {
+    sampling: SamplingParams,
+    max_tokens: Option<i64>,
+    min_tokens: u32,
+    ignore_eos: bool,
+    stop_strings: Vec<String>,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn check_range(
+    param: &str,
+    value: Option<f64>,
+    ok: impl Fn(f64) -> bool,
+    rule: &str,
+) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !ok(v) => Err(ApiError::invalid_param(
+            param,
+            format!("`{param}` must be {rule}; got {v}."),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_sampling(
+    f: &SamplingFields,
+    defaults: &SamplingDefaults,
+    cfg: &FrontendConfig,
+) -> Result<CheckedSampling, ApiError> {
+    if f.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::invalid_param("n", "Only `n` = 1 is supported."));
+    }
+    if f.logit_bias.as_ref().is_some_and(|bias| !bias.is_empty()) {
+        return Err(ApiError::unsupported(
+            "logit_bias",
+            "logit biases are not applied",
+        ));
+    }
+    check_range(
+        "temperature",
+        f.temperature,
+        |v| (0.0..=2.0).contains(&v),
+        "between 0 and 2",
+    )?;
+    check_range("top_p", f.top_p, |v| v > 0.0 && v <= 1.0, "in (0, 1]")?;
+    check_range(
+        "frequency_penalty",
+        f.frequency_penalty,
+        |v| (-2.0..=2.0).contains(&v),
+        "between -2 and 2",
+    )?;
+    check_range(
+        "presence_penalty",
+        f.presence_penalty,
+        |v| (-2.0..=2.0).contains(&v),
+        "between -2 and 2",
+    )?;
+    check_range(
+        "repetition_penalty",
+        f.repetition_penalty,
+        |v| v > 0.0 && v.is_finite(),
+        "> 0",
+    )?;
+    check_range(
+        "min_p",
+        f.min_p,
+        |v| (0.0..=1.0).contains(&v),
+        "between 0 and 1",
+    )?;
+    let top_k = match f.top_k {
+        None | Some(0) | Some(-1) => None,
+        Some(k) if k > 0 => Some(u32::try_from(k).unwrap_or(u32::MAX)),
+        Some(k) => {
+            return Err(ApiError::invalid_param(
+                "top_k",
+                format!("`top_k` must be ≥ 0 (or -1 for off); got {k}."),
+            ))
+        }
+    };
+    let min_tokens = match f.min_tokens {
+        None => 0,
+        Some(m) => u32::try_from(m).map_err(|_| {
+            ApiError::invalid_param("min_tokens", format!("`min_tokens` must be ≥ 0; got {m}."))
+        })?,
+    };
+    let stop_strings = f
+        .stop
+        .clone()
+        .map(|stop| stop.into_vec())
+        .unwrap_or_default();
+    if stop_strings.len() > cfg.max_stop_sequences {
+        return Err(ApiError::invalid_param(
+            "stop",
+            format!(
+                "At most {} stop sequences are allowed; got {}.",
+                cfg.max_stop_sequences,
+                stop_strings.len()
+            ),
+        ));
+    }
+    if stop_strings.iter().any(String::is_empty) {
+        return Err(ApiError::invalid_param(
+            "stop",
+            "Stop sequences must not be empty.",
+        ));
+    }
+    let stream = f.stream.unwrap_or(false);
+    if f.stream_options.is_some() && !stream {
+        return Err(ApiError::invalid_param(
+            "stream_options",
+            "`stream_options` needs `stream` = true.",
+        ));
+    }
+    let include_usage = f
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
+    let sampling = SamplingParams {
+        temperature: f
+            .temperature
+            .map(|t| t as f32)
+            .or(defaults.temperature)
+            .unwrap_or(1.0),
+        top_k: top_k.or(defaults.top_k),
+        top_p: f.top_p.map(|p| p as f32).or(defaults.top_p).unwrap_or(1.0),
+        min_p: f.min_p.map(|p| p as f32).or(defaults.min_p).unwrap_or(0.0),
+        seed: f.seed.map(|seed| seed as u64),
+        repetition_penalty: f
+            .repetition_penalty
+            .map(|p| p as f32)
+            .or(defaults.repetition_penalty)
+            .unwrap_or(1.0),
+        frequency_penalty: f.frequency_penalty.unwrap_or(0.0) as f32,
+        presence_penalty: f.presence_penalty.unwrap_or(0.0) as f32,
+    };
+    Ok(CheckedSampling {
+        sampling,
+        max_tokens: f.max_tokens,
+        min_tokens,
+        ignore_eos: f.ignore_eos.unwrap_or(false),
+        stop_strings,
+        stream,
+        include_usage,
+    })
+}
+
+/// Applies the context budget and assembles the plan. `params` = (prompt param, max-tokens param).
+fn finish_plan(
+    entry: &ModelEntry,
+    ids: Vec<u32>,
+    checked: CheckedSampling,
+    cfg: &FrontendConfig,
+    request_id: &str,
+    (prompt_param, max_param): (&str, &str),
+) -> Result<GenerationPlan, ApiError> {
+    if ids.is_empty() {
+        return Err(ApiError::invalid_param(
+            prompt_param,
+            "The prompt must not be empty.",
+        ));
+    }
+    let context = entry.card.context_length;
+    let prompt_len = ids.len();
+    if prompt_len >= context as usize {
+        return Err(ApiError::context_length_exceeded(
+            prompt_param,
+            prompt_len,
+            context,
+        ));
+    }
+    let room = context - prompt_len as u32;
+    let max_tokens = match checked.max_tokens {
+        Some(m) if m <= 0 => {
+            return Err(ApiError::invalid_param(
+                max_param,
+                format!("`{max_param}` must be at least 1; got {m}."),
+            ))
+        }
+        Some(m) if m > i64::from(room) => {
+            return Err(ApiError::invalid_param(
+                max_param,
+                format!(
+                    "This model's maximum context length is {context} tokens; the prompt has \
+                     {prompt_len} tokens and `{max_param}` asks for {m}, {} too many.",
+                    m - i64::from(room)
+                ),
+            )
+            .with_code("context_length_exceeded"))
+        }
+        Some(m) => m as u32,
+        None => cfg
+            .default_max_tokens_cap
+            .map_or(room, |cap| room.min(cap.max(1))),
+    };
+    if checked.min_tokens > max_tokens {
+        return Err(ApiError::invalid_param(
+            "min_tokens",
+            format!(
+                "`min_tokens` ({}) exceeds the token budget ({max_tokens}).",
+                checked.min_tokens
+            ),
+        ));
+    }
+    let stop = StopConditions {
+        max_tokens,
+        stop_token_ids: if checked.ignore_eos {
+            Vec::new()
+        } else {
+            entry.eos_token_ids.clone()
+        },
+        min_tokens: checked.min_tokens,
+        ignore_eos: checked.ignore_eos,
+    };
+    Ok(GenerationPlan {
+        request: GenerateRequest {
+            id: request_id.to_string(),
+            token_ids: ids,
+            sampling: checked.sampling,
+            stop,
+        },
+        stop_strings: checked.stop_strings,
+        stream: checked.stream,
+        include_usage: checked.include_usage,
+    })
+}

@@ -1,0 +1,7 @@
+//! The frontend's HTTP tests: one binary, a real server on 127.0.0.1:0, real HTTP via reqwest,
+//! the real SmolLM2 model card, and a scripted backend.
+
+mod bad_input;
+mod generation;
+mod service;
+mod support;

@@ -1,0 +1,65 @@
+//! `EventBuffer`: the KV events a pool emitted since the last drain, with their ids.
+//!
+//! Ids start at 0 and grow by one per event, with no gaps, for the pool's whole life, so a
+//! consumer that sees a jump knows it missed events. Two merges keep the stream short without
+//! changing its meaning: a `Stored` whose parent is the last block of the pending `Stored` just
+//! before it extends that event (one sequence filling several blocks), and the removals of one
+//! `allocate` call form one `Removed`.
+
+use rotor_protocol::{KvEvent, KvEventData, StoredBlock};
+use rotor_tokens::SequenceHash;
+
+#[derive(Debug, Default)]
+pub(crate) struct EventBuffer {
+    pending: Vec<KvEvent>,
+    next_id: u64,
+}
+
+impl EventBuffer {
+    /// The id the next new event gets.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
+    pub fn stored(&mut self, parent_hash: Option<SequenceHash>, block: StoredBlock) {
+        if let Some(KvEvent {
+            data: KvEventData::Stored { blocks, .. },
+            ..
+        }) = self.pending.last_mut()
+        {
+            let continues =
+                parent_hash.is_some() && blocks.last().map(|b| b.block_hash) == parent_hash;
+            if continues {
+                blocks.push(block);
+                return;
+            }
+        }
+        self.push(KvEventData::Stored {
+            parent_hash,
+            blocks: vec![block],
+        });
+    }
+
+    /// One `Removed` for all of `hashes` (nothing if empty).
+    pub fn removed(&mut self, block_hashes: Vec<SequenceHash>) {
+        if !block_hashes.is_empty() {
+            self.push(KvEventData::Removed { block_hashes });
+        }
+    }
+
+    pub fn cleared(&mut self) {
+        self.push(KvEventData::Cleared);
+    }
+
+    pub fn drain(&mut self) -> Vec<KvEvent> {
+        std::mem::take(&mut self.pending)
+    }
+
+    fn push(&mut self, data: KvEventData) {
+        self.pending.push(KvEvent {
+            event_id: self.next_id,
+            data,
+        });
+        self.next_id += 1;
+    }
+}

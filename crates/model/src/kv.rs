@@ -1,0 +1,200 @@
+//! Paged key/value storage for attention.
+//!
+//! For every layer there is one K pool and one V pool, each laid out as
+//! `[num_blocks][block_size_tokens][n_kv_heads][head_dim]`. Position `p` of a sequence lives in
+//! block `block_table[p / block_size_tokens]`, slot `p % block_size_tokens`. Which blocks belong to
+//! which sequence is decided elsewhere (the scheduler's block manager): this type only stores rows.
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+use crate::llama::LlamaConfig;
+
+/// Element type of the stored keys and values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvDtype {
+    F32,
+    F16,
+}
+
+impl KvDtype {
+    pub fn size_bytes(self) -> usize {
+        match self {
+            KvDtype::F32 => 4,
+            KvDtype::F16 => 2,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Pool {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+}
+
+impl Pool {
+    fn zeroed(dtype: KvDtype, len: usize) -> Pool {
+        match dtype {
+            KvDtype::F32 => Pool::F32(vec![0.0; len]),
+            KvDtype::F16 => Pool::F16(vec![f16::ZERO; len]),
+        }
+    }
+
+    fn write(&mut self, start: usize, row: &[f32]) {
+        match self {
+            Pool::F32(p) => p[start..start + row.len()].copy_from_slice(row),
+            Pool::F16(p) => p[start..start + row.len()].convert_from_f32_slice(row),
+        }
+    }
+
+    /// The `len` values at `start` as f32: borrowed for F32, converted into `buf` for F16.
+    #[inline]
+    fn read<'a>(&'a self, start: usize, buf: &'a mut [f32]) -> &'a [f32] {
+        let len = buf.len();
+        match self {
+            Pool::F32(p) => &p[start..start + len],
+            Pool::F16(p) => {
+                p[start..start + len].convert_to_f32_slice(buf);
+                buf
+            }
+        }
+    }
+
+    fn copy_within(&mut self, src: usize, dst: usize, len: usize) {
+        match self {
+            Pool::F32(p) => p.copy_within(src..src + len, dst),
+            Pool::F16(p) => p.copy_within(src..src + len, dst),
+        }
+    }
+}
+
+/// The KV cache memory of one model instance. See the module docs for the layout.
+#[derive(Debug)]
+pub struct KvStorage {
+    k: Vec<Pool>,
+    v: Vec<Pool>,
+    num_blocks: usize,
+    block_size_tokens: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    dtype: KvDtype,
+}
+
+impl KvStorage {
+    /// Zero-filled storage for `num_blocks` blocks of `block_size_tokens` positions each.
+    pub fn new(
+        cfg: &LlamaConfig,
+        num_blocks: usize,
+        block_size_tokens: usize,
+        dtype: KvDtype,
+    ) -> KvStorage {
+        let row = cfg.n_kv_heads * cfg.head_dim;
+        let len = num_blocks * block_size_tokens * row;
+        KvStorage {
+            k: (0..cfg.n_layers)
+                .map(|_| Pool::zeroed(dtype, len))
+                .collect(),
+            v: (0..cfg.n_layers)
+                .map(|_| Pool::zeroed(dtype, len))
+                .collect(),
+            num_blocks,
+            block_size_tokens,
+            n_kv_heads: cfg.n_kv_heads,
+            head_dim: cfg.head_dim,
+            dtype,
+        }
+    }
+
+    /// Bytes one block occupies across all layers, K and V together.
+    pub fn bytes_per_block(cfg: &LlamaConfig, block_size_tokens: usize, dtype: KvDtype) -> usize {
+        2 * cfg.n_layers * block_size_tokens * cfg.n_kv_heads * cfg.head_dim * dtype.size_bytes()
+    }
+
+    pub fn num_blocks(&self) -> usize {
+        self.num_blocks
+    }
+
+    pub fn block_size_tokens(&self) -> usize {
+        self.block_size_tokens
+    }
+
+    pub fn dtype(&self) -> KvDtype {
+        self.dtype
+    }
+
+    pub fn n_layers(&self) -> usize {
+        self.k.len()
+    }
+
+    pub fn n_kv_heads(&self) -> usize {
+        self.n_kv_heads
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+    }
+
+    /// Copies every layer's K and V of block `src` over block `dst` (copy-on-write for shared
+    /// prefixes). Panics if either id is `>= num_blocks()`; `src == dst` is a no-op.
+    pub fn copy_block(&mut self, src: u32, dst: u32) {
+        let (src, dst) = (src as usize, dst as usize);
+        assert!(
+            src < self.num_blocks && dst < self.num_blocks,
+            "copy_block({src}, {dst}) with {} blocks",
+            self.num_blocks
+        );
+        if src == dst {
+            return;
+        }
+        let len = self.block_len();
+        for pool in self.k.iter_mut().chain(self.v.iter_mut()) {
+            pool.copy_within(src * len, dst * len, len);
+        }
+    }
+
+    /// Elements in one block of one layer's K (or V) pool.
+    fn block_len(&self) -> usize {
+        self.block_size_tokens * self.n_kv_heads * self.head_dim
+    }
+
+    /// Start of the row of `kv_head` at (`block`, `slot`) in a layer pool.
+    #[inline]
+    fn offset(&self, block: usize, slot: usize, kv_head: usize) -> usize {
+        ((block * self.block_size_tokens + slot) * self.n_kv_heads + kv_head) * self.head_dim
+    }
+
+    /// Stores the keys and values of one position, all KV heads: `k` and `v` are
+    /// `[n_kv_heads * head_dim]`. Panics if `layer`, `block` or `slot` is out of range.
+    pub fn write(&mut self, layer: usize, block: usize, slot: usize, k: &[f32], v: &[f32]) {
+        let start = self.offset(block, slot, 0);
+        self.k[layer].write(start, k);
+        self.v[layer].write(start, v);
+    }
+
+    /// Key of `kv_head` at (`block`, `slot`) as f32; `buf` has `head_dim` elements and is used
+    /// (and returned) when the storage is not f32.
+    #[inline]
+    pub fn key<'a>(
+        &'a self,
+        layer: usize,
+        block: usize,
+        slot: usize,
+        kv_head: usize,
+        buf: &'a mut [f32],
+    ) -> &'a [f32] {
+        self.k[layer].read(self.offset(block, slot, kv_head), buf)
+    }
+
+    /// Value of `kv_head` at (`block`, `slot`) as f32; `buf` has `head_dim` elements.
+    #[inline]
+    pub fn value<'a>(
+        &'a self,
+        layer: usize,
+        block: usize,
+        slot: usize,
+        kv_head: usize,
+        buf: &'a mut [f32],
+    ) -> &'a [f32] {
+        self.v[layer].read(self.offset(block, slot, kv_head), buf)
+    }
+}

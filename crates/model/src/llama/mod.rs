@@ -1,0 +1,97 @@
+//! The Llama-family decoder: weights loaded from GGUF and a batched forward pass over the paged KV
+//! cache.
+//!
+//! One [`LlamaModel::forward`] call runs a *step*: any number of [`SeqChunk`]s, each appending
+//! tokens to one sequence. All tokens of all chunks go through every matrix product together, so
+//! a step with 16 decoding sequences reads each weight once.
+
+mod config;
+mod forward;
+mod parallel;
+mod reference;
+mod weights;
+
+use std::sync::Mutex;
+
+pub use config::{LlamaConfig, SUPPORTED_ARCHS};
+pub use reference::ReferenceForward;
+
+use crate::gguf::GgufFile;
+use crate::ops::RopeTable;
+use crate::pool::ThreadPool;
+use crate::Error;
+use forward::Scratch;
+use weights::Weights;
+
+/// Positions covered by the precomputed RoPE table; later positions compute their angles on the fly.
+const ROPE_TABLE_POSITIONS: usize = 16_384;
+
+/// How to load a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LoadOptions {
+    /// Threads of the model's pool, counting the thread that calls `forward`; 0 = available cores.
+    pub threads: usize,
+}
+
+/// One sequence's part of a step: `tokens` go to positions `start_pos..start_pos + tokens.len()`,
+/// whose K/V are written into the blocks of `block_table` (position `p` in block
+/// `block_table[p / block_size]`). Positions before `start_pos` must already be in the cache.
+#[derive(Debug, Clone, Copy)]
+pub struct SeqChunk<'a> {
+    pub tokens: &'a [u32],
+    pub start_pos: usize,
+    pub block_table: &'a [u32],
+    /// Produce the logits of this chunk's last token.
+    pub want_logits: bool,
+}
+
+/// A loaded Llama-family model. `Send + Sync`; concurrent `forward` calls are serialised.
+pub struct LlamaModel {
+    cfg: LlamaConfig,
+    weights: Weights,
+    rope: RopeTable,
+    pool: ThreadPool,
+    scratch: Mutex<Scratch>,
+    /// Keeps the memory map (which the weights point into) alive.
+    _file: GgufFile,
+}
+
+impl std::fmt::Debug for LlamaModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlamaModel")
+            .field("cfg", &self.cfg)
+            .field("threads", &self.pool.threads())
+            .finish()
+    }
+}
+
+impl LlamaModel {
+    /// Reads the config, checks every tensor's presence, type and shape (errors name the tensor)
+    /// and starts the thread pool. Weights stay in the file's memory map.
+    pub fn load(gguf: &GgufFile, opts: LoadOptions) -> Result<LlamaModel, Error> {
+        let cfg = LlamaConfig::from_gguf(gguf)?;
+        let weights = Weights::load(gguf, &cfg)?;
+        let rope = RopeTable::new(
+            cfg.rope_dim,
+            cfg.rope_base,
+            cfg.context_length.min(ROPE_TABLE_POSITIONS),
+        );
+        Ok(LlamaModel {
+            weights,
+            rope,
+            pool: ThreadPool::new(opts.threads),
+            scratch: Mutex::new(Scratch::default()),
+            _file: gguf.clone(),
+            cfg,
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// Threads the forward pass uses.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+}
