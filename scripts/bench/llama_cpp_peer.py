@@ -2,10 +2,11 @@
 """llama.cpp's speed on the same GGUF and thread count, as the peer for Rotor's engine benchmark.
 
 Measures, like `benches/forward.rs` of rotor-model: prefill tokens/s for 128- and 512-token prompts
-and single-stream greedy decode tokens/s over 128 tokens. Best of N runs each.
+and single-stream greedy decode tokens/s over 128 tokens. Median of N runs each, as the Rust bench.
 Usage: llama_cpp_peer.py MODEL.gguf THREADS [RUNS]   (needs llama-cpp-python; see scripts/golden)
 """
 import sys
+import statistics
 import time
 
 import llama_cpp
@@ -22,15 +23,15 @@ def prompt(n):
 
 
 for n in (128, 512):
-    best = 0.0
+    rates = []
     for _ in range(runs):
         llm.reset()
         t = time.perf_counter()
         llm.eval(prompt(n))
-        best = max(best, n / (time.perf_counter() - t))
-    print(f"llama.cpp prefill-{n}: {best:.1f} tok/s (threads={threads})")
+        rates.append(n / (time.perf_counter() - t))
+    print(f"llama.cpp prefill {n:4} tokens: {statistics.median(rates):7.1f} tok/s (threads={threads})")
 
-best = 0.0
+rates = []
 for _ in range(runs):
     llm.reset()
     llm.eval(prompt(16))
@@ -38,5 +39,5 @@ for _ in range(runs):
     for _ in range(128):
         tok = int(llm.scores[llm.n_tokens - 1].argmax())
         llm.eval([tok])
-    best = max(best, 128 / (time.perf_counter() - t))
-print(f"llama.cpp decode-128: {best:.1f} tok/s (threads={threads})")
+    rates.append(128 / (time.perf_counter() - t))
+print(f"llama.cpp decode 128 tokens, 1 stream: {statistics.median(rates):7.1f} tok/s (threads={threads})")

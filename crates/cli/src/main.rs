@@ -2,6 +2,7 @@
 //!
 //! - `rotor serve`: OpenAI-compatible HTTP frontend plus a native-engine worker in one process.
 //! - `rotor fetch-model`: put the default model in the local cache and print its path.
+//! - `rotor bench`: drive any OpenAI-compatible server with synthetic load or a trace.
 //!
 //! The binary is the only place that reads the environment, installs signal handlers and owns the
 //! root cancellation token.
@@ -35,6 +36,8 @@ enum Command {
     Serve(args::ServeArgs),
     /// Make sure the default model is in the local cache (download and verify it if not); print its path.
     FetchModel,
+    /// Drive an OpenAI-compatible server with synthetic load or a trace and report latency and throughput.
+    Bench(rotor_bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
                 println!("{}", path.display());
                 Ok(())
             }
+            Command::Bench(a) => rotor_bench::run(a, shutdown).await.map(|_| ()),
         }
     });
     match result {

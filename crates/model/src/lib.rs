@@ -1,4 +1,4 @@
-//! rotor-model (under construction)
+//! rotor-model: GGUF files, quantized CPU kernels and the Llama-family forward pass.
 //!
 //! Reading and computing, bottom up:
 //! - [`gguf`]: [`GgufFile`] parses GGUF v2/v3 over a shared read-only mmap; every malformed input

@@ -18,9 +18,13 @@ use serde_json::Value;
 /// forward_real.rs).
 const LOGIT_TOLERANCE: f32 = 0.75;
 /// Greedy decoding may legitimately part from llama.cpp only at a near-tie: a step where the token
-/// llama.cpp chose scores within this much of our best token. Measured: the closest calls in these
-/// four continuations are 0.006, 0.13, 0.20 and 0.22 apart; every other step has a clear winner.
-const TIE_MARGIN: f32 = 0.25;
+/// llama.cpp chose scores within this much of our best token (logits are 13–35 in magnitude).
+/// Measured with f16-rounded activation scales (as ggml stores them): "chat_sky" and "capital"
+/// match all 32 tokens exactly; "code" parts at a 0.15 gap and "chat_story" at 0.27; every other
+/// teacher-forced step has a clear winner.
+const TIE_MARGIN: f32 = 0.3;
+/// Prompts whose whole 32-token greedy continuation must equal llama.cpp's.
+const EXACT: [&str; 2] = ["chat_sky", "capital"];
 const GREEDY: usize = 32;
 
 struct Prompt {
@@ -339,7 +343,20 @@ fn teacher_forced_llama_cpp_tokens_are_always_our_best_or_a_near_tie() {
 
 #[test]
 fn greedy_matches_llama_cpp_with_whole_prompt_prefill() {
-    check_greedy(BASE);
+    let ours = check_greedy(BASE);
+    let prompts = prompts();
+    let exact: Vec<&str> = prompts
+        .iter()
+        .zip(&ours)
+        .filter(|(p, o)| **o == p.greedy)
+        .map(|(p, _)| p.name.as_str())
+        .collect();
+    for name in EXACT {
+        assert!(
+            exact.contains(&name),
+            "{name}: the 32-token greedy continuation differs from llama.cpp's; exact: {exact:?}"
+        );
+    }
 }
 
 #[test]

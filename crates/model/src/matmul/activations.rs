@@ -72,8 +72,10 @@ impl Activations {
             let (d, q) = quantize_q8_block(src);
             let sum: i32 = q.iter().map(|&v| i32::from(v)).sum();
             self.q[i * QK..(i + 1) * QK].copy_from_slice(&q);
-            self.d[i] = d;
-            self.s[i] = d * sum as f32;
+            // Scales are kept at f16 precision, as ggml's Q8_0/Q8_1 blocks store them, so our
+            // rounding matches llama.cpp's (the golden test's reference).
+            self.d[i] = round_to_f16(d);
+            self.s[i] = round_to_f16(d * sum as f32);
         }
         self.interleave_scales();
     }
@@ -135,4 +137,10 @@ impl Activations {
             .map(|(i, &q)| f32::from(q) * d[i / QK])
             .collect()
     }
+}
+
+/// `v` rounded to the nearest f16 value, back in f32.
+#[inline]
+pub(crate) fn round_to_f16(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
 }

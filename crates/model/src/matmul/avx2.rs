@@ -302,7 +302,7 @@ pub(crate) unsafe fn quantize_activations(x: &[f32], q: &mut [i8], d: &mut [f32]
         );
         let packed = _mm256_permutevar8x32_epi32(packed, order);
         _mm256_storeu_si256(q.as_mut_ptr().add(blk * QK) as *mut __m256i, packed);
-        d[blk] = dv;
-        s[blk] = dv * sum as f32;
+        d[blk] = super::activations::round_to_f16(dv);
+        s[blk] = super::activations::round_to_f16(dv * sum as f32);
     }
 }

@@ -1,0 +1,11 @@
+//! Integration tests of rotor-bench (one test binary).
+
+mod bench {
+    pub mod args;
+    pub mod end_to_end;
+    pub mod fake_server;
+    pub mod prompts;
+    pub mod schedule;
+    pub mod stats;
+    pub mod traces;
+}

@@ -1,0 +1,72 @@
+//! `CostFunction`: how expensive it would be to send one request to one worker.
+//!
+//! Parameters:
+//! - `block_size_tokens` (`B`): tokens per KV block, the same as the workers' block size.
+//! - `kv_overlap_weight` (`α`, `--kv-overlap-weight`, ≥ 0): how much prefill work counts against
+//!   decode load. High values chase cache hits (time to first token); 0 ignores the cache and
+//!   balances running blocks only (inter-token latency).
+//!
+//! For a request of `T` prompt tokens and a worker `w` holding its first `o_w` blocks, with `P_w`
+//! prompt tokens already waiting for prefill there and `D_w` blocks in decode:
+//!
+//! ```text
+//! request_blocks = ceil(T / B)                       blocks the request will occupy
+//! prefill_blocks = (T − o_w·B + P_w) / B             prefill work on w after this request, in blocks
+//! decode_blocks  = D_w + request_blocks              blocks in use on w after this request
+//! logit          = α · prefill_blocks + decode_blocks
+//! ```
+//!
+//! Lower is better. `prefill_blocks` is fractional (a partial block is partial work); a cached
+//! prefix can never exceed the request's full blocks, so `T − o_w·B ≥ 0`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::load_tracker::ActiveLoad;
+
+/// The terms of one worker's cost, kept for logging and the decision record.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CostTerms {
+    /// Blocks of the request the worker already holds (`o_w`).
+    pub overlap_blocks: usize,
+    /// Prefill work on the worker after this request, in blocks.
+    pub prefill_blocks: f64,
+    /// Blocks in use on the worker after this request.
+    pub decode_blocks: f64,
+    /// `kv_overlap_weight · prefill_blocks + decode_blocks`.
+    pub logit: f64,
+}
+
+/// The router's cost function. See the module docs for the formula.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CostFunction {
+    pub block_size_tokens: usize,
+    pub kv_overlap_weight: f64,
+}
+
+impl CostFunction {
+    /// Blocks a request of `request_tokens` tokens occupies.
+    pub fn request_blocks(&self, request_tokens: usize) -> usize {
+        request_tokens.div_ceil(self.block_size_tokens)
+    }
+
+    /// The cost terms of sending a `request_tokens`-token request to a worker that holds its
+    /// first `overlap_blocks` blocks and carries `load`.
+    pub fn terms(
+        &self,
+        request_tokens: usize,
+        overlap_blocks: usize,
+        load: ActiveLoad,
+    ) -> CostTerms {
+        let block = self.block_size_tokens as f64;
+        let cached_tokens = (overlap_blocks * self.block_size_tokens).min(request_tokens);
+        let new_tokens = (request_tokens - cached_tokens) as f64;
+        let prefill_blocks = (new_tokens + load.prefill_tokens as f64) / block;
+        let decode_blocks = load.decode_blocks as f64 + self.request_blocks(request_tokens) as f64;
+        CostTerms {
+            overlap_blocks,
+            prefill_blocks,
+            decode_blocks,
+            logit: self.kv_overlap_weight * prefill_blocks + decode_blocks,
+        }
+    }
+}
