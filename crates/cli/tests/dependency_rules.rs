@@ -56,6 +56,36 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     ("rotor-frontend", &["rotor-engine", "rotor-model"]),
+    (
+        "rotor-kv-cache",
+        &[
+            "rotor-engine",
+            "rotor-model",
+            "tokio",
+            "axum",
+            "hyper",
+            "reqwest",
+        ],
+    ),
+    (
+        "rotor-kv-router",
+        &[
+            "rotor-engine",
+            "rotor-model",
+            "tokio",
+            "axum",
+            "hyper",
+            "reqwest",
+        ],
+    ),
+    (
+        "rotor-runtime",
+        &["rotor-engine", "rotor-model", "rotor-frontend"],
+    ),
+    (
+        "rotor-bench",
+        &["rotor-engine", "rotor-model", "rotor-kv-cache"],
+    ),
 ];
 
 #[test]

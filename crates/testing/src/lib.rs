@@ -1,0 +1,20 @@
+//! Dev-only helpers for Rotor's tests (use only as a dev-dependency).
+//!
+//! - [`free_port`]: a loopback TCP port nobody listens on right now.
+//! - [`EtcdGuard`]: a real `etcd` server on free ports with a temporary data dir, stopped by PID
+//!   when the guard drops; `restart()` stops it and starts a new one on the same port and data.
+//! - [`NatsGuard`]: a real `nats-server` (core NATS) on a free port, killed on drop; `restart()`
+//!   brings up a new one on the same port.
+//!
+//! Readiness is always a poll with a deadline, never a fixed sleep. This crate depends on nothing
+//! of Rotor's and on no async runtime, so any test can use it.
+
+pub mod etcd;
+pub mod nats;
+pub mod port;
+pub mod process;
+
+pub use etcd::EtcdGuard;
+pub use nats::NatsGuard;
+pub use port::free_port;
+pub use process::{wait_for_tcp, ServerProcessError};
