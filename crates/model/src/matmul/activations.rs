@@ -53,6 +53,9 @@ impl Activations {
             0,
             "quantized activations need cols to be a multiple of {QK}"
         );
+        // Q4_1 pairs with ggml's Q8_1, whose block sum `s` is rounded to f16 on its own; for the
+        // other formats `s` is exactly `d · Σq` (their kernels use it only for the zero point).
+        let sum_in_f16 = for_dtype == GgmlType::Q4_1;
         let blocks = batch * cols / QK;
         self.q.resize(batch * cols, 0);
         self.d.resize(blocks, 0.0);
@@ -64,7 +67,15 @@ impl Activations {
                 "AVX2+FMA+F16C kernel requested on a CPU without it"
             );
             // SAFETY: the kernel's CPU features were detected just above.
-            unsafe { super::avx2::quantize_activations(x, &mut self.q, &mut self.d, &mut self.s) };
+            unsafe {
+                super::avx2::quantize_activations(
+                    x,
+                    &mut self.q,
+                    &mut self.d,
+                    &mut self.s,
+                    sum_in_f16,
+                )
+            };
             self.interleave_scales();
             return;
         }
@@ -72,10 +83,10 @@ impl Activations {
             let (d, q) = quantize_q8_block(src);
             let sum: i32 = q.iter().map(|&v| i32::from(v)).sum();
             self.q[i * QK..(i + 1) * QK].copy_from_slice(&q);
-            // Scales are kept at f16 precision, as ggml's Q8_0/Q8_1 blocks store them, so our
-            // rounding matches llama.cpp's (the golden test's reference).
+            // `d` is kept at f16 precision, as ggml's Q8_0/Q8_1 blocks store it, so our rounding
+            // follows llama.cpp's (the golden test's reference).
             self.d[i] = round_to_f16(d);
-            self.s[i] = round_to_f16(d * sum as f32);
+            self.s[i] = block_sum(d, self.d[i], sum, sum_in_f16);
         }
         self.interleave_scales();
     }
@@ -136,6 +147,17 @@ impl Activations {
             .enumerate()
             .map(|(i, &q)| f32::from(q) * d[i / QK])
             .collect()
+    }
+}
+
+/// A block's `s`: ggml's Q8_1 rounds `d · Σq` (with the unrounded `d`) to f16; otherwise it is
+/// exactly the rounded `d` times `Σq`.
+#[inline]
+pub(crate) fn block_sum(d: f32, d_rounded: f32, sum: i32, sum_in_f16: bool) -> f32 {
+    if sum_in_f16 {
+        round_to_f16(d * sum as f32)
+    } else {
+        d_rounded * sum as f32
     }
 }
 

@@ -261,7 +261,13 @@ unsafe fn float_tile<const HALF: bool, const N: usize>(
 /// # Safety
 /// The CPU must support AVX2, FMA and F16C.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn quantize_activations(x: &[f32], q: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+pub(crate) unsafe fn quantize_activations(
+    x: &[f32],
+    q: &mut [i8],
+    d: &mut [f32],
+    s: &mut [f32],
+    sum_in_f16: bool,
+) {
     let nb = x.len() / QK;
     assert!(q.len() >= nb * QK && d.len() >= nb && s.len() >= nb);
     let sign = _mm256_set1_ps(-0.0);
@@ -303,6 +309,6 @@ pub(crate) unsafe fn quantize_activations(x: &[f32], q: &mut [i8], d: &mut [f32]
         let packed = _mm256_permutevar8x32_epi32(packed, order);
         _mm256_storeu_si256(q.as_mut_ptr().add(blk * QK) as *mut __m256i, packed);
         d[blk] = super::activations::round_to_f16(dv);
-        s[blk] = super::activations::round_to_f16(dv * sum as f32);
+        s[blk] = super::activations::block_sum(dv, d[blk], sum, sum_in_f16);
     }
 }
