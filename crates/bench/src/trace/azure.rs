@@ -1,7 +1,7 @@
 //! Azure LLM inference trace CSV: `TIMESTAMP,ContextTokens,GeneratedTokens`, timestamps as
 //! wall-clock `YYYY-MM-DD HH:MM:SS.fffffff` (CRLF line endings in the published files).
 
-use super::{csv_fields, parse_field, relative_timestamps, TracePrompt, TraceRow};
+use super::{csv_fields, expect_header, parse_field, relative_timestamps, TracePrompt, TraceRow};
 use crate::error::Error;
 
 const FORMAT: &str = "azure";
@@ -9,18 +9,11 @@ const FORMAT: &str = "azure";
 /// Parses the Azure CSV (header required).
 pub fn parse_azure(text: &str) -> Result<Vec<TraceRow>, Error> {
     let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, h))
-            if h.trim()
-                .starts_with("TIMESTAMP,ContextTokens,GeneratedTokens") => {}
-        _ => {
-            return Err(Error::TraceRow {
-                format: FORMAT,
-                line: 1,
-                reason: "missing header TIMESTAMP,ContextTokens,GeneratedTokens".into(),
-            })
-        }
-    }
+    expect_header(
+        FORMAT,
+        lines.next().map(|(_, h)| h),
+        "TIMESTAMP,ContextTokens,GeneratedTokens",
+    )?;
     let mut seconds = Vec::new();
     let mut lengths = Vec::new();
     for (i, line) in lines {

@@ -2,7 +2,7 @@
 //! timestamps in seconds. Rows with zero request or response tokens are failed requests in the
 //! original service; they are dropped and counted.
 
-use super::{csv_fields, parse_field, relative_timestamps, TracePrompt, TraceRow};
+use super::{csv_fields, expect_header, parse_field, relative_timestamps, TracePrompt, TraceRow};
 use crate::error::Error;
 
 const FORMAT: &str = "burstgpt";
@@ -10,18 +10,11 @@ const FORMAT: &str = "burstgpt";
 /// Parses the BurstGPT CSV (header required); returns the rows and the number dropped.
 pub fn parse_burstgpt(text: &str) -> Result<(Vec<TraceRow>, usize), Error> {
     let mut lines = text.lines().enumerate();
-    match lines.next() {
-        Some((_, h))
-            if h.trim()
-                .starts_with("Timestamp,Model,Request tokens,Response tokens") => {}
-        _ => {
-            return Err(Error::TraceRow {
-                format: FORMAT,
-                line: 1,
-                reason: "missing header Timestamp,Model,Request tokens,Response tokens,...".into(),
-            })
-        }
-    }
+    expect_header(
+        FORMAT,
+        lines.next().map(|(_, h)| h),
+        "Timestamp,Model,Request tokens,Response tokens",
+    )?;
     let mut seconds = Vec::new();
     let mut lengths = Vec::new();
     let mut skipped = 0;

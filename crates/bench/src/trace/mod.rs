@@ -171,3 +171,19 @@ fn parse_field<T: std::str::FromStr>(
         reason: format!("bad {name} {value:?}"),
     })
 }
+
+/// Checks a CSV trace's first line starts with `header`; a named error otherwise.
+pub(crate) fn expect_header(
+    format: &'static str,
+    first: Option<&str>,
+    header: &str,
+) -> Result<(), Error> {
+    match first {
+        Some(line) if line.trim().starts_with(header) => Ok(()),
+        _ => Err(Error::TraceRow {
+            format,
+            line: 1,
+            reason: format!("missing header {header}"),
+        }),
+    }
+}
