@@ -3,6 +3,8 @@
 //! - `rotor serve`: OpenAI-compatible HTTP frontend plus a native-engine worker in one process.
 //! - `rotor fetch-model`: put the default model in the local cache and print its path.
 //! - `rotor bench`: drive any OpenAI-compatible server with synthetic load or a trace.
+//! - `rotor worker`: one engine served to frontends over the runtime.
+//! - `rotor frontend`: the HTTP server over workers found through discovery.
 //!
 //! The binary is the only place that reads the environment, installs signal handlers and owns the
 //! root cancellation token.
@@ -10,8 +12,10 @@
 mod args;
 mod engine_backend;
 mod engine_metrics;
+mod frontend_cmd;
 mod model_cache;
 mod serve;
+mod worker_cmd;
 
 use std::process::ExitCode;
 
@@ -38,6 +42,10 @@ enum Command {
     FetchModel,
     /// Drive an OpenAI-compatible server with synthetic load or a trace and report latency and throughput.
     Bench(rotor_bench::BenchArgs),
+    /// Serve one engine to frontends over the runtime (discovery, request plane, event plane).
+    Worker(worker_cmd::WorkerArgs),
+    /// Run the OpenAI-compatible server over workers found through discovery.
+    Frontend(frontend_cmd::FrontendArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +86,8 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Bench(a) => rotor_bench::run(a, shutdown).await.map(|_| ()),
+            Command::Worker(a) => worker_cmd::run(a, shutdown).await,
+            Command::Frontend(a) => frontend_cmd::run(a, shutdown).await,
         }
     });
     match result {

@@ -94,6 +94,7 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
             .map(|d| d.as_secs())
             .unwrap_or(0),
         sampling_defaults,
+        kv_block_size: Some(cfg.block_size_tokens as u32),
     };
     let engine_cfg = EngineConfig {
         max_num_seqs: cfg.max_num_seqs,

@@ -13,21 +13,11 @@
 
 use std::collections::HashMap;
 
+pub use rotor_protocol::WorkerLoad;
 use rotor_protocol::WorkerId;
-use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// Load figures a worker publishes about itself.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorkerLoad {
-    /// KV blocks in use by running sequences.
-    pub active_blocks: u64,
-    /// KV blocks the worker has in total.
-    pub total_blocks: u64,
-    /// Requests queued, not yet scheduled.
-    pub waiting: u64,
-}
 
 /// The effective load of one worker, as the cost function consumes it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -51,4 +51,8 @@ pub struct ModelCard {
     /// Recommended sampling for requests that do not say.
     #[serde(default)]
     pub sampling_defaults: SamplingDefaults,
+    /// Tokens per KV block of the worker's engine (the router hashes prompts at this size);
+    /// `None` when the engine has no paged KV cache.
+    #[serde(default)]
+    pub kv_block_size: Option<u32>,
 }

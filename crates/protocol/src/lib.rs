@@ -7,6 +7,8 @@
 //! - [`error`]: [`WireError`] and its [`ErrorKind`], which decide retry, migration and HTTP status.
 //! - [`kv`]: KV-cache events ([`KvEvent`]) that block pools emit and routers index.
 //! - [`openai`]: the OpenAI-compatible HTTP request and response bodies.
+//! - [`worker`]: the worker contract on the runtime planes — endpoint and topic names, the
+//!   generate call's encoding, [`WorkerLoad`] reports.
 //!
 //! This crate depends on nothing of Rotor's: only serde and thiserror.
 
@@ -15,8 +17,10 @@ pub mod engine;
 pub mod error;
 pub mod kv;
 pub mod openai;
+pub mod worker;
 
 pub use card::{ModelCard, SamplingDefaults, TokenizerSpec};
 pub use engine::{EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions};
 pub use error::{ErrorKind, WireError};
 pub use kv::{KvEvent, KvEventData, RouterEvent, StoredBlock, WorkerId};
+pub use worker::{LoadReport, WorkerLoad};

@@ -39,6 +39,7 @@ pub fn smollm2_card() -> ModelCard {
             chat_template: rotor_model::card::chat_template(&gguf),
             created: 1_700_000_000,
             sampling_defaults: Default::default(),
+            kv_block_size: None,
         }
     })
     .clone()

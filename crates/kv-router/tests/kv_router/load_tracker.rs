@@ -55,6 +55,7 @@ fn reports_merge_with_tracked_load_by_maximum() {
         active_blocks,
         total_blocks: 100,
         waiting,
+        running: 0,
     };
     // The worker also serves other routers' requests: its report wins.
     t.update_reported(1, report(25, 3));

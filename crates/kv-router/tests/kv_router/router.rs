@@ -70,6 +70,7 @@ fn reported_load_steers_requests_away() {
             active_blocks: 50,
             total_blocks: 100,
             waiting: 0,
+            running: 0,
         },
     );
     assert_eq!(

@@ -164,6 +164,7 @@ mod tests {
             chat_template: None,
             created: 0,
             sampling_defaults: SamplingDefaults::default(),
+            kv_block_size: None,
         }
     }
 

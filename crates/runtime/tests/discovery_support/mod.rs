@@ -178,5 +178,6 @@ pub fn big_card(name: &str, min_bytes: usize) -> ModelCard {
         chat_template: Some("{% for m in messages %}{{ m.content }}{% endfor %}".into()),
         created: 1_700_000_000,
         sampling_defaults: SamplingDefaults::default(),
+        kv_block_size: None,
     }
 }

@@ -1,0 +1,115 @@
+//! The contract between frontends, routers and workers on the runtime planes: endpoint and topic
+//! names, the generate call's wire encoding, and the load figures a worker publishes.
+//!
+//! A worker serves [`GENERATE_ENDPOINT`] on the request plane under
+//! `{namespace}/{component}/generate`. The request payload is one JSON [`GenerateRequest`]; each
+//! response chunk is one JSON [`EngineOutput`]; an error ends the stream as a `WireError`.
+//! On the event plane it publishes [`KvEvent`](crate::KvEvent)s under [`KV_EVENTS_TOPIC`] (as
+//! [`RouterEvent`](crate::RouterEvent)s naming the worker) and [`LoadReport`]s under
+//! [`LOAD_TOPIC`], both on the subject `rotor.{namespace}.{component}.{topic}`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{EngineOutput, GenerateRequest};
+use crate::kv::WorkerId;
+
+/// The namespace workers and frontends use unless told otherwise (`--namespace`).
+pub const DEFAULT_NAMESPACE: &str = "rotor";
+/// The component that serves generation (`--component`).
+pub const DEFAULT_COMPONENT: &str = "backend";
+/// The request-plane endpoint that runs one [`GenerateRequest`].
+pub const GENERATE_ENDPOINT: &str = "generate";
+/// Event-plane topic of KV events.
+pub const KV_EVENTS_TOPIC: &str = "kv_events";
+/// Event-plane topic of load reports.
+pub const LOAD_TOPIC: &str = "load";
+
+/// Load figures a worker publishes about itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerLoad {
+    /// KV blocks in use by running sequences.
+    pub active_blocks: u64,
+    /// KV blocks the worker has in total.
+    pub total_blocks: u64,
+    /// Requests queued, not yet scheduled.
+    pub waiting: u64,
+    /// Requests running (scheduled, holding KV blocks).
+    #[serde(default)]
+    pub running: u64,
+}
+
+impl WorkerLoad {
+    /// Fraction of the KV cache in use, 0 when the capacity is unknown.
+    pub fn kv_usage(&self) -> f64 {
+        if self.total_blocks == 0 {
+            0.0
+        } else {
+            self.active_blocks as f64 / self.total_blocks as f64
+        }
+    }
+}
+
+/// One [`WorkerLoad`] as published on [`LOAD_TOPIC`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadReport {
+    pub worker_id: WorkerId,
+    pub load: WorkerLoad,
+}
+
+/// Encodes a generate call's payload.
+pub fn encode_request(req: &GenerateRequest) -> Vec<u8> {
+    serde_json::to_vec(req).expect("invariant: a GenerateRequest serializes")
+}
+
+/// Decodes a generate call's payload.
+pub fn decode_request(bytes: &[u8]) -> Result<GenerateRequest, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+/// Encodes one response chunk.
+pub fn encode_output(out: &EngineOutput) -> Vec<u8> {
+    serde_json::to_vec(out).expect("invariant: an EngineOutput serializes")
+}
+
+/// Decodes one response chunk.
+pub fn decode_output(bytes: &[u8]) -> Result<EngineOutput, serde_json::Error> {
+    serde_json::from_slice(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{FinishReason, SamplingParams, StopConditions};
+
+    #[test]
+    fn generate_call_round_trips() {
+        let req = GenerateRequest {
+            id: "r1".into(),
+            token_ids: vec![1, 2, 3],
+            sampling: SamplingParams::greedy(),
+            stop: StopConditions {
+                max_tokens: 7,
+                ..StopConditions::default()
+            },
+        };
+        assert_eq!(decode_request(&encode_request(&req)).unwrap(), req);
+        let out = EngineOutput {
+            token_ids: vec![9],
+            finish_reason: Some(FinishReason::Length),
+            cached_prompt_tokens: Some(16),
+        };
+        assert_eq!(decode_output(&encode_output(&out)).unwrap(), out);
+        assert!(decode_output(b"{\"token_ids\":").is_err());
+    }
+
+    #[test]
+    fn kv_usage_handles_unknown_capacity() {
+        assert_eq!(WorkerLoad::default().kv_usage(), 0.0);
+        let l = WorkerLoad {
+            active_blocks: 25,
+            total_blocks: 100,
+            ..WorkerLoad::default()
+        };
+        assert_eq!(l.kv_usage(), 0.25);
+    }
+}
