@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::config::{BenchConfig, Endpoint, PrefixGroups, Slo, SourceConfig};
+use crate::config::{
+    BenchConfig, Endpoint, PrefixGroups, PromptFormat, Scenario, ScenarioConfig, Slo, SourceConfig,
+};
 use crate::error::Error;
 use crate::lengths::LengthDist;
 use crate::trace::TraceFormat;
@@ -82,6 +84,16 @@ pub struct BenchArgs {
     /// ordinary vocabulary.
     #[arg(long, default_value = "1000..30000")]
     pub token_id_range: String,
+    /// How token prompts are sent: token ids, or text of one common word per token (for servers
+    /// such as llama.cpp's that take only text; the server's usage reports the real count).
+    #[arg(long, value_enum, default_value = "token-ids")]
+    pub prompt_format: PromptFormat,
+    /// `load`: the usual run. `shared-prefix`: prefix-reuse TTFT, one request at a time: per
+    /// repetition A = prefix P + suffix, B = P + another suffix, C = a fresh prefix + suffix;
+    /// reports the TTFT of B against C. Prefix length: --prefix-len (default 1000); suffix:
+    /// --input-len; repetitions: --num-requests (default 5). Prefixes are fresh every run.
+    #[arg(long, value_enum, default_value = "load")]
+    pub scenario: Scenario,
     /// Seed for prompts and arrivals.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -102,6 +114,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_progress: bool,
 }
+
+/// `--scenario shared-prefix` without `--prefix-len`: the 1,000-token prefix.
+pub const DEFAULT_SHARED_PREFIX_TOKENS: u32 = 1000;
+/// `--scenario shared-prefix` without `--num-requests`: repetitions (A, B, C each).
+pub const DEFAULT_SHARED_PREFIX_REPETITIONS: usize = 5;
 
 fn invalid(flag: &'static str, reason: impl Into<String>) -> Error {
     Error::InvalidArg {
@@ -159,6 +176,43 @@ impl BenchArgs {
                 }
             }
         }
+        let scenario = match self.scenario {
+            Scenario::Load => ScenarioConfig::Load,
+            Scenario::SharedPrefix => {
+                let refuse = |flag, what: &str| {
+                    Err(invalid(
+                        flag,
+                        format!("{what} does not apply to --scenario shared-prefix"),
+                    ))
+                };
+                if self.trace.is_some() {
+                    return refuse("trace", "a trace");
+                }
+                if self.request_rate.is_some() {
+                    return refuse("request-rate", "a request rate");
+                }
+                if self.concurrency.is_some_and(|c| c > 1) {
+                    return refuse("concurrency", "concurrency above 1");
+                }
+                if self.prefix_groups > 0 {
+                    return refuse("prefix-groups", "prefix groups");
+                }
+                ScenarioConfig::SharedPrefix {
+                    prefix_tokens: if self.prefix_len == 0 {
+                        DEFAULT_SHARED_PREFIX_TOKENS
+                    } else {
+                        self.prefix_len
+                    },
+                    repetitions: self
+                        .num_requests
+                        .unwrap_or(DEFAULT_SHARED_PREFIX_REPETITIONS),
+                }
+            }
+        };
+        let prefix_len = match scenario {
+            ScenarioConfig::Load => self.prefix_len,
+            ScenarioConfig::SharedPrefix { .. } => 0,
+        };
         let source = match self.trace {
             Some(path) => {
                 if self.prefix_groups > 0 {
@@ -176,7 +230,7 @@ impl BenchArgs {
                 if self.trace_format.is_some() {
                     return Err(invalid("trace-format", "needs --trace"));
                 }
-                let prefix = match (self.prefix_groups, self.prefix_len) {
+                let prefix = match (self.prefix_groups, prefix_len) {
                     (0, 0) => None,
                     (0, _) => return Err(invalid("prefix-len", "needs --prefix-groups")),
                     (_, 0) => return Err(invalid("prefix-groups", "needs --prefix-len")),
@@ -208,6 +262,8 @@ impl BenchArgs {
             max_input_tokens: self.max_input_tokens,
             max_output_tokens: self.max_output_tokens,
             token_ids,
+            prompt_format: self.prompt_format,
+            scenario,
             seed: self.seed,
             slo: Slo {
                 ttft_ms: self.slo_ttft_ms,

@@ -52,6 +52,10 @@ pub struct RequestRecord {
     pub itl_ms: Vec<f64>,
     /// Prompt tokens: the server's count if it reported usage, else the planned count.
     pub input_tokens: Option<u32>,
+    /// Prompt tokens as planned (words for text prompts); `None` for literal text prompts.
+    pub planned_input_tokens: Option<u32>,
+    /// Whether the stream carried a usage object (so token counts are the server's own).
+    pub usage_reported: bool,
     pub output_tokens: u32,
     pub expected_output_tokens: u32,
     /// `usage.prompt_tokens_details.cached_tokens`, if the server reported it.
@@ -159,6 +163,8 @@ pub async fn send(
             .usage
             .map(|u| u.prompt_tokens)
             .or(expected_input_tokens),
+        planned_input_tokens: expected_input_tokens,
+        usage_reported: tally.usage.is_some(),
         output_tokens: tally.usage.map_or(tally.chunks, |u| u.completion_tokens),
         expected_output_tokens: output_tokens,
         cached_tokens: tally

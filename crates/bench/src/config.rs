@@ -28,6 +28,43 @@ impl Endpoint {
     }
 }
 
+/// How synthetic and trace token prompts are sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptFormat {
+    /// Token ids in `prompt` (Rotor accepts them; exact prompt lengths).
+    #[default]
+    TokenIds,
+    /// Text of one common English word per token (each a single token, with or without a leading
+    /// space, in GPT-2-style BPE vocabularies such as SmolLM2's), for servers that take only text.
+    Text,
+}
+
+/// What a run measures.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Load: many requests under the chosen load mode (the default).
+    #[default]
+    Load,
+    /// Prefix reuse: per repetition, request A (prefix P + suffix), then B (P + another suffix),
+    /// then C (a fresh prefix Q + suffix), one at a time; compares the TTFT of B against C.
+    SharedPrefix,
+}
+
+/// The validated scenario.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ScenarioConfig {
+    #[default]
+    Load,
+    /// See [`Scenario::SharedPrefix`]; the suffixes are `input_len` tokens long.
+    SharedPrefix {
+        prefix_tokens: u32,
+        repetitions: usize,
+    },
+}
+
 /// How requests are issued. Resolved once the workload is known (a trace with timestamps and no
 /// rate or concurrency flag replays its own schedule).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -96,6 +133,8 @@ pub struct BenchConfig {
     pub max_input_tokens: Option<u32>,
     pub max_output_tokens: Option<u32>,
     pub token_ids: Range<u32>,
+    pub prompt_format: PromptFormat,
+    pub scenario: ScenarioConfig,
     pub seed: u64,
     pub slo: Slo,
     pub output_json: Option<PathBuf>,

@@ -10,7 +10,10 @@
 //!   `--max-duration` ([`runner`]).
 //! - Prompts: synthetic token ids with length distributions and shared-prefix groups, or traces
 //!   ([`trace`]: Mooncake, Azure, BurstGPT, ShareGPT). Mooncake hash ids become deterministic
-//!   token blocks that keep the trace's prefix sharing ([`prompt`]).
+//!   token blocks that keep the trace's prefix sharing ([`prompt`]). `--prompt-format text`
+//!   sends them as one single-token word each, for servers that take only text (llama.cpp's).
+//! - Scenarios: `load` (the above) or `shared-prefix` ([`shared_prefix`]: the TTFT of a request
+//!   that shares a long prefix with an earlier one, against one that does not).
 //! - Output: a table on stdout, JSON ([`Report`]), a PNG ([`plot`]), a progress bar on stderr.
 //!
 //! Key types: [`BenchArgs`] → [`BenchConfig`] → [`workload::Workload`] → [`Report`].
@@ -30,6 +33,7 @@ pub mod report;
 pub mod rng;
 pub mod runner;
 pub mod schedule;
+pub mod shared_prefix;
 pub mod sse;
 pub mod stats;
 pub mod trace;
@@ -43,7 +47,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 pub use args::BenchArgs;
-pub use config::{BenchConfig, Endpoint, LoadMode};
+pub use config::{BenchConfig, Endpoint, LoadMode, PromptFormat, Scenario, ScenarioConfig};
 pub use error::Error;
 pub use report::{Report, Summary};
 
@@ -121,6 +125,17 @@ pub async fn run_workload(
             skipped_trace_rows: workload.skipped_trace_rows,
         },
         summary,
+        shared_prefix: match config.scenario {
+            ScenarioConfig::Load => None,
+            ScenarioConfig::SharedPrefix {
+                prefix_tokens,
+                repetitions,
+            } => Some(shared_prefix::SharedPrefixSummary::compute(
+                &outcome.records,
+                prefix_tokens,
+                repetitions,
+            )),
+        },
         records: outcome.records,
     });
     println!("{report}");

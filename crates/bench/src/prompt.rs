@@ -183,7 +183,9 @@ pub fn scaled_hash_prompt_len(
     (blocks as u32 - 1) * block_size_tokens + last_scaled as u32
 }
 
-const WORDS: [&str; 64] = [
+/// The words of text prompts: each is one token, with or without a leading space, in GPT-2-style
+/// BPE vocabularies (checked for SmolLM2), so N words make a prompt of about N tokens.
+pub const PROMPT_WORDS: [&str; 64] = [
     "the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "with", "was", "on", "be",
     "at", "by", "this", "have", "from", "or", "one", "had", "not", "but", "what", "all", "were",
     "when", "we", "there", "can", "an", "your", "which", "their", "said", "if", "do", "will",
@@ -198,7 +200,7 @@ fn words_for(tokens: &[u32]) -> String {
         if i > 0 {
             s.push(' ');
         }
-        s.push_str(WORDS[(*t as usize) % WORDS.len()]);
+        s.push_str(PROMPT_WORDS[(*t as usize) % PROMPT_WORDS.len()]);
     }
     s
 }

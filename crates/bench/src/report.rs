@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::client::{Outcome, RequestRecord};
 use crate::config::{Endpoint, LoadMode, Slo};
+use crate::shared_prefix::SharedPrefixSummary;
 use crate::stats::Distribution;
 
 /// Goodput under the run's SLOs.
@@ -42,6 +43,12 @@ pub struct Summary {
     pub requests_per_s: f64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Successful requests whose stream carried usage (their token counts are the server's).
+    pub usage_reported: usize,
+    /// Prompt tokens as planned, over successful requests that had a planned count.
+    pub planned_input_tokens: u64,
+    /// Output tokens asked for (`max_tokens` = `min_tokens`), over successful requests.
+    pub expected_output_tokens: u64,
     pub input_tokens_per_s: f64,
     pub output_tokens_per_s: f64,
     pub ttft_ms: Option<Distribution>,
@@ -86,6 +93,12 @@ impl Summary {
         };
         let input_tokens: u64 = ok.iter().map(|r| r.input_tokens.unwrap_or(0) as u64).sum();
         let output_tokens: u64 = ok.iter().map(|r| r.output_tokens as u64).sum();
+        let planned_input_tokens: u64 = ok
+            .iter()
+            .filter_map(|r| r.planned_input_tokens)
+            .map(u64::from)
+            .sum();
+        let expected_output_tokens: u64 = ok.iter().map(|r| r.expected_output_tokens as u64).sum();
         let cached: Vec<u32> = records.iter().filter_map(|r| r.cached_tokens).collect();
         let mut error_kinds = BTreeMap::new();
         for r in records.iter().filter(|r| r.outcome == Outcome::Error) {
@@ -116,6 +129,9 @@ impl Summary {
             requests_per_s: per_s(ok.len() as f64),
             input_tokens,
             output_tokens,
+            usage_reported: ok.iter().filter(|r| r.usage_reported).count(),
+            planned_input_tokens,
+            expected_output_tokens,
             input_tokens_per_s: per_s(input_tokens as f64),
             output_tokens_per_s: per_s(output_tokens as f64),
             ttft_ms: Distribution::of(ok.iter().filter_map(|r| r.ttft_ms)),
@@ -160,6 +176,9 @@ pub struct RunInfo {
 pub struct Report {
     pub run: RunInfo,
     pub summary: Summary,
+    /// The prefix-reuse comparison of `--scenario shared-prefix`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_prefix: Option<SharedPrefixSummary>,
     pub records: Vec<RequestRecord>,
 }
 
@@ -200,6 +219,17 @@ impl fmt::Display for Report {
             out,
             "{:<22}{:.1} tok/s ({} tokens)",
             "input throughput", s.input_tokens_per_s, s.input_tokens
+        );
+        let _ = writeln!(
+            out,
+            "{:<22}usage in {} of {} ok; prompt {} (planned {}), output {} (asked {})",
+            "token counts",
+            s.usage_reported,
+            s.ok,
+            s.input_tokens,
+            s.planned_input_tokens,
+            s.output_tokens,
+            s.expected_output_tokens
         );
         let _ = writeln!(
             out,
@@ -267,6 +297,10 @@ impl fmt::Display for Report {
         for (msg, n) in s.error_kinds.iter().take(5) {
             let _ = writeln!(out, "{:<22}{n} x {msg}", "error");
         }
-        f.write_str(&out)
+        f.write_str(&out)?;
+        match &self.shared_prefix {
+            Some(sp) => write!(f, "{sp}"),
+            None => Ok(()),
+        }
     }
 }

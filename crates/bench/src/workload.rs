@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::config::{BenchConfig, Endpoint, LoadMode, SourceConfig};
+use crate::config::{BenchConfig, Endpoint, LoadMode, PromptFormat, ScenarioConfig, SourceConfig};
 use crate::error::Error;
 use crate::prompt::{PromptBuilder, PromptSpec};
 use crate::rng::SplitMix64;
@@ -36,8 +36,24 @@ pub struct Workload {
     pub skipped_trace_rows: usize,
 }
 
-/// Builds the workload of `config`, reading the trace file if there is one.
+/// Builds the workload of `config`, reading the trace file if there is one. The shared-prefix
+/// scenario gets a fresh nonce from the clock, so its prefixes are new to the server.
 pub fn build(config: &BenchConfig) -> Result<Workload, Error> {
+    if let ScenarioConfig::SharedPrefix {
+        prefix_tokens,
+        repetitions,
+    } = config.scenario
+    {
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        return Ok(crate::shared_prefix::build(
+            config,
+            prefix_tokens,
+            repetitions,
+            nonce,
+        ));
+    }
     match &config.source {
         SourceConfig::Synthetic { .. } => Ok(build_from_rows(config, None)),
         SourceConfig::Trace { path, format } => {
@@ -69,7 +85,7 @@ pub fn build_from_rows(config: &BenchConfig, trace: Option<Trace>) -> Workload {
         token_ids: config.token_ids.clone(),
         block_size_tokens: config.block_size_tokens,
         max_input_tokens: config.max_input_tokens,
-        as_text: endpoint == Endpoint::Chat,
+        as_text: endpoint == Endpoint::Chat || config.prompt_format == PromptFormat::Text,
     };
     let mut lengths = SplitMix64::for_stream(config.seed, 0x6c65_6e73);
     let cap_output = |n: u32| config.max_output_tokens.map_or(n, |cap| n.min(cap)).max(1);

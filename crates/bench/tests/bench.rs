@@ -6,6 +6,7 @@ mod bench {
     pub mod fake_server;
     pub mod prompts;
     pub mod schedule;
+    pub mod shared_prefix;
     pub mod stats;
     pub mod traces;
 }

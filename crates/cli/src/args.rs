@@ -1,4 +1,5 @@
-//! Command-line arguments for `rotor serve`, and their validation into a [`ServeConfig`].
+//! Command-line arguments for `rotor serve` and the engine flags it shares with `rotor worker`
+//! ([`EngineArgs`]), and their validation into a [`ServeConfig`] / [`LocalEngineConfig`].
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -12,6 +13,15 @@ pub enum KvDtypeArg {
     F16,
 }
 
+impl KvDtypeArg {
+    pub fn dtype(self) -> rotor_model::KvDtype {
+        match self {
+            Self::F32 => rotor_model::KvDtype::F32,
+            Self::F16 => rotor_model::KvDtype::F16,
+        }
+    }
+}
+
 /// `rotor serve`: one process with the HTTP frontend and a native-engine worker.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -21,6 +31,74 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free port and prints it).
     #[arg(long, default_value_t = 8000, env = "ROTOR_PORT")]
     pub port: u16,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+/// Validated `serve` settings.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    pub engine: LocalEngineConfig,
+}
+
+impl ServeArgs {
+    pub fn validate(&self, total_ram_bytes: Option<u64>, cores: usize) -> Result<ServeConfig> {
+        Ok(ServeConfig {
+            addr: SocketAddr::new(self.host, self.port),
+            engine: self.engine.validate(total_ram_bytes, cores)?,
+        })
+    }
+}
+
+/// The mocker's flags (`--engine mocker`), shared by `rotor serve` and `rotor worker`.
+#[derive(Debug, Clone, Args)]
+pub struct MockerArgs {
+    /// Timing model of `--engine mocker`: `fitted` (the native engine measured on this
+    /// machine), `dynamo-vllm` (the polynomials NVIDIA Dynamo's mocker publishes) or a JSON file
+    /// written by `rotor mocker-fit`.
+    #[arg(long, default_value = "fitted")]
+    pub mocker_timing: String,
+    /// Divide the mocker's modelled step times by this factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub mocker_speedup: f64,
+    /// KV blocks of each mocker engine (default: what `--kv-cache-memory` holds for the model).
+    #[arg(long)]
+    pub mocker_num_blocks: Option<usize>,
+}
+
+/// Validated mocker settings.
+#[derive(Debug, Clone)]
+pub struct MockerSettings {
+    pub timing: rotor_engine::MockerTiming,
+    pub speedup: f64,
+    pub num_blocks: Option<usize>,
+}
+
+impl MockerArgs {
+    pub fn validate(&self) -> Result<MockerSettings> {
+        let timing = rotor_engine::MockerTiming::parse(&self.mocker_timing)
+            .map_err(|e| anyhow::anyhow!("--mocker-timing {}: {e}", self.mocker_timing))?;
+        if !(self.mocker_speedup.is_finite() && self.mocker_speedup > 0.0) {
+            bail!(
+                "--mocker-speedup must be a positive number, got {}",
+                self.mocker_speedup
+            );
+        }
+        if self.mocker_num_blocks == Some(0) {
+            bail!("--mocker-num-blocks must be at least 1");
+        }
+        Ok(MockerSettings {
+            timing,
+            speedup: self.mocker_speedup,
+            num_blocks: self.mocker_num_blocks,
+        })
+    }
+}
+
+/// The model and engine flags shared by `rotor serve` and `rotor worker`.
+#[derive(Debug, Clone, Args)]
+pub struct EngineArgs {
     /// GGUF file to serve. Without it, the default model (SmolLM2-135M-Instruct Q4_1) is served from the
     /// local cache, downloaded first if needed.
     #[arg(long, env = "ROTOR_MODEL")]
@@ -57,10 +135,9 @@ pub struct ServeArgs {
     pub default_top_p: Option<f32>,
 }
 
-/// Validated `serve` settings.
+/// Validated model and engine settings of an engine in this process.
 #[derive(Debug, Clone)]
-pub struct ServeConfig {
-    pub addr: SocketAddr,
+pub struct LocalEngineConfig {
     pub model: Option<PathBuf>,
     pub model_name: Option<String>,
     pub threads: usize,
@@ -74,8 +151,12 @@ pub struct ServeConfig {
     pub default_top_p: Option<f32>,
 }
 
-impl ServeArgs {
-    pub fn validate(&self, total_ram_bytes: Option<u64>, cores: usize) -> Result<ServeConfig> {
+impl EngineArgs {
+    pub fn validate(
+        &self,
+        total_ram_bytes: Option<u64>,
+        cores: usize,
+    ) -> Result<LocalEngineConfig> {
         let threads = self.threads.unwrap_or(cores.max(1));
         if threads == 0 || threads > 256 {
             bail!("--threads must be between 1 and 256, got {threads}");
@@ -112,8 +193,7 @@ impl ServeArgs {
         }
         let kv_cache_bytes = parse_memory(&self.kv_cache_memory, total_ram_bytes)
             .with_context(|| format!("--kv-cache-memory {:?}", self.kv_cache_memory))?;
-        Ok(ServeConfig {
-            addr: SocketAddr::new(self.host, self.port),
+        Ok(LocalEngineConfig {
             model: self.model.clone(),
             model_name: self.model_name.clone(),
             threads,

@@ -1,12 +1,217 @@
 //! `rotor frontend`: the OpenAI-compatible HTTP server over workers found through discovery.
+//!
+//! Models appear as workers publish them (`rotor_frontend::ModelWatcher`); requests are spread
+//! by `--router-mode` and migrated when a worker dies. Shutdown on SIGINT/SIGTERM: stop accepting,
+//! drain HTTP streams for up to `--drain-timeout`, then stop watching discovery.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use rotor_frontend::{
+    Frontend, FrontendConfig, ModelWatcher, ModelWatcherConfig, RouterMode, RoutingConfig,
+};
+use rotor_protocol::worker::{DEFAULT_COMPONENT, DEFAULT_NAMESPACE};
+use rotor_runtime::{DiscoveryConfig, EventPlane, EventsConfig, RequestPlaneConfig};
+use tokio_util::sync::CancellationToken;
 
 /// `rotor frontend` flags.
-#[derive(Debug, clap::Args)]
-pub struct FrontendArgs {}
+#[derive(Debug, Clone, clap::Args)]
+pub struct FrontendArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", env = "ROTOR_HOST")]
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free port and prints it).
+    #[arg(long, default_value_t = 8000, env = "ROTOR_PORT")]
+    pub port: u16,
+    /// Where workers register: `mem`, `file:DIR` or `etcd://HOST:PORT[,HOST:PORT…]`.
+    #[arg(long, default_value = "file:/tmp/rotor-discovery")]
+    pub discovery: String,
+    /// Event plane shared with the workers (KV events, load reports): `mem` (none shared) or
+    /// `nats://HOST[:PORT]`.
+    #[arg(long, default_value = "mem")]
+    pub events: String,
+    /// Namespace the workers register in.
+    #[arg(long, default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
+    /// Component that serves generation.
+    #[arg(long, default_value = DEFAULT_COMPONENT)]
+    pub component: String,
+    /// How requests are spread: round-robin, random, least-loaded or kv (KV-cache aware; without
+    /// a shared event plane it assumes routed prefixes stay cached for a while).
+    #[arg(long, default_value = "round-robin")]
+    pub router_mode: RouterMode,
+    /// Times a request may move to another worker after its worker died (0 disables migration).
+    #[arg(long, default_value_t = 3)]
+    pub migration_limit: u32,
+    /// kv mode: weight of prefill work against decode load (higher chases cache hits).
+    #[arg(long, default_value_t = 1.0)]
+    pub kv_overlap_weight: f64,
+    /// kv mode: softmax temperature of the choice (0 picks the cheapest worker).
+    #[arg(long, default_value_t = 0.0)]
+    pub router_temperature: f64,
+    /// Seconds to let HTTP streams finish after SIGINT/SIGTERM before closing them.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout: u64,
+}
 
-pub async fn run(
-    _args: FrontendArgs,
-    _shutdown: tokio_util::sync::CancellationToken,
-) -> anyhow::Result<()> {
-    anyhow::bail!("rotor frontend is not built yet")
+/// Validated `frontend` settings.
+#[derive(Debug, Clone)]
+pub struct FrontendCmdConfig {
+    pub addr: SocketAddr,
+    pub discovery: DiscoveryConfig,
+    pub events: EventsConfig,
+    pub watcher: ModelWatcherConfig,
+    pub drain_timeout: Duration,
+}
+
+impl FrontendArgs {
+    pub fn validate(&self) -> Result<FrontendCmdConfig> {
+        let discovery = DiscoveryConfig::parse(&self.discovery).context("--discovery")?;
+        let events = EventsConfig::parse(&self.events).context("--events")?;
+        if self.drain_timeout > 24 * 3600 {
+            bail!(
+                "--drain-timeout is in seconds; {} is too long",
+                self.drain_timeout
+            );
+        }
+        let routing = RoutingConfig {
+            mode: self.router_mode,
+            migration_limit: self.migration_limit,
+            kv_overlap_weight: self.kv_overlap_weight,
+            router_temperature: self.router_temperature,
+            kv_events: events != EventsConfig::InProcess,
+            ..RoutingConfig::default()
+        }
+        .validate()?;
+        Ok(FrontendCmdConfig {
+            addr: SocketAddr::new(self.host, self.port),
+            discovery,
+            events,
+            watcher: ModelWatcherConfig {
+                namespace: self.namespace.clone(),
+                component: self.component.clone(),
+                routing,
+                request_plane: RequestPlaneConfig::default(),
+            },
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+        })
+    }
+}
+
+pub async fn run(args: FrontendArgs, shutdown: CancellationToken) -> Result<()> {
+    let cfg = args.validate()?;
+    let discovery = cfg
+        .discovery
+        .connect()
+        .await
+        .with_context(|| format!("connecting to discovery {}", args.discovery))?;
+    // An in-process event plane would be empty here: workers run in other processes.
+    let events: Option<Arc<dyn EventPlane>> = match &cfg.events {
+        EventsConfig::InProcess => None,
+        remote => Some(
+            remote
+                .connect()
+                .await
+                .with_context(|| format!("connecting to the event plane {remote}"))?,
+        ),
+    };
+    let frontend = Frontend::new(FrontendConfig::default());
+    let watcher = ModelWatcher::start(
+        frontend.clone(),
+        Arc::clone(&discovery),
+        events,
+        cfg.watcher.clone(),
+    )
+    .await
+    .context("watching discovery")?;
+    let listener = tokio::net::TcpListener::bind(cfg.addr)
+        .await
+        .with_context(|| format!("binding {}", cfg.addr))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "rotor: frontend on http://{addr}  (OpenAI API at http://{addr}/v1; discovery {}, router {}, migration limit {})",
+        discovery.describe(),
+        cfg.watcher.routing.mode,
+        cfg.watcher.routing.migration_limit,
+    );
+    let stop = shutdown.clone();
+    let mut server = tokio::spawn(rotor_frontend::serve(listener, frontend, async move {
+        stop.cancelled().await
+    }));
+    tokio::select! {
+        ended = &mut server => {
+            watcher.stop().await;
+            ended.context("the HTTP server task failed")?.context("HTTP server")?;
+            bail!("the HTTP server stopped on its own");
+        }
+        _ = shutdown.cancelled() => {}
+    }
+    tracing::info!(grace = ?cfg.drain_timeout, "stopped accepting; draining HTTP streams");
+    match tokio::time::timeout(cfg.drain_timeout, &mut server).await {
+        Ok(ended) => ended
+            .context("the HTTP server task failed")?
+            .context("HTTP server")?,
+        Err(_) => {
+            server.abort();
+            eprintln!(
+                "rotor: drain timeout ({:?}) reached; closing the remaining streams",
+                cfg.drain_timeout
+            );
+        }
+    }
+    watcher.stop().await;
+    eprintln!("rotor: stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: FrontendArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<FrontendCmdConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("frontend").chain(argv.iter().copied()))?;
+        cli.args.validate()
+    }
+
+    #[test]
+    fn defaults_and_flags() {
+        let cfg = parse(&[]).unwrap();
+        assert_eq!(cfg.addr.port(), 8000);
+        assert_eq!(cfg.watcher.routing.mode, RouterMode::RoundRobin);
+        assert_eq!(cfg.watcher.routing.migration_limit, 3);
+        assert!(!cfg.watcher.routing.kv_events, "mem events: approximate kv");
+        assert_eq!(cfg.watcher.namespace, DEFAULT_NAMESPACE);
+        let cfg = parse(&[
+            "--router-mode",
+            "kv",
+            "--events",
+            "nats://127.0.0.1:4222",
+            "--migration-limit",
+            "0",
+            "--kv-overlap-weight",
+            "2.5",
+        ])
+        .unwrap();
+        assert_eq!(cfg.watcher.routing.mode, RouterMode::Kv);
+        assert!(cfg.watcher.routing.kv_events);
+        assert_eq!(cfg.watcher.routing.migration_limit, 0);
+        assert_eq!(cfg.watcher.routing.kv_overlap_weight, 2.5);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(parse(&["--router-mode", "fastest"]).is_err());
+        assert!(parse(&["--kv-overlap-weight=-1"]).is_err());
+        assert!(parse(&["--discovery", "redis://x:1"]).is_err());
+        assert!(parse(&["--events", "kafka://x"]).is_err());
+    }
 }

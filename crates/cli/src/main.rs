@@ -13,6 +13,7 @@ mod args;
 mod engine_backend;
 mod engine_metrics;
 mod frontend_cmd;
+mod mocker_fit_cmd;
 mod model_cache;
 mod serve;
 mod worker_cmd;
@@ -46,6 +47,8 @@ enum Command {
     Worker(worker_cmd::WorkerArgs),
     /// Run the OpenAI-compatible server over workers found through discovery.
     Frontend(frontend_cmd::FrontendArgs),
+    /// Time the native engine on this machine and fit the mocker's timing model to it.
+    MockerFit(mocker_fit_cmd::MockerFitArgs),
 }
 
 fn main() -> ExitCode {
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Command::Bench(a) => rotor_bench::run(a, shutdown).await.map(|_| ()),
             Command::Worker(a) => worker_cmd::run(a, shutdown).await,
             Command::Frontend(a) => frontend_cmd::run(a, shutdown).await,
+            Command::MockerFit(a) => mocker_fit_cmd::run(a).await,
         }
     });
     match result {

@@ -1,17 +1,16 @@
 //! `rotor serve`: the frontend and one native-engine worker in one process, nothing else needed.
+//! Also resolves which model an engine in this process serves (shared with `rotor worker`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use rotor_engine::{Engine, EngineConfig, NativeRunner};
 use rotor_frontend::{Frontend, FrontendConfig, ServedModel};
-use rotor_model::{GgufFile, KvDtype, KvStorage, LlamaModel, LoadOptions};
-use rotor_protocol::{ModelCard, SamplingDefaults};
+use rotor_protocol::SamplingDefaults;
+use rotor_worker::{MockerEngineConfig, ModelSpec, NativeConfig, NativeEngine};
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{KvDtypeArg, ServeConfig};
+use crate::args::{LocalEngineConfig, MockerSettings, ServeConfig};
 use crate::engine_backend::EngineBackend;
 use crate::engine_metrics::EngineMetrics;
 use crate::model_cache::{self, model_name_from_path};
@@ -26,7 +25,9 @@ pub fn default_models_dir() -> Result<PathBuf> {
     model_cache::models_dir(env("ROTOR_CACHE_DIR"), env("XDG_CACHE_HOME"), env("HOME"))
 }
 
-pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
+/// The model an engine in this process serves: `--model`, else the cached default model
+/// (downloaded first if needed, and with its recommended sampling unless flags override it).
+pub async fn model_spec(cfg: &LocalEngineConfig) -> Result<ModelSpec> {
     let (path, recommended) = match &cfg.model {
         Some(p) => (p.clone(), None),
         None => {
@@ -45,67 +46,66 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
         .model_name
         .clone()
         .unwrap_or_else(|| model_name_from_path(&path));
-    tracing::info!(model = %path.display(), %name, threads = cfg.threads, "loading model");
-
-    let gguf = GgufFile::open(&path).with_context(|| format!("reading {}", path.display()))?;
-    let model = LlamaModel::load(
-        &gguf,
-        LoadOptions {
-            threads: cfg.threads,
-        },
-    )
-    .with_context(|| format!("loading {}", path.display()))?;
-    let mc = model.config().clone();
-    let dtype = match cfg.kv_dtype {
-        KvDtypeArg::F32 => KvDtype::F32,
-        KvDtypeArg::F16 => KvDtype::F16,
-    };
-    let block_bytes = KvStorage::bytes_per_block(&mc, cfg.block_size_tokens, dtype) as u64;
-    let num_blocks = (cfg.kv_cache_bytes / block_bytes) as usize;
-    anyhow::ensure!(
-        num_blocks >= 1,
-        "--kv-cache-memory {} B holds no block of {} B; raise it",
-        cfg.kv_cache_bytes,
-        block_bytes
-    );
-    let capacity_tokens = num_blocks * cfg.block_size_tokens;
-    let context_length = [
-        mc.context_length,
-        capacity_tokens,
-        cfg.max_model_len.unwrap_or(usize::MAX),
-    ]
-    .into_iter()
-    .min()
-    .unwrap_or(mc.context_length);
-    eprintln!(
-        "rotor: KV cache {num_blocks} blocks × {} tokens = {capacity_tokens} tokens ({:.1} MiB, {:?}); context {context_length}",
-        cfg.block_size_tokens,
-        (num_blocks as u64 * block_bytes) as f64 / (1u64 << 20) as f64,
-        cfg.kv_dtype,
-    );
-
-    let card = ModelCard {
-        name: name.clone(),
-        context_length: context_length as u32,
-        tokenizer: rotor_model::card::tokenizer_spec(&gguf)?,
-        chat_template: rotor_model::card::chat_template(&gguf),
-        created: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+    Ok(ModelSpec {
+        path,
+        name,
         sampling_defaults,
-        kv_block_size: Some(cfg.block_size_tokens as u32),
+        max_model_len: cfg.max_model_len,
+    })
+}
+
+/// Loads the model and starts the native engine (off the async runtime), printing the KV-cache
+/// line.
+pub async fn start_native_engine(cfg: &LocalEngineConfig) -> Result<NativeEngine> {
+    let model = model_spec(cfg).await?;
+    tracing::info!(model = %model.path.display(), name = %model.name, threads = cfg.threads,
+        "loading model");
+    let native = native_config(cfg, model);
+    let built = tokio::task::spawn_blocking(move || rotor_worker::native::build(&native)).await??;
+    eprintln!("rotor: {}", built.kv);
+    Ok(built)
+}
+
+/// Starts a mocker engine standing in for the configured model (no weights are loaded).
+pub async fn start_mocker_engine(
+    cfg: &LocalEngineConfig,
+    mocker: &MockerSettings,
+) -> Result<NativeEngine> {
+    let model = model_spec(cfg).await?;
+    let mocker_cfg = MockerEngineConfig {
+        native: native_config(cfg, model),
+        timing: mocker.timing.clone(),
+        speedup: mocker.speedup,
+        num_blocks: mocker.num_blocks,
     };
-    let engine_cfg = EngineConfig {
+    let built =
+        tokio::task::spawn_blocking(move || rotor_worker::mocker::build(&mocker_cfg)).await??;
+    let timing = match mocker.timing {
+        rotor_engine::MockerTiming::DynamoVllm => "dynamo-vllm timing",
+        rotor_engine::MockerTiming::Fitted(_) => "fitted timing",
+    };
+    eprintln!(
+        "rotor: mocker engine ({timing}, speedup {}): {}",
+        mocker.speedup, built.kv
+    );
+    Ok(built)
+}
+
+fn native_config(cfg: &LocalEngineConfig, model: ModelSpec) -> NativeConfig {
+    NativeConfig {
+        model,
+        threads: cfg.threads,
         max_num_seqs: cfg.max_num_seqs,
         max_num_batched_tokens: cfg.max_num_batched_tokens,
-        max_prefill_chunk_tokens: cfg.max_num_batched_tokens,
         block_size_tokens: cfg.block_size_tokens,
-        num_blocks,
-        ..EngineConfig::default()
-    };
-    let runner = NativeRunner::new(Arc::new(model), &engine_cfg, dtype);
-    let engine = Engine::start(Box::new(runner), engine_cfg)?;
+        kv_cache_bytes: cfg.kv_cache_bytes,
+        kv_dtype: cfg.kv_dtype.dtype(),
+    }
+}
+
+pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
+    let NativeEngine { engine, card, .. } = start_native_engine(&cfg.engine).await?;
+    let name = card.name.clone();
 
     let frontend = Frontend::new(FrontendConfig::default());
     frontend.add_model(ServedModel {

@@ -86,6 +86,10 @@ const RULES: &[(&str, &[&str])] = &[
         "rotor-bench",
         &["rotor-engine", "rotor-model", "rotor-kv-cache"],
     ),
+    (
+        "rotor-worker",
+        &["rotor-frontend", "axum", "hyper", "reqwest"],
+    ),
 ];
 
 #[test]

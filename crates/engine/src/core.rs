@@ -8,7 +8,7 @@ use rotor_protocol::{ErrorKind, FinishReason, GenerateRequest, WireError};
 use crate::config::EngineConfig;
 use crate::error::Error;
 use crate::kv_events::{KvEventFeed, KvEventReader, KV_EVENT_RING_CAPACITY};
-use crate::runner::ModelRunner;
+use crate::runner::{ModelRunner, ScheduledChunk};
 use crate::sampler::Sampler;
 use crate::scheduler::{Scheduler, StepPlan};
 use crate::sequence::{OutputSender, Sequence};
@@ -40,6 +40,8 @@ pub struct EngineCore {
     limits: RequestLimits,
     plan: StepPlan,
     logits: Vec<f32>,
+    /// The runner's view of the step, kept empty between steps only to reuse its allocation.
+    chunk_buf: Vec<ScheduledChunk<'static>>,
     finished: Vec<usize>,
     report: StepReport,
     stats: EngineStats,
@@ -86,6 +88,7 @@ impl EngineCore {
             limits,
             plan: StepPlan::default(),
             logits: Vec::new(),
+            chunk_buf: Vec::new(),
             finished: Vec::new(),
             report: StepReport::default(),
             stats,
@@ -164,8 +167,11 @@ impl EngineCore {
             return false;
         }
         let result = {
-            let chunks = self.scheduler.chunks(&self.plan);
-            self.runner.step(&chunks, &mut self.logits)
+            let mut chunks = reuse_empty(std::mem::take(&mut self.chunk_buf));
+            self.scheduler.chunks_into(&self.plan, &mut chunks);
+            let result = self.runner.step(&chunks, &mut self.logits);
+            self.chunk_buf = reuse_empty(chunks);
+            result
         };
         self.stats.steps += 1;
         self.stats.tokens_processed += self.plan.num_tokens() as u64;
@@ -243,4 +249,15 @@ impl EngineCore {
         s.prefix_cache_evictions = cache.evictions;
         self.kv_events.publish(kv.drain_events());
     }
+}
+
+/// Empties `v` and hands its allocation back under another lifetime, so a per-step buffer of
+/// borrowed chunks can live in a struct between steps. Collecting a `Vec`'s own `into_iter` into
+/// an element type of the same size and alignment reuses the allocation (std's in-place collect;
+/// `tests/no_alloc.rs` checks that no step allocates).
+pub(crate) fn reuse_empty<'a, 'b>(mut v: Vec<ScheduledChunk<'a>>) -> Vec<ScheduledChunk<'b>> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("invariant: the vector was emptied"))
+        .collect()
 }

@@ -13,13 +13,19 @@ use crate::runner::{KvLayout, ModelRunner, ScheduledChunk};
 pub struct NativeRunner {
     model: Arc<LlamaModel>,
     kv: KvStorage,
+    /// The model's view of a step, kept empty between steps only to reuse its allocation.
+    batch: Vec<SeqChunk<'static>>,
 }
 
 impl NativeRunner {
     /// KV storage shaped by `cfg` (`num_blocks` × `block_size_tokens`) in `dtype`.
     pub fn new(model: Arc<LlamaModel>, cfg: &EngineConfig, dtype: KvDtype) -> Self {
         let kv = KvStorage::new(model.config(), cfg.num_blocks, cfg.block_size_tokens, dtype);
-        Self { model, kv }
+        Self {
+            model,
+            kv,
+            batch: Vec::new(),
+        }
     }
 
     /// How many blocks of `block_size_tokens` fit in `budget_bytes` of KV memory (for
@@ -60,17 +66,26 @@ impl ModelRunner for NativeRunner {
         chunks: &[ScheduledChunk<'_>],
         logits: &mut Vec<f32>,
     ) -> Result<(), RunnerError> {
-        let batch: Vec<SeqChunk<'_>> = chunks
-            .iter()
-            .map(|c| SeqChunk {
-                tokens: c.tokens,
-                start_pos: c.start_pos,
-                block_table: c.block_table,
-                want_logits: c.want_logits,
-            })
-            .collect();
-        self.model
+        let mut batch = reuse_empty(std::mem::take(&mut self.batch));
+        batch.extend(chunks.iter().map(|c| SeqChunk {
+            tokens: c.tokens,
+            start_pos: c.start_pos,
+            block_table: c.block_table,
+            want_logits: c.want_logits,
+        }));
+        let result = self
+            .model
             .forward(&batch, &mut self.kv, logits)
-            .map_err(|e| RunnerError::Model(e.to_string()))
+            .map_err(|e| RunnerError::Model(e.to_string()));
+        self.batch = reuse_empty(batch);
+        result
     }
+}
+
+/// Empties `v` and hands its allocation back under another lifetime (see `core::reuse_empty`).
+fn reuse_empty<'a, 'b>(mut v: Vec<SeqChunk<'a>>) -> Vec<SeqChunk<'b>> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("invariant: the vector was emptied"))
+        .collect()
 }

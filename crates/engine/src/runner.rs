@@ -38,4 +38,15 @@ pub trait ModelRunner: Send + 'static {
         chunks: &[ScheduledChunk<'_>],
         logits: &mut Vec<f32>,
     ) -> Result<(), RunnerError>;
+    /// Runs one step in a runner that picks each next token itself (a simulator such as the
+    /// mocker), skipping logits and sampling: `tokens` gets one id per chunk with `want_logits`,
+    /// in order. Returns `Ok(false)` without running anything if the runner does not support
+    /// it (the default); the engine then calls `step`.
+    fn step_tokens(
+        &mut self,
+        _chunks: &[ScheduledChunk<'_>],
+        _tokens: &mut Vec<u32>,
+    ) -> Result<bool, RunnerError> {
+        Ok(false)
+    }
 }

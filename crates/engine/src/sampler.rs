@@ -12,6 +12,11 @@
 //!   reaches P (always at least one token; 1 is off).
 //! - min-p m: keep tokens whose probability is at least m × the largest probability (0 is off).
 //!
+//! Cost: with top-p on, only the tokens whose scaled logit is within 17 of the largest are
+//! exponentiated and sorted (a handful at temperature 0.2, instead of the whole 49,152-token
+//! vocabulary); the draws are bit-identical to the full sort (proof at `truncate_nucleus`; the
+//! old full-sort sampler is the naive twin in the tests). Without top-p the work is one pass.
+//!
 //! The `Sampler` owns its scratch buffers and is reused across tokens and sequences, so drawing a
 //! token does not allocate once the buffers reached vocabulary size.
 
@@ -24,6 +29,13 @@ use rotor_protocol::SamplingParams;
 
 /// Below this temperature sampling is greedy.
 const GREEDY_TEMPERATURE: f32 = 1e-6;
+
+/// Scaled logits this far or further below the largest have exp(v - max) < 2^-24: they cannot
+/// change an f32 sum that already holds the top token's 1.0 (see `Sampler::truncate_nucleus`).
+const NEGLIGIBLE_GAP: f32 = -17.0;
+
+/// Logits per chunk of the candidate scans.
+const SCAN_CHUNK: usize = 64;
 
 /// The per-sequence token history the penalties need.
 #[derive(Debug, Default, Clone)]
@@ -109,6 +121,19 @@ struct Candidate {
     value: f32,
 }
 
+/// Length of the shortest prefix of `sorted` (probabilities, most probable first) whose mass
+/// reaches `top_p`; `None` if the whole slice does not reach it.
+fn nucleus_len(sorted: &[Candidate], top_p: f32) -> Option<usize> {
+    let mut mass = 0.0f32;
+    for (i, c) in sorted.iter().enumerate() {
+        mass += c.value;
+        if mass >= top_p {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
 /// Larger value first, then lower id: a total order so truncation is deterministic.
 fn by_value_desc(a: &Candidate, b: &Candidate) -> Ordering {
     b.value.total_cmp(&a.value).then(a.id.cmp(&b.id))
@@ -118,11 +143,22 @@ fn by_value_desc(a: &Candidate, b: &Candidate) -> Ordering {
 #[derive(Debug, Default)]
 pub struct Sampler {
     candidates: Vec<Candidate>,
+    /// Always take the full-sort path (the reference the shortcut is measured against).
+    full_sort: bool,
 }
 
 impl Sampler {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A sampler that never takes the nucleus shortcut: every top-p draw sorts the whole
+    /// vocabulary. Same draws as `new()`, slower; for benchmarks and tests.
+    pub fn full_sort() -> Self {
+        Self {
+            full_sort: true,
+            ..Self::default()
+        }
     }
 
     /// Penalises `logits` in place, then draws the next token.
@@ -160,7 +196,80 @@ impl Sampler {
     /// Applies temperature, top-k, top-p and min-p to already-penalised `logits`, leaving the
     /// kept tokens and their normalised probabilities in the scratch set (see `kept`).
     /// `params.temperature` must be above the greedy threshold.
+    ///
+    /// With top-p on, the nucleus is found among the few tokens whose logit is within
+    /// [`NEGLIGIBLE_GAP`] of the largest (see `truncate_nucleus`); the result is bit-identical to
+    /// sorting the whole vocabulary (`truncate_full`), which remains the fallback.
     pub fn truncate(&mut self, logits: &[f32], params: &SamplingParams) {
+        if params.top_p < 1.0 && !self.full_sort && self.truncate_nucleus(logits, params) {
+            self.apply_min_p(params.min_p);
+            return;
+        }
+        self.truncate_full(logits, params);
+    }
+
+    /// The nucleus from the candidates near the top, exactly as `truncate_full` would find it.
+    ///
+    /// Why this is exact: `truncate_full` sorts all tokens by scaled logit v (descending), takes
+    /// e = exp(v - max), sums the e in that order in f32, and walks the sorted prefix until the
+    /// mass reaches top_p. The first e is exp(0) = 1, so the running sum is ≥ 1 from then on,
+    /// and any e < 2^-24 (half an ulp of 1) added to it rounds to no change at all. Every token
+    /// with v - max < `NEGLIGIBLE_GAP` (= -17, e^-17 ≈ 4.1e-8 < 2^-24) sorts after every kept
+    /// candidate and adds exactly nothing. So the candidates, sorted the same way, give the
+    /// same sum, the same probabilities and, if their cumulative mass reaches top_p, the same
+    /// nucleus. If it does not (or a logit is NaN or the maximum is not finite) this returns
+    /// false and the caller takes the full path.
+    fn truncate_nucleus(&mut self, logits: &[f32], params: &SamplingParams) -> bool {
+        let inv_t = 1.0 / params.temperature.max(GREEDY_TEMPERATURE);
+        // Both scans go over fixed-size chunks with branch-free bodies so they vectorise; only
+        // chunks holding a candidate are walked again to collect it.
+        let mut max_logit = f32::NEG_INFINITY;
+        let mut any_nan = false;
+        for chunk in logits.chunks(SCAN_CHUNK) {
+            for &l in chunk {
+                any_nan |= l.is_nan();
+                max_logit = if l > max_logit { l } else { max_logit };
+            }
+        }
+        // Scaling by inv_t > 0 is monotonic, so this is the largest scaled logit.
+        let max = max_logit * inv_t;
+        if any_nan || !max.is_finite() {
+            return false;
+        }
+        self.candidates.clear();
+        let near_top = |l: f32| l * inv_t - max >= NEGLIGIBLE_GAP;
+        for (c, chunk) in logits.chunks(SCAN_CHUNK).enumerate() {
+            if !chunk.iter().fold(false, |hit, &l| hit | near_top(l)) {
+                continue;
+            }
+            for (j, &l) in chunk.iter().enumerate() {
+                if near_top(l) {
+                    self.candidates.push(Candidate {
+                        id: (c * SCAN_CHUNK + j) as u32,
+                        value: l * inv_t,
+                    });
+                }
+            }
+        }
+        // Top-k of the whole vocabulary starts with the candidates (they are its largest), and
+        // the tokens it adds beyond them weigh nothing, as above.
+        let k = params.top_k.map_or(0, |k| k as usize);
+        if k > 0 && k < self.candidates.len() {
+            self.candidates.select_nth_unstable_by(k - 1, by_value_desc);
+            self.candidates.truncate(k);
+        }
+        self.candidates.sort_unstable_by(by_value_desc);
+        self.normalise_from_logits();
+        let Some(keep) = nucleus_len(&self.candidates, params.top_p) else {
+            return false;
+        };
+        self.candidates.truncate(keep);
+        self.renormalise();
+        true
+    }
+
+    /// The reference path: every token is a candidate; a full sort when top-p is on.
+    fn truncate_full(&mut self, logits: &[f32], params: &SamplingParams) {
         let inv_t = 1.0 / params.temperature.max(GREEDY_TEMPERATURE);
         self.candidates.clear();
         self.candidates
@@ -179,25 +288,21 @@ impl Sampler {
         }
         self.normalise_from_logits();
         if needs_order {
-            let mut mass = 0.0f32;
-            let mut keep = self.candidates.len();
-            for (i, c) in self.candidates.iter().enumerate() {
-                mass += c.value;
-                if mass >= params.top_p {
-                    keep = i + 1;
-                    break;
-                }
-            }
+            let keep = nucleus_len(&self.candidates, params.top_p).unwrap_or(self.candidates.len());
             self.candidates.truncate(keep);
             self.renormalise();
         }
-        if params.min_p > 0.0 {
+        self.apply_min_p(params.min_p);
+    }
+
+    fn apply_min_p(&mut self, min_p: f32) {
+        if min_p > 0.0 {
             let top = self
                 .candidates
                 .iter()
                 .map(|c| c.value)
                 .fold(0.0f32, f32::max);
-            let threshold = params.min_p * top;
+            let threshold = min_p * top;
             self.candidates.retain(|c| c.value >= threshold);
             self.renormalise();
         }

@@ -260,3 +260,220 @@ fn sampling_only_returns_kept_tokens() {
     }
     assert_eq!(seen, HashSet::from([1, 3]));
 }
+
+/// The sampler as it was before the nucleus shortcut (full sort of the vocabulary for top-p),
+/// kept verbatim as the reference the fast path must match draw for draw.
+#[derive(Default)]
+struct NaiveSampler {
+    candidates: Vec<Candidate>,
+}
+
+impl NaiveSampler {
+    fn sample(&mut self, logits: &mut [f32], params: &SamplingParams, rng: &mut StdRng) -> u32 {
+        if params.temperature < GREEDY_TEMPERATURE {
+            return argmax(logits);
+        }
+        self.truncate(logits, params);
+        let total: f32 = self.candidates.iter().map(|c| c.value).sum();
+        if !(total.is_finite() && total > 0.0) {
+            return argmax(logits);
+        }
+        let u: f32 = rng.random();
+        let mut remaining = u * total;
+        for c in &self.candidates {
+            remaining -= c.value;
+            if remaining < 0.0 {
+                return c.id;
+            }
+        }
+        self.candidates
+            .last()
+            .map_or_else(|| argmax(logits), |c| c.id)
+    }
+
+    fn truncate(&mut self, logits: &[f32], params: &SamplingParams) {
+        let inv_t = 1.0 / params.temperature.max(GREEDY_TEMPERATURE);
+        self.candidates.clear();
+        self.candidates
+            .extend(logits.iter().enumerate().map(|(i, &l)| Candidate {
+                id: i as u32,
+                value: l * inv_t,
+            }));
+        let k = params.top_k.map_or(0, |k| k as usize);
+        if k > 0 && k < self.candidates.len() {
+            self.candidates.select_nth_unstable_by(k - 1, by_value_desc);
+            self.candidates.truncate(k);
+        }
+        let needs_order = params.top_p < 1.0;
+        if needs_order {
+            self.candidates.sort_unstable_by(by_value_desc);
+        }
+        let max = self
+            .candidates
+            .iter()
+            .map(|c| c.value)
+            .fold(f32::NEG_INFINITY, f32::max);
+        for c in &mut self.candidates {
+            c.value = (c.value - max).exp();
+        }
+        self.renormalise();
+        if needs_order {
+            let mut mass = 0.0f32;
+            let mut keep = self.candidates.len();
+            for (i, c) in self.candidates.iter().enumerate() {
+                mass += c.value;
+                if mass >= params.top_p {
+                    keep = i + 1;
+                    break;
+                }
+            }
+            self.candidates.truncate(keep);
+            self.renormalise();
+        }
+        if params.min_p > 0.0 {
+            let top = self
+                .candidates
+                .iter()
+                .map(|c| c.value)
+                .fold(0.0f32, f32::max);
+            let threshold = params.min_p * top;
+            self.candidates.retain(|c| c.value >= threshold);
+            self.renormalise();
+        }
+    }
+
+    fn renormalise(&mut self) {
+        let sum: f32 = self.candidates.iter().map(|c| c.value).sum();
+        if sum > 0.0 {
+            for c in &mut self.candidates {
+                c.value /= sum;
+            }
+        }
+    }
+}
+
+/// Kept tokens as (id, probability bits), in the sampler's order.
+type KeptBits = Vec<(u32, u32)>;
+
+/// Kept (id, probability bits) of both samplers after `truncate`, in their order.
+fn kept_bits(fast: &Sampler, naive: &NaiveSampler) -> (KeptBits, KeptBits) {
+    (
+        fast.kept().map(|(id, p)| (id, p.to_bits())).collect(),
+        naive
+            .candidates
+            .iter()
+            .map(|c| (c.id, c.value.to_bits()))
+            .collect(),
+    )
+}
+
+/// Asserts the fast sampler keeps the same tokens with bit-identical probabilities (when top-p
+/// orders them) and draws the same 16 tokens as the naive twin for the same seed.
+fn assert_same_as_naive(logits: &[f32], p: &SamplingParams, seed: u64) {
+    let (mut fast, mut naive) = (Sampler::new(), NaiveSampler::default());
+    if p.temperature >= GREEDY_TEMPERATURE {
+        fast.truncate(logits, p);
+        naive.truncate(logits, p);
+        let (a, b) = kept_bits(&fast, &naive);
+        assert_eq!(a, b, "kept tokens differ for {p:?}");
+    }
+    let (mut rng_fast, mut rng_naive) = (seeded_rng(Some(seed)), seeded_rng(Some(seed)));
+    let state = PenaltyState::default();
+    for draw in 0..16 {
+        let got = fast.sample(&mut logits.to_vec(), p, &state, &mut rng_fast);
+        let want = naive.sample(&mut logits.to_vec(), p, &mut rng_naive);
+        assert_eq!(got, want, "draw {draw} differs for {p:?}, seed {seed}");
+    }
+}
+
+/// Logits like a language model's: a broad body, a few strong candidates, optional ties.
+fn lm_like_logits(rng: &mut StdRng, vocab: usize, spread: f32, ties: bool) -> Vec<f32> {
+    let mut logits: Vec<f32> = (0..vocab)
+        .map(|_| {
+            let x: f32 = rng.random::<f32>() + rng.random::<f32>() + rng.random::<f32>() - 1.5;
+            x * spread
+        })
+        .collect();
+    for _ in 0..rng.random_range(0..6) {
+        let i = rng.random_range(0..vocab);
+        logits[i] = spread * 2.0 + rng.random::<f32>() * 8.0;
+    }
+    if ties {
+        for l in &mut logits {
+            *l = (*l * 2.0).round() / 2.0;
+        }
+    }
+    logits
+}
+
+const TOP_PS: [f32; 8] = [0.0, 0.1, 0.5, 0.9, 0.95, 0.999, 0.999_999_94, 1.0];
+
+#[test]
+fn nucleus_shortcut_draws_like_the_full_sort_on_a_full_vocabulary() {
+    let mut rng = seeded_rng(Some(2024));
+    for (row, &temperature) in [0.2f32, 0.7, 1.0, 1.3].iter().enumerate() {
+        let logits = lm_like_logits(&mut rng, 49_152, 3.0, row % 2 == 1);
+        for top_p in [0.9, 0.95, 0.5] {
+            let p = SamplingParams {
+                temperature,
+                top_p,
+                ..params()
+            };
+            assert_same_as_naive(&logits, &p, row as u64);
+        }
+    }
+}
+
+#[test]
+fn nan_and_infinite_logits_fall_back_to_the_full_path() {
+    let mut logits = vec![1.0, f32::NAN, 0.5, -2.0];
+    let p = SamplingParams {
+        temperature: 0.7,
+        top_p: 0.9,
+        ..params()
+    };
+    assert_same_as_naive(&logits, &p, 1);
+    logits[1] = f32::INFINITY;
+    assert_same_as_naive(&logits, &p, 2);
+    assert_same_as_naive(&[f32::NEG_INFINITY; 5], &p, 3);
+    assert_same_as_naive(&[f32::NEG_INFINITY, 3.0, f32::NEG_INFINITY], &p, 4);
+}
+
+#[test]
+fn tokens_far_below_the_top_are_not_candidates_of_the_nucleus() {
+    // Token 0 leads by 20 at temperature 1: the tokens at -20 have e^-20 < 2^-24 of its weight
+    // and change no f32 sum, token 7 (e^-16 ≈ 1.1e-7) does and is needed to reach top_p.
+    let mut logits = vec![-20.0f32; 1000];
+    logits[0] = 0.0;
+    logits[7] = -16.0;
+    let p = SamplingParams {
+        top_p: 0.999_999_94,
+        ..params()
+    };
+    let mut sampler = Sampler::new();
+    sampler.truncate(&logits, &p);
+    let kept: Vec<u32> = sampler.kept().map(|(id, _)| id).collect();
+    assert_eq!(kept, vec![0, 7]);
+    assert_same_as_naive(&logits, &p, 5);
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn fast_sampler_equals_naive_twin(
+        seed in 0u64..1_000_000,
+        vocab in 1usize..3000,
+        spread in proptest::sample::select(vec![0.05f32, 1.0, 3.0, 12.0]),
+        ties in proptest::bool::ANY,
+        temperature in proptest::sample::select(vec![0.0f32, 0.05, 0.2, 0.7, 1.0, 1.5, 4.0]),
+        top_p in proptest::sample::select(TOP_PS.to_vec()),
+        top_k in proptest::sample::select(vec![None, Some(0u32), Some(1), Some(5), Some(50), Some(5000)]),
+        min_p in proptest::sample::select(vec![0.0f32, 0.05, 0.3]),
+    ) {
+        let mut rng = seeded_rng(Some(seed));
+        let logits = lm_like_logits(&mut rng, vocab, spread, ties);
+        let p = SamplingParams { temperature, top_p, top_k, min_p, ..params() };
+        assert_same_as_naive(&logits, &p, seed);
+    }
+}

@@ -226,6 +226,7 @@ impl Scheduler {
             };
             let mut seq = self.waiting.pop_front().expect("invariant: front exists");
             self.kv.admit(&mut seq, admission);
+            seq.reserve_for_decode(self.kv.pool().block_size_tokens());
             let n = admission.num_tokens;
             let start = seq.num_computed;
             let want_logits = start + n == seq.tokens.len();
@@ -279,18 +280,23 @@ impl Scheduler {
 
     /// The runner's view of `plan`; `commit` must follow a successful step.
     pub fn chunks<'a>(&'a self, plan: &StepPlan) -> Vec<ScheduledChunk<'a>> {
-        plan.chunks
-            .iter()
-            .map(|c| {
-                let seq = &self.running[c.seq];
-                ScheduledChunk {
-                    tokens: &seq.tokens[c.start..c.start + c.len],
-                    start_pos: c.start,
-                    block_table: &seq.block_table,
-                    want_logits: c.want_logits,
-                }
-            })
-            .collect()
+        let mut out = Vec::with_capacity(plan.chunks.len());
+        self.chunks_into(plan, &mut out);
+        out
+    }
+
+    /// `chunks` into a caller's buffer (cleared first), so a step need not allocate.
+    pub fn chunks_into<'a>(&'a self, plan: &StepPlan, out: &mut Vec<ScheduledChunk<'a>>) {
+        out.clear();
+        out.extend(plan.chunks.iter().map(|c| {
+            let seq = &self.running[c.seq];
+            ScheduledChunk {
+                tokens: &seq.tokens[c.start..c.start + c.len],
+                start_pos: c.start,
+                block_table: &seq.block_table,
+                want_logits: c.want_logits,
+            }
+        }));
     }
 
     /// Marks the planned tokens as computed (their K/V are now in the blocks) and caches the

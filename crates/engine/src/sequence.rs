@@ -96,6 +96,21 @@ impl Sequence {
         }
     }
 
+    /// Reserves room for every token, block id and block hash the sequence can still add (it
+    /// ends at `max_total_len`), so decoding never grows these vectors.
+    pub fn reserve_for_decode(&mut self, block_size_tokens: usize) {
+        let tokens_left = self.max_total_len.saturating_sub(self.tokens.len());
+        self.tokens.reserve_exact(tokens_left);
+        let blocks = self.max_total_len.div_ceil(block_size_tokens);
+        self.block_table
+            .reserve_exact(blocks.saturating_sub(self.block_table.len()));
+        let full_blocks = self.max_total_len / block_size_tokens;
+        self.block_hashes
+            .reserve_exact(full_blocks.saturating_sub(self.block_hashes.len()));
+        self.local_hashes
+            .reserve_exact(full_blocks.saturating_sub(self.local_hashes.len()));
+    }
+
     /// Whether the first output was sent.
     pub fn has_sent_first(&self) -> bool {
         self.sent_first

@@ -24,6 +24,25 @@ pub enum FrontendError {
     ModelAlreadyServed { model: String },
     #[error("model {model:?} has context_length 0")]
     ZeroContextLength { model: String },
+    /// A routing setting out of range (`--kv-overlap-weight`, `--router-temperature`, …).
+    #[error("invalid routing setting {field} = {value}: {reason}")]
+    InvalidRoutingConfig {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    /// The KV router of `model` refused its configuration.
+    #[error("model {model:?}: cannot build its KV router: {source}")]
+    KvRouter {
+        model: String,
+        source: rotor_kv_router::Error,
+    },
+    /// A runtime operation (watching discovery, subscribing to events) failed.
+    #[error("{op}: {source}")]
+    Runtime {
+        op: &'static str,
+        source: rotor_runtime::Error,
+    },
 }
 
 /// OpenAI `error.type` for client errors.

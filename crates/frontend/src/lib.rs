@@ -11,11 +11,16 @@
 //! [`Backend`] and [`OutputStream`] (the seam to engines or the router), [`ServedModel`],
 //! [`FrontendConfig`], [`FrontendError`], [`ApiError`]; [`serve`] runs it on a listener.
 //!
+//! [`routing`] serves a model from several workers: [`RoutedBackend`] (round-robin, random,
+//! least-loaded or KV-aware choice, migration of a request whose worker died), [`RemoteWorker`]
+//! (a worker on the runtime's request plane) and [`ModelWatcher`] (models from discovery).
+//! The HTTP server sets TCP_NODELAY on every connection so streamed tokens leave at once.
+//!
 //! Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
 //! GET /v1/models/{id}, GET /health, GET /live, GET /metrics, GET /openapi.json.
 //!
 //! Must not depend on rotor-engine or rotor-model: the frontend sees only a model card and a
-//! backend.
+//! backend (remote workers through rotor-runtime, choices through rotor-kv-router).
 
 pub mod backend;
 mod completions;
@@ -27,6 +32,7 @@ pub mod metrics;
 pub mod registry;
 pub mod responses;
 mod routes;
+pub mod routing;
 mod server;
 mod sse;
 pub mod validate;
@@ -36,4 +42,8 @@ pub use config::FrontendConfig;
 pub use error::{ApiError, FrontendError};
 pub use metrics::{Metrics, MetricsSource};
 pub use routes::OPENAPI_JSON;
+pub use routing::{
+    ModelWatcher, ModelWatcherConfig, RemoteWorker, RoutedBackend, RouterMode, RoutingConfig,
+    RoutingMetrics,
+};
 pub use server::{serve, Frontend};

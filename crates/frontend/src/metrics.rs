@@ -201,7 +201,7 @@ fn render_by_model(out: &mut String, name: &str, help: &str, counts: &BTreeMap<S
     }
 }
 
-fn escape_label(value: &str) -> String {
+pub(crate) fn escape_label(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

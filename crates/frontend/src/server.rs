@@ -3,6 +3,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
+
 use crate::backend::ServedModel;
 use crate::config::FrontendConfig;
 use crate::error::FrontendError;
@@ -58,12 +60,19 @@ impl Frontend {
 }
 
 /// Serves `frontend` on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests finish.
+/// in-flight requests finish. Every accepted connection gets TCP_NODELAY: streamed chunks are
+/// small and must not wait for Nagle's algorithm (which costs tens of ms on keep-alive
+/// connections).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     frontend: Frontend,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = listener.tap_io(|socket| {
+        if let Err(error) = socket.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY on an HTTP connection");
+        }
+    });
     axum::serve(listener, frontend.router())
         .with_graceful_shutdown(shutdown)
         .await

@@ -1,3 +1,44 @@
-//! rotor-worker: hosts an engine on Rotor's runtime (work in progress; see the worker brief).
+//! rotor-worker: hosts an engine on Rotor's runtime, so frontends and routers in other
+//! processes can use it.
 //!
-//! Must not depend on HTTP frameworks or on `rotor-frontend`.
+//! - [`WorkerEngine`]: the seam a worker hosts — `generate` (a stream of outputs; dropping it
+//!   cancels), `load`, optional KV events, `shutdown`. [`EngineWorker`] wraps any
+//!   `rotor_engine::EngineHandle` (the native runner, the scripted double, a mocker);
+//!   [`EchoEngine`] streams prompts back without model compute, for testing the distributed
+//!   path.
+//! - [`native::build`]: loads a GGUF model and starts the native engine with its [`ModelCard`]
+//!   (shared by `rotor serve` and `rotor worker`); [`GgufModel`] builds cards from GGUF
+//!   metadata without loading weights. [`mocker::build`] starts the same engine over the
+//!   simulated runner (`--engine mocker`).
+//! - [`WorkerHost`]: serves an engine on the request plane (`{namespace}/{component}/generate`,
+//!   encoded as `rotor_protocol::worker` says), registers the instance and its model card in
+//!   discovery, publishes KV events and [`LoadReport`]s on the event plane, and shuts down in
+//!   order (deregister → drain → stop publishers → stop the engine).
+//! - [`Error`]: the crate's one error enum.
+//!
+//! Must not depend on HTTP frameworks (axum, hyper, reqwest) or on `rotor-frontend`.
+//!
+//! [`ModelCard`]: rotor_protocol::ModelCard
+//! [`LoadReport`]: rotor_protocol::LoadReport
+
+mod card;
+mod echo;
+mod engine;
+mod engine_worker;
+mod error;
+mod handler;
+mod host;
+pub mod mocker;
+pub mod native;
+mod publishers;
+
+pub use card::{GgufModel, ModelSpec};
+pub use echo::EchoEngine;
+pub use engine::{GenerateStream, WorkerEngine};
+pub use engine_worker::EngineWorker;
+pub use error::Error;
+pub use handler::GenerateHandler;
+pub use host::{ShutdownReport, WorkerHost, WorkerHostConfig};
+pub use mocker::MockerEngineConfig;
+pub use native::{KvReport, NativeConfig, NativeEngine};
+pub use publishers::LOAD_HEARTBEAT;

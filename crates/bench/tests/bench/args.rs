@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use rotor_bench::args::{normalize_base_url, parse_duration};
-use rotor_bench::config::SourceConfig;
+use rotor_bench::config::{PromptFormat, ScenarioConfig, SourceConfig};
 use rotor_bench::lengths::LengthDist;
 use rotor_bench::BenchArgs;
 
@@ -85,4 +85,53 @@ fn metrics_can_be_redirected_or_turned_off() {
     assert_eq!(c.metrics_url.as_deref(), Some("http://127.0.0.1:9/m"));
     let c = parse(&["--no-metrics"]).validate().unwrap();
     assert_eq!(c.metrics_url, None);
+}
+
+#[test]
+fn prompt_format_and_shared_prefix_scenario_flags() {
+    let c = parse(&[]).validate().unwrap();
+    assert_eq!(c.prompt_format, PromptFormat::TokenIds);
+    assert_eq!(c.scenario, ScenarioConfig::Load);
+    let c = parse(&["--prompt-format", "text", "--scenario", "shared-prefix"])
+        .validate()
+        .unwrap();
+    assert_eq!(c.prompt_format, PromptFormat::Text);
+    assert_eq!(
+        c.scenario,
+        ScenarioConfig::SharedPrefix {
+            prefix_tokens: 1000,
+            repetitions: 5
+        }
+    );
+    let c = parse(&[
+        "--scenario",
+        "shared-prefix",
+        "--prefix-len",
+        "64",
+        "--num-requests",
+        "2",
+        "--concurrency",
+        "1",
+    ])
+    .validate()
+    .unwrap();
+    assert_eq!(
+        c.scenario,
+        ScenarioConfig::SharedPrefix {
+            prefix_tokens: 64,
+            repetitions: 2
+        }
+    );
+    let refused: [(&[&str], &str); 4] = [
+        (&["--concurrency", "4"], "invalid --concurrency"),
+        (&["--request-rate", "2"], "invalid --request-rate"),
+        (&["--prefix-groups", "2"], "invalid --prefix-groups"),
+        (&["--trace", "t.jsonl"], "invalid --trace"),
+    ];
+    for (flags, want) in refused {
+        let mut all = vec!["--scenario", "shared-prefix"];
+        all.extend_from_slice(flags);
+        let err = parse(&all).validate().unwrap_err().to_string();
+        assert!(err.starts_with(want), "{flags:?}: {err}");
+    }
 }

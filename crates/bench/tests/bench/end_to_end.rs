@@ -277,3 +277,62 @@ async fn shutdown_token_stops_the_run() {
     assert!(report.summary.not_sent > 40, "{:?}", report.summary);
     assert!(report.summary.duration_s < 5.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_prefix_scenario_sends_a_b_c_one_at_a_time_as_text() {
+    let srv = server(false).await;
+    let url = srv.url();
+    let args = parse(&[
+        "--url",
+        &url,
+        "--scenario",
+        "shared-prefix",
+        "--prompt-format",
+        "text",
+        "--prefix-len",
+        "40",
+        "--input-len",
+        "6",
+        "--output-len",
+        "2",
+        "--num-requests",
+        "2",
+        "--no-progress",
+        "--no-metrics",
+    ]);
+    let report = rotor_bench::run(args, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(report.run.mode, LoadMode::Closed { concurrency: 1 });
+    let s = &report.summary;
+    assert_eq!((s.ok, s.errors), (6, 0));
+    assert_eq!(s.usage_reported, 6);
+    assert_eq!(s.input_tokens, 6 * 46, "the server's count of words");
+    assert_eq!(s.planned_input_tokens, 6 * 46);
+    assert_eq!((s.output_tokens, s.expected_output_tokens), (12, 12));
+    let sp = report.shared_prefix.as_ref().unwrap();
+    assert_eq!((sp.repetitions, sp.prefix_tokens), (2, 40));
+    assert_eq!(
+        (sp.first.ok, sp.shared_prefix.ok, sp.fresh_prefix.ok),
+        (2, 2, 2)
+    );
+    assert_eq!(sp.shared_prefix.cached_tokens_median, Some(7.0));
+    assert!(sp.fresh_over_shared_ttft.is_some());
+    assert!(report.to_string().contains("TTFT C / B"));
+
+    let bodies = srv.seen.bodies.lock().unwrap().clone();
+    let prompts: Vec<Vec<&str>> = bodies
+        .iter()
+        .map(|b| b["prompt"].as_str().unwrap().split(' ').collect())
+        .collect();
+    assert_eq!(prompts.len(), 6);
+    for rep in 0..2 {
+        let (a, b, c) = (
+            &prompts[3 * rep],
+            &prompts[3 * rep + 1],
+            &prompts[3 * rep + 2],
+        );
+        assert_eq!(a[..40], b[..40]);
+        assert_ne!(a[..40], c[..40]);
+    }
+}

@@ -115,7 +115,11 @@ async fn generate(State(state): State<AppState>, Json(body): Json<Value>) -> Res
     let break_off = fail && arrival == 5;
     let chat = body.get("messages").is_some();
     let n = body["max_tokens"].as_u64().unwrap_or(1) as usize;
-    let prompt_tokens = body["prompt"].as_array().map_or(3, |a| a.len());
+    let prompt_tokens = match &body["prompt"] {
+        Value::Array(ids) => ids.len(),
+        Value::String(text) => text.split(' ').count(), // one token per word
+        _ => 3,
+    };
     let (ttft, itl) = (state.config.ttft, state.config.itl);
     let mut events: Vec<(Duration, Bytes)> = Vec::new();
     if chat {

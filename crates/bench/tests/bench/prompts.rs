@@ -1,7 +1,9 @@
 //! Prompt generation: Mooncake hash ids to token blocks, synthetic prefix groups.
 
 use rotor_bench::config::{Endpoint, LoadMode};
-use rotor_bench::prompt::{scaled_hash_prompt_len, PromptBuilder, PromptPayload, PromptSpec};
+use rotor_bench::prompt::{
+    scaled_hash_prompt_len, PromptBuilder, PromptPayload, PromptSpec, PROMPT_WORDS,
+};
 use rotor_bench::trace::{self, TracePrompt};
 use rotor_bench::workload;
 
@@ -156,4 +158,50 @@ fn chat_endpoint_renders_token_prompts_as_words() {
         PromptPayload::Text(t) => assert_eq!(t.split(' ').count(), 12, "{t}"),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn text_prompt_format_sends_completions_prompts_as_words_that_keep_shared_prefixes() {
+    let cfg = parse(&[
+        "--num-requests",
+        "3",
+        "--input-len",
+        "20",
+        "--prefix-groups",
+        "2",
+        "--prefix-len",
+        "30",
+        "--prompt-format",
+        "text",
+    ])
+    .validate()
+    .unwrap();
+    let w = workload::build(&cfg).unwrap();
+    assert_eq!(w.endpoint, Endpoint::Completions);
+    let words: Vec<Vec<String>> = w
+        .requests
+        .iter()
+        .map(|r| match w.prompts.build(&r.prompt) {
+            PromptPayload::Text(t) => t.split(' ').map(str::to_string).collect(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    for (r, ws) in w.requests.iter().zip(&words) {
+        assert_eq!(ws.len(), 50, "30 prefix + 20 own words");
+        assert!(
+            ws.iter().all(|x| PROMPT_WORDS.contains(&x.as_str())),
+            "{ws:?}"
+        );
+        assert_eq!(w.prompts.expected_input_tokens(&r.prompt), Some(50));
+    }
+    // Requests 0 and 2 are in group 0: the same 30 leading words; request 1 is in group 1.
+    assert_eq!(words[0][..30], words[2][..30]);
+    assert_ne!(words[0][..30], words[1][..30]);
+    assert_ne!(words[0][30..], words[2][30..]);
+    // The default stays token ids.
+    let ids = parse(&["--num-requests", "1", "--input-len", "5"])
+        .validate()
+        .unwrap();
+    let w = workload::build(&ids).unwrap();
+    assert_eq!(tokens(w.prompts.build(&w.requests[0].prompt)).len(), 5);
 }

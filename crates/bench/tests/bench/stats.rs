@@ -40,6 +40,8 @@ fn record(index: usize, outcome: Outcome, ttft: f64, gap: f64, tokens: u32) -> R
         e2e_ms: ttft + gap * (tokens.saturating_sub(1)) as f64,
         itl_ms: vec![gap; tokens.saturating_sub(1) as usize],
         input_tokens: Some(100),
+        planned_input_tokens: Some(96),
+        usage_reported: index != 2,
         output_tokens: if outcome == Outcome::Ok { tokens } else { 0 },
         expected_output_tokens: tokens,
         cached_tokens: (outcome == Outcome::Ok).then_some(25),
@@ -66,6 +68,9 @@ fn summary_counts_goodput_with_errors_in_the_denominator() {
     assert_eq!(s.output_tokens_per_s, 16.5);
     assert_eq!(s.input_tokens, 300);
     assert_eq!(s.cached_tokens, Some(75));
+    assert_eq!(s.planned_input_tokens, 3 * 96);
+    assert_eq!(s.expected_output_tokens, 33);
+    assert_eq!(s.usage_reported, 2, "record 2 carried no usage");
     let g = s.goodput.unwrap();
     assert_eq!(g.good_requests, 1);
     assert_eq!(g.good_requests_per_s, 0.5);

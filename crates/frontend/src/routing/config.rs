@@ -1,0 +1,174 @@
+//! [`RouterMode`] and [`RoutingConfig`]: how a model's requests are spread over its workers and
+//! how often a failed request may move to another worker.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::FrontendError;
+
+/// How the next worker is chosen (`--router-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RouterMode {
+    /// Each worker in turn, in worker-id order.
+    #[default]
+    RoundRobin,
+    /// Uniformly at random.
+    Random,
+    /// The worker with the fewest requests this frontend has in flight on it; ties go to the
+    /// lowest reported load (waiting + running requests, then KV blocks in use), then in turn.
+    LeastLoaded,
+    /// KV-cache aware: prefix overlap against load, by `rotor_kv_router::KvRouter`.
+    Kv,
+}
+
+impl RouterMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round-robin",
+            Self::Random => "random",
+            Self::LeastLoaded => "least-loaded",
+            Self::Kv => "kv",
+        }
+    }
+}
+
+impl FromStr for RouterMode {
+    type Err = FrontendError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "round-robin" => Ok(Self::RoundRobin),
+            "random" => Ok(Self::Random),
+            "least-loaded" => Ok(Self::LeastLoaded),
+            "kv" => Ok(Self::Kv),
+            other => Err(FrontendError::InvalidRoutingConfig {
+                field: "router_mode",
+                value: other.to_string(),
+                reason: "expected round-robin, random, least-loaded or kv",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for RouterMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Block size the KV router hashes prompts at when a model card does not say.
+pub const FALLBACK_KV_BLOCK_SIZE: u32 = 16;
+
+/// Routing settings shared by every model of a frontend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutingConfig {
+    pub mode: RouterMode,
+    /// Times one request may move to another worker after its worker died (`--migration-limit`);
+    /// 0 disables migration.
+    pub migration_limit: u32,
+    /// Weight of prefill work against decode load in kv mode (`--kv-overlap-weight`), ≥ 0.
+    pub kv_overlap_weight: f64,
+    /// Softmax temperature of the kv choice (`--router-temperature`), ≥ 0; 0 is argmin.
+    pub router_temperature: f64,
+    /// Whether workers' KV events will be fed in (a shared event plane). Without them the kv
+    /// mode assumes a routed prefix stays cached for `approx_ttl`.
+    pub kv_events: bool,
+    /// How long a routed prefix counts as cached in the approximate kv mode.
+    pub approx_ttl: Duration,
+    /// How long a worker whose request failed with `Disconnected`/`EngineStopped` is skipped.
+    /// Discovery normally removes a dead worker within its lease TTL; this keeps new requests
+    /// off it until then.
+    pub quarantine: Duration,
+    /// Seed of the random choices (random mode, kv sampling); `None` seeds from the OS.
+    pub seed: Option<u64>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            mode: RouterMode::RoundRobin,
+            migration_limit: 3,
+            kv_overlap_weight: 1.0,
+            router_temperature: 0.0,
+            kv_events: true,
+            approx_ttl: Duration::from_secs(120),
+            quarantine: Duration::from_secs(10),
+            seed: None,
+        }
+    }
+}
+
+impl RoutingConfig {
+    /// Checks every value's range.
+    pub fn validate(self) -> Result<Self, FrontendError> {
+        let invalid = |field, value: f64, reason| FrontendError::InvalidRoutingConfig {
+            field,
+            value: value.to_string(),
+            reason,
+        };
+        if !(self.kv_overlap_weight.is_finite() && self.kv_overlap_weight >= 0.0) {
+            return Err(invalid(
+                "kv_overlap_weight",
+                self.kv_overlap_weight,
+                "must be finite and >= 0",
+            ));
+        }
+        if !(self.router_temperature.is_finite() && self.router_temperature >= 0.0) {
+            return Err(invalid(
+                "router_temperature",
+                self.router_temperature,
+                "must be finite and >= 0",
+            ));
+        }
+        if self.approx_ttl.is_zero() {
+            return Err(invalid("approx_ttl", 0.0, "must be positive"));
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_round_trip_through_their_names() {
+        for mode in [
+            RouterMode::RoundRobin,
+            RouterMode::Random,
+            RouterMode::LeastLoaded,
+            RouterMode::Kv,
+        ] {
+            assert_eq!(mode.to_string().parse::<RouterMode>().unwrap(), mode);
+        }
+        assert!(matches!(
+            "fastest".parse::<RouterMode>(),
+            Err(FrontendError::InvalidRoutingConfig {
+                field: "router_mode",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn validate_rejects_negative_weights_and_temperatures() {
+        assert!(RoutingConfig::default().validate().is_ok());
+        let weight = RoutingConfig {
+            kv_overlap_weight: -1.0,
+            ..RoutingConfig::default()
+        };
+        assert!(matches!(
+            weight.validate(),
+            Err(FrontendError::InvalidRoutingConfig {
+                field: "kv_overlap_weight",
+                ..
+            })
+        ));
+        let temperature = RoutingConfig {
+            router_temperature: f64::NAN,
+            ..RoutingConfig::default()
+        };
+        assert!(temperature.validate().is_err());
+    }
+}

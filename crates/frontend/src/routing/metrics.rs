@@ -1,0 +1,166 @@
+//! [`RoutingMetrics`]: the routing figures of every [`RoutedBackend`] in /metrics.
+//!
+//! - `rotor_frontend_router_decisions_total{model,worker}`: requests (attempts) routed to a worker.
+//! - `rotor_frontend_worker_inflight_requests{model,worker}`: this frontend's requests running there.
+//! - `rotor_frontend_routable_workers{model}`: workers that take new requests now.
+//! - `rotor_frontend_migrations_total{model}`: requests moved to another worker after a failure.
+//! - `rotor_frontend_migration_failures_total{model}`: requests that failed because they could
+//!   not move (limit reached or no worker left).
+//! - kv mode: `rotor_frontend_kv_router_requested_blocks_total{model}`,
+//!   `rotor_frontend_kv_router_hit_blocks_total{model}` (blocks the chosen worker held),
+//!   `rotor_frontend_kv_router_hit_rate{model}`, `rotor_frontend_kv_router_events_applied_total{model}`,
+//!   `rotor_frontend_kv_router_event_gaps_total{model}`.
+//!
+//! Workers are labelled with their id as 16 hex digits (as discovery shows instance ids).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, PoisonError, Weak};
+
+use super::routed::{RoutedBackend, RoutedInner};
+use crate::metrics::{escape_label, MetricsSource};
+
+/// Renders the routing metrics of the backends added to it. Add it to the frontend's metrics
+/// with [`Metrics::add_source`](crate::Metrics::add_source).
+#[derive(Default)]
+pub struct RoutingMetrics {
+    backends: Mutex<Vec<Weak<RoutedInner>>>,
+}
+
+impl RoutingMetrics {
+    /// Includes `backend` in every later rendering (until it is dropped).
+    pub fn add(&self, backend: &RoutedBackend) {
+        let mut backends = self.backends.lock().unwrap_or_else(PoisonError::into_inner);
+        backends.retain(|weak| weak.strong_count() > 0);
+        backends.push(std::sync::Arc::downgrade(backend.inner()));
+    }
+}
+
+/// One metric family: its header and its sample lines.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    lines: String,
+}
+
+impl Family {
+    fn new(name: &'static str, kind: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            kind,
+            help,
+            lines: String::new(),
+        }
+    }
+
+    fn sample(&mut self, labels: &str, value: impl std::fmt::Display) {
+        let _ = writeln!(self.lines, "{}{{{labels}}} {value}", self.name);
+    }
+
+    fn render(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP {} {}\n# TYPE {} {}",
+            self.name, self.help, self.name, self.kind
+        );
+        out.push_str(&self.lines);
+    }
+}
+
+impl MetricsSource for RoutingMetrics {
+    fn render(&self, out: &mut String) {
+        let backends: Vec<_> = self
+            .backends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut decisions = Family::new(
+            "rotor_frontend_router_decisions_total",
+            "counter",
+            "Requests routed to each worker.",
+        );
+        let mut inflight = Family::new(
+            "rotor_frontend_worker_inflight_requests",
+            "gauge",
+            "Requests of this frontend running on each worker.",
+        );
+        let mut routable = Family::new(
+            "rotor_frontend_routable_workers",
+            "gauge",
+            "Workers taking new requests.",
+        );
+        let mut migrations = Family::new(
+            "rotor_frontend_migrations_total",
+            "counter",
+            "Requests moved to another worker after their worker failed.",
+        );
+        let mut failures = Family::new(
+            "rotor_frontend_migration_failures_total",
+            "counter",
+            "Requests that failed because they could not be moved to another worker.",
+        );
+        let mut requested = Family::new(
+            "rotor_frontend_kv_router_requested_blocks_total",
+            "counter",
+            "Full prompt blocks of requests routed in kv mode.",
+        );
+        let mut hits = Family::new(
+            "rotor_frontend_kv_router_hit_blocks_total",
+            "counter",
+            "Of those, blocks the chosen worker already held.",
+        );
+        let mut hit_rate = Family::new(
+            "rotor_frontend_kv_router_hit_rate",
+            "gauge",
+            "hit_blocks / requested_blocks of the kv router.",
+        );
+        let mut events = Family::new(
+            "rotor_frontend_kv_router_events_applied_total",
+            "counter",
+            "KV events applied to the kv router's index.",
+        );
+        let mut gaps = Family::new(
+            "rotor_frontend_kv_router_event_gaps_total",
+            "counter",
+            "KV event-id gaps detected.",
+        );
+        let mut sorted = backends;
+        sorted.sort_by(|a, b| a.model.cmp(&b.model));
+        for backend in &sorted {
+            let model = format!("model=\"{}\"", escape_label(&backend.model));
+            migrations.sample(&model, backend.migrations.load(Ordering::Relaxed));
+            failures.sample(&model, backend.migration_failures.load(Ordering::Relaxed));
+            let pool = backend.pool();
+            routable.sample(&model, pool.routable());
+            for figures in pool.figures() {
+                let labels = format!("{model},worker=\"{:016x}\"", figures.worker);
+                decisions.sample(&labels, figures.decisions);
+                inflight.sample(&labels, figures.inflight);
+            }
+            if let Some(kv) = pool.kv_metrics() {
+                requested.sample(&model, kv.requested_blocks);
+                hits.sample(&model, kv.hit_blocks);
+                hit_rate.sample(&model, kv.hit_rate());
+                events.sample(&model, kv.events_applied);
+                gaps.sample(&model, kv.event_gaps);
+            }
+        }
+        for family in [
+            &decisions,
+            &inflight,
+            &routable,
+            &migrations,
+            &failures,
+            &requested,
+            &hits,
+            &hit_rate,
+            &events,
+            &gaps,
+        ] {
+            family.render(out);
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! [`WorkerPool`]: the workers of one model, their in-flight counts and reported loads, and the
+//! choice of the next worker in each [`RouterMode`]. Plain synchronous state: its owner keeps it
+//! behind a mutex held only for a choice or an update, never across an await.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rotor_kv_router::{IndexMode, KvRouter, KvRouterConfig, RouterMetrics, TieBreak};
+use rotor_protocol::{RouterEvent, WorkerId, WorkerLoad};
+
+use super::config::{RouterMode, RoutingConfig, FALLBACK_KV_BLOCK_SIZE};
+use crate::backend::Backend;
+use crate::error::FrontendError;
+
+/// One worker as the pool sees it.
+struct WorkerSlot {
+    backend: Arc<dyn Backend>,
+    /// Requests of this frontend running there now.
+    inflight: u64,
+    /// Requests routed there since it joined.
+    decisions: u64,
+    reported: Option<WorkerLoad>,
+    /// Skipped for new requests until then (its last request failed as if it were dead).
+    quarantined_until: Option<Instant>,
+}
+
+/// A worker chosen for one attempt. Hand it back to [`WorkerPool::finish`] when the attempt ends.
+pub struct Choice {
+    pub worker: WorkerId,
+    pub backend: Arc<dyn Backend>,
+    /// The KV router's id for this attempt (kv mode only).
+    pub tracking: Option<String>,
+}
+
+/// Per-worker figures for /metrics.
+pub struct WorkerFigures {
+    pub worker: WorkerId,
+    pub inflight: u64,
+    pub decisions: u64,
+}
+
+/// The workers of one model and the routing policy over them.
+pub struct WorkerPool {
+    mode: RouterMode,
+    workers: BTreeMap<WorkerId, WorkerSlot>,
+    /// Turn counter of round-robin, and of ties in least-loaded mode.
+    turn: u64,
+    rng: StdRng,
+    kv: Option<KvRouter>,
+    quarantine: Duration,
+    next_tracking_id: u64,
+}
+
+impl WorkerPool {
+    /// An empty pool for `model`; in kv mode its router hashes prompts at `kv_block_size`.
+    pub fn new(
+        model: &str,
+        kv_block_size: Option<u32>,
+        config: &RoutingConfig,
+    ) -> Result<Self, FrontendError> {
+        let seed = config.seed.unwrap_or_else(rand::random);
+        let kv = match config.mode {
+            RouterMode::Kv => {
+                let block_size = kv_block_size.unwrap_or_else(|| {
+                    tracing::warn!(
+                        model,
+                        block_size = FALLBACK_KV_BLOCK_SIZE,
+                        "model card has no kv_block_size; the kv router assumes one"
+                    );
+                    FALLBACK_KV_BLOCK_SIZE
+                });
+                let index_mode = if config.kv_events {
+                    IndexMode::Events
+                } else {
+                    IndexMode::Approximate {
+                        ttl: config.approx_ttl,
+                    }
+                };
+                let kv_config = KvRouterConfig {
+                    block_size_tokens: block_size as usize,
+                    kv_overlap_weight: config.kv_overlap_weight,
+                    temperature: config.router_temperature,
+                    tie_break: TieBreak::LeastLoaded,
+                    index_mode,
+                    seed,
+                };
+                let router =
+                    KvRouter::new(kv_config).map_err(|source| FrontendError::KvRouter {
+                        model: model.to_string(),
+                        source,
+                    })?;
+                Some(router)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            mode: config.mode,
+            workers: BTreeMap::new(),
+            turn: 0,
+            rng: StdRng::seed_from_u64(seed),
+            kv,
+            quarantine: config.quarantine,
+            next_tracking_id: 0,
+        })
+    }
+
+    /// Adds `worker`, or replaces its backend (new address) and lifts any quarantine.
+    pub fn add_worker(&mut self, worker: WorkerId, backend: Arc<dyn Backend>) {
+        match self.workers.get_mut(&worker) {
+            Some(slot) => {
+                slot.backend = backend;
+                slot.quarantined_until = None;
+            }
+            None => {
+                self.workers.insert(
+                    worker,
+                    WorkerSlot {
+                        backend,
+                        inflight: 0,
+                        decisions: 0,
+                        reported: None,
+                        quarantined_until: None,
+                    },
+                );
+            }
+        }
+        if let Some(kv) = &mut self.kv {
+            kv.add_worker(worker);
+        }
+    }
+
+    /// Removes `worker`; attempts running on it end on their own. Returns whether it was there.
+    pub fn remove_worker(&mut self, worker: WorkerId) -> bool {
+        if let Some(kv) = &mut self.kv {
+            kv.remove_worker(worker);
+        }
+        self.workers.remove(&worker).is_some()
+    }
+
+    /// Workers of the pool (quarantined ones included), sorted.
+    pub fn workers(&self) -> Vec<WorkerId> {
+        self.workers.keys().copied().collect()
+    }
+
+    /// Chooses a worker for a request whose prompt (plus tokens already generated) is `tokens`,
+    /// never one of `excluded`. `None` when no worker is eligible.
+    pub fn select(
+        &mut self,
+        request_id: &str,
+        tokens: &[u32],
+        excluded: &[WorkerId],
+        now: Instant,
+    ) -> Option<Choice> {
+        self.readmit(now);
+        let eligible: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(id, slot)| slot.quarantined_until.is_none() && !excluded.contains(id))
+            .map(|(id, _)| *id)
+            .collect();
+        if eligible.is_empty() {
+            return None;
+        }
+        let (worker, tracking) = match self.mode {
+            RouterMode::RoundRobin => {
+                let index = (self.turn % eligible.len() as u64) as usize;
+                self.turn += 1;
+                (eligible[index], None)
+            }
+            RouterMode::Random => (eligible[self.rng.random_range(0..eligible.len())], None),
+            RouterMode::LeastLoaded => (self.least_loaded(&eligible), None),
+            RouterMode::Kv => self.kv_choice(request_id, tokens, &eligible, now),
+        };
+        let slot = self
+            .workers
+            .get_mut(&worker)
+            .expect("invariant: the chosen worker is in the pool");
+        slot.inflight += 1;
+        slot.decisions += 1;
+        tracing::debug!(
+            request_id,
+            worker = format_args!("{worker:016x}"),
+            mode = %self.mode,
+            inflight = slot.inflight,
+            "routed"
+        );
+        Some(Choice {
+            worker,
+            backend: Arc::clone(&slot.backend),
+            tracking,
+        })
+    }
+
+    /// Fewest requests in flight from here, then the lowest reported load, then in turn.
+    fn least_loaded(&mut self, eligible: &[WorkerId]) -> WorkerId {
+        let key = |id: &WorkerId| {
+            let slot = &self.workers[id];
+            let reported = slot.reported.unwrap_or_default();
+            (
+                slot.inflight,
+                reported.waiting + reported.running,
+                reported.active_blocks,
+            )
+        };
+        let best = eligible
+            .iter()
+            .map(key)
+            .min()
+            .expect("invariant: eligible is not empty");
+        let tied: Vec<WorkerId> = eligible
+            .iter()
+            .filter(|id| key(id) == best)
+            .copied()
+            .collect();
+        let index = (self.turn % tied.len() as u64) as usize;
+        self.turn += 1;
+        tied[index]
+    }
+
+    fn kv_choice(
+        &mut self,
+        request_id: &str,
+        tokens: &[u32],
+        eligible: &[WorkerId],
+        now: Instant,
+    ) -> (WorkerId, Option<String>) {
+        let tracking = format!("{request_id}#{}", self.next_tracking_id);
+        self.next_tracking_id += 1;
+        let kv = self.kv.as_mut().expect("invariant: kv mode has a router");
+        match kv.route(&tracking, tokens, now) {
+            Ok(routed) if eligible.contains(&routed.selection.worker) => {
+                (routed.selection.worker, Some(tracking))
+            }
+            Ok(_) => {
+                // The router's choice is excluded for this request (it failed here before).
+                let _ = kv.mark_finished(&tracking);
+                (self.least_loaded(eligible), None)
+            }
+            Err(error) => {
+                tracing::warn!(request_id, %error, "kv router could not route; using least-loaded");
+                (self.least_loaded(eligible), None)
+            }
+        }
+    }
+
+    /// The attempt's first token arrived (its prefill is done).
+    pub fn first_token(&mut self, tracking: &str) {
+        if let Some(kv) = &mut self.kv {
+            // Unknown when the worker was removed meanwhile; nothing to update then.
+            let _ = kv.mark_prefill_completed(tracking);
+        }
+    }
+
+    /// An attempt ended (finished, failed or dropped).
+    pub fn finish(&mut self, worker: WorkerId, tracking: Option<&str>) {
+        if let Some(slot) = self.workers.get_mut(&worker) {
+            slot.inflight = slot.inflight.saturating_sub(1);
+        }
+        if let (Some(kv), Some(tracking)) = (&mut self.kv, tracking) {
+            let _ = kv.mark_finished(tracking);
+        }
+    }
+
+    /// Keeps new requests off `worker` for the quarantine period (it looked dead).
+    pub fn quarantine(&mut self, worker: WorkerId, now: Instant) {
+        if let Some(slot) = self.workers.get_mut(&worker) {
+            slot.quarantined_until = Some(now + self.quarantine);
+            if let Some(kv) = &mut self.kv {
+                kv.remove_worker(worker);
+            }
+        }
+    }
+
+    fn readmit(&mut self, now: Instant) {
+        for (id, slot) in &mut self.workers {
+            if slot.quarantined_until.is_some_and(|until| until <= now) {
+                slot.quarantined_until = None;
+                if let Some(kv) = &mut self.kv {
+                    kv.add_worker(*id);
+                }
+            }
+        }
+    }
+
+    /// Feeds a worker's KV event to the kv router (ignored in other modes).
+    pub fn apply_kv_event(&mut self, event: &RouterEvent) {
+        let Some(kv) = &mut self.kv else {
+            return;
+        };
+        if !self.workers.contains_key(&event.worker_id) {
+            return;
+        }
+        match kv.apply_event(event) {
+            Ok(()) => {}
+            Err(rotor_kv_router::Error::EventsInApproximateMode { .. }) => {}
+            Err(error) => tracing::debug!(%error, "kv event"),
+        }
+    }
+
+    /// Records the load a worker reported.
+    pub fn update_load(&mut self, worker: WorkerId, load: WorkerLoad) {
+        let Some(slot) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        slot.reported = Some(load);
+        if let Some(kv) = &mut self.kv {
+            kv.update_worker_load(worker, load);
+        }
+    }
+
+    /// Routable workers now (not quarantined).
+    pub fn routable(&self) -> usize {
+        self.workers
+            .values()
+            .filter(|slot| slot.quarantined_until.is_none())
+            .count()
+    }
+
+    pub fn figures(&self) -> Vec<WorkerFigures> {
+        self.workers
+            .iter()
+            .map(|(id, slot)| WorkerFigures {
+                worker: *id,
+                inflight: slot.inflight,
+                decisions: slot.decisions,
+            })
+            .collect()
+    }
+
+    /// The kv router's counters (kv mode only).
+    pub fn kv_metrics(&self) -> Option<&RouterMetrics> {
+        self.kv.as_ref().map(KvRouter::metrics)
+    }
+}

@@ -1,0 +1,102 @@
+//! [`RemoteWorker`]: a [`Backend`] that runs requests on one worker instance over the request
+//! plane (`rotor_protocol::worker`'s generate call).
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::StreamExt;
+use rotor_protocol::worker::{decode_output, encode_request, GENERATE_ENDPOINT};
+use rotor_protocol::{ErrorKind, GenerateRequest, WireError};
+use rotor_runtime::{RequestPlaneClient, RequestPlaneConfig};
+
+use crate::backend::{Backend, OutputStream};
+
+/// One worker instance at a request-plane address. The connection is opened on the first call
+/// and re-opened by the client after it dies; a peer that cannot be reached, or that dies
+/// mid-stream, yields `Disconnected` (which the router migrates). Dropping a stream cancels the
+/// request on the worker.
+#[derive(Clone)]
+pub struct RemoteWorker {
+    inner: Arc<RemoteInner>,
+}
+
+struct RemoteInner {
+    addr: String,
+    config: RequestPlaneConfig,
+    client: Mutex<Option<RequestPlaneClient>>,
+}
+
+impl RemoteWorker {
+    pub fn new(addr: impl Into<String>, config: RequestPlaneConfig) -> Self {
+        Self {
+            inner: Arc::new(RemoteInner {
+                addr: addr.into(),
+                config,
+                client: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+}
+
+impl RemoteInner {
+    /// The shared client, connecting it first if this worker was never reached.
+    async fn client(&self) -> Result<RequestPlaneClient, WireError> {
+        if let Some(client) = self.lock_client().clone() {
+            return Ok(client);
+        }
+        let client = RequestPlaneClient::connect(self.addr.clone(), self.config)
+            .await
+            .map_err(|error| call_error(&self.addr, error))?;
+        // Two racing first calls may both connect; the first stored client wins.
+        Ok(self.lock_client().get_or_insert(client).clone())
+    }
+
+    fn lock_client(&self) -> std::sync::MutexGuard<'_, Option<RequestPlaneClient>> {
+        self.client.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A failed call: unreachable peers and lost connections may migrate, the rest may not.
+fn call_error(addr: &str, error: rotor_runtime::Error) -> WireError {
+    let kind = match error {
+        rotor_runtime::Error::Connect { .. } | rotor_runtime::Error::ConnectionLost { .. } => {
+            ErrorKind::Disconnected
+        }
+        _ => ErrorKind::Internal,
+    };
+    WireError::new(kind, format!("worker at {addr}: {error}"))
+}
+
+impl Backend for RemoteWorker {
+    fn generate(&self, req: GenerateRequest) -> Result<OutputStream, WireError> {
+        let payload = encode_request(&req);
+        let inner = Arc::clone(&self.inner);
+        let call = async move {
+            let client = inner.client().await?;
+            client
+                .call(GENERATE_ENDPOINT, payload.into())
+                .await
+                .map_err(|error| call_error(&inner.addr, error))
+        };
+        let outputs = futures::stream::once(call)
+            .map(|called| match called {
+                Ok(chunks) => chunks
+                    .map(|chunk| {
+                        let chunk = chunk?;
+                        decode_output(&chunk).map_err(|error| {
+                            WireError::new(
+                                ErrorKind::Internal,
+                                format!("a worker sent an undecodable output: {error}"),
+                            )
+                        })
+                    })
+                    .left_stream(),
+                Err(error) => futures::stream::iter([Err(error)]).right_stream(),
+            })
+            .flatten();
+        Ok(outputs.boxed())
+    }
+}

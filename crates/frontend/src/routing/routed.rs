@@ -1,0 +1,148 @@
+//! [`RoutedBackend`]: one model's [`Backend`] over a changing set of workers — remote workers on
+//! the request plane, or in-process engines — with a routing policy and request migration.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use rotor_protocol::{
+    ErrorKind, GenerateRequest, LoadReport, ModelCard, RouterEvent, WireError, WorkerId,
+};
+
+use super::config::RoutingConfig;
+use super::migration::Migration;
+use super::pool::{Choice, WorkerPool};
+use crate::backend::{Backend, OutputStream};
+use crate::error::FrontendError;
+
+/// State shared by a [`RoutedBackend`], its running requests and the metrics.
+pub(crate) struct RoutedInner {
+    pub model: String,
+    pub migration_limit: u32,
+    pool: Mutex<WorkerPool>,
+    pub migrations: AtomicU64,
+    pub migration_failures: AtomicU64,
+}
+
+impl RoutedInner {
+    pub fn pool(&self) -> MutexGuard<'_, WorkerPool> {
+        // Every critical section leaves the pool consistent, so a panic in one cannot poison it.
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn select(&self, req: &GenerateRequest, excluded: &[WorkerId]) -> Option<Choice> {
+        self.pool()
+            .select(&req.id, &req.token_ids, excluded, Instant::now())
+    }
+
+    pub fn count_migration(&self) {
+        self.migrations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_migration_failure(&self) {
+        self.migration_failures.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A model served by several workers. Cheap to clone; clones share workers and counters.
+///
+/// Each request goes to the worker the [`RouterMode`](super::RouterMode) picks. If that worker
+/// dies (`Disconnected`, `EngineStopped`, or a stream that ends without a finish reason), the
+/// request moves to another worker, at most `migration_limit` times: the new worker gets the
+/// prompt plus every token generated so far, with `max_tokens`/`min_tokens` reduced by that
+/// count and the same sampling, so the caller sees one continuous stream.
+#[derive(Clone)]
+pub struct RoutedBackend {
+    inner: Arc<RoutedInner>,
+}
+
+impl RoutedBackend {
+    /// A backend for `model` without workers yet. In kv mode prompts are hashed at
+    /// `kv_block_size` (the workers' KV block size).
+    pub fn new(
+        model: &str,
+        kv_block_size: Option<u32>,
+        config: &RoutingConfig,
+    ) -> Result<Self, FrontendError> {
+        let config = config.clone().validate()?;
+        let pool = WorkerPool::new(model, kv_block_size, &config)?;
+        Ok(Self {
+            inner: Arc::new(RoutedInner {
+                model: model.to_string(),
+                migration_limit: config.migration_limit,
+                pool: Mutex::new(pool),
+                migrations: AtomicU64::new(0),
+                migration_failures: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// A backend for the model a card describes.
+    pub fn for_card(card: &ModelCard, config: &RoutingConfig) -> Result<Self, FrontendError> {
+        Self::new(&card.name, card.kv_block_size, config)
+    }
+
+    pub fn model(&self) -> &str {
+        &self.inner.model
+    }
+
+    /// Adds a worker, or replaces the backend of a known one (and lets it route again).
+    pub fn add_worker(&self, worker: WorkerId, backend: Arc<dyn Backend>) {
+        self.inner.pool().add_worker(worker, backend);
+    }
+
+    /// Removes a worker; requests running on it go on until they end (or fail and migrate).
+    pub fn remove_worker(&self, worker: WorkerId) -> bool {
+        self.inner.pool().remove_worker(worker)
+    }
+
+    /// The workers, sorted (including any skipped for now after a failure).
+    pub fn workers(&self) -> Vec<WorkerId> {
+        self.inner.pool().workers()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.workers().is_empty()
+    }
+
+    /// Feeds a KV event to the kv router (ignored in other modes and for unknown workers).
+    pub fn apply_kv_event(&self, event: &RouterEvent) {
+        self.inner.pool().apply_kv_event(event);
+    }
+
+    /// Records a worker's load report (least-loaded tie-breaks, kv decode load).
+    pub fn update_load(&self, report: &LoadReport) {
+        self.inner.pool().update_load(report.worker_id, report.load);
+    }
+
+    /// Requests moved to another worker so far.
+    pub fn migrations(&self) -> u64 {
+        self.inner.migrations.load(Ordering::Relaxed)
+    }
+
+    /// Requests that failed because they could not be moved (limit reached, no worker left).
+    pub fn migration_failures(&self) -> u64 {
+        self.inner.migration_failures.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<RoutedInner> {
+        &self.inner
+    }
+}
+
+impl Backend for RoutedBackend {
+    fn generate(&self, req: GenerateRequest) -> Result<OutputStream, WireError> {
+        let mut migration = Migration::new(Arc::clone(&self.inner), req);
+        migration.launch().map_err(|error| match error {
+            Some(error) => error,
+            None => WireError::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "no worker is serving model `{}` right now; retry later",
+                    self.inner.model
+                ),
+            ),
+        })?;
+        Ok(migration.into_stream())
+    }
+}

@@ -1,0 +1,35 @@
+//! [`WorkerEngine`]: what a worker hosts — anything that turns a `GenerateRequest` into a
+//! stream of outputs and can say how loaded it is.
+
+use futures::stream::BoxStream;
+use rotor_engine::KvEventReader;
+use rotor_protocol::{EngineOutput, GenerateRequest, ModelCard, WireError, WorkerLoad};
+
+/// Outputs of one request: token batches, the last with a finish reason, or one error that ends
+/// the stream. Dropping it before the end cancels the request's work.
+pub type GenerateStream = BoxStream<'static, Result<EngineOutput, WireError>>;
+
+/// An engine as a worker hosts it. Implementations: [`EngineWorker`](crate::EngineWorker) over
+/// any `rotor_engine::EngineHandle`, and [`EchoEngine`](crate::EchoEngine).
+pub trait WorkerEngine: Send + Sync {
+    /// The model this engine serves, as published in discovery.
+    fn card(&self) -> &ModelCard;
+
+    /// Starts one request. Invalid requests are refused here with `InvalidRequest`; failures
+    /// after admission arrive as the stream's last item. Must return quickly (no compute on the
+    /// caller's thread).
+    fn generate(&self, req: GenerateRequest) -> Result<GenerateStream, WireError>;
+
+    /// The current load, for load reports.
+    fn load(&self) -> WorkerLoad;
+
+    /// A reader of the engine's KV events from event 0, if it emits any.
+    fn subscribe_kv_events(&self) -> Option<KvEventReader> {
+        None
+    }
+
+    /// Stops the engine: requests still running fail with `EngineStopped`, later ones are
+    /// refused. May block until the engine's threads have exited, so call it off the async
+    /// runtime (`spawn_blocking`).
+    fn shutdown(&self);
+}

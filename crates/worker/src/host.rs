@@ -1,0 +1,221 @@
+//! [`WorkerHost`]: one engine served on the runtime — a request-plane endpoint, a registration
+//! with its model card in discovery, and KV events and load reports on the event plane.
+//!
+//! Start order: bind the request plane and install the generate handler (so the address works
+//! before anyone learns it), start the publishers, then register the instance and put the card.
+//! Stop order ([`WorkerHost::shutdown`]): deregister (revoking the lease removes the instance
+//! and its card, so routers stop sending new work), drain in-flight requests within the grace
+//! period, stop the publishers and flush the event plane, then stop the engine.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rotor_protocol::worker::{
+    DEFAULT_COMPONENT, DEFAULT_NAMESPACE, GENERATE_ENDPOINT, KV_EVENTS_TOPIC, LOAD_TOPIC,
+};
+use rotor_protocol::WorkerId;
+use rotor_runtime::event_plane::KvEventPublisher;
+use rotor_runtime::{
+    Discovery, EndpointPath, EventPlane, EventSubject, Instance, InstanceId, Registration,
+    RequestPlaneConfig, RequestPlaneServer,
+};
+use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::task::TaskTracker;
+
+use crate::engine::WorkerEngine;
+use crate::error::Error;
+use crate::handler::GenerateHandler;
+use crate::publishers::{forward_kv_events, LoadReporter};
+
+/// Where a worker serves and how it reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerHostConfig {
+    pub namespace: String,
+    pub component: String,
+    /// Request-plane listen address; port 0 picks a free port. The bound address is what the
+    /// instance advertises, so bind a routable host (not 0.0.0.0) when peers are remote.
+    pub bind: SocketAddr,
+    /// How often the load is sampled and, when it changed, published.
+    pub load_interval: Duration,
+    pub request_plane: RequestPlaneConfig,
+}
+
+impl Default for WorkerHostConfig {
+    fn default() -> Self {
+        Self {
+            namespace: DEFAULT_NAMESPACE.to_string(),
+            component: DEFAULT_COMPONENT.to_string(),
+            bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            load_interval: Duration::from_millis(200),
+            request_plane: RequestPlaneConfig::default(),
+        }
+    }
+}
+
+/// What [`WorkerHost::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// The registration was removed from discovery (if not, it expires with its lease TTL).
+    pub deregistered: bool,
+    /// Requests still running when the grace period ran out, cancelled with `EngineStopped`.
+    pub cancelled_requests: usize,
+}
+
+/// A running worker. Dropping it without [`shutdown`](Self::shutdown) cancels in-flight
+/// requests, stops the publishers and removes the registration in the background, but leaves
+/// the engine running for its other owners.
+pub struct WorkerHost {
+    instance: Instance,
+    server: RequestPlaneServer,
+    registration: Registration,
+    engine: Arc<dyn WorkerEngine>,
+    events: Arc<dyn EventPlane>,
+    publishers: TaskTracker,
+    stop_publishers: DropGuard,
+}
+
+impl WorkerHost {
+    /// Starts serving `engine`: binds the request plane, starts the publishers, registers the
+    /// instance and publishes the engine's model card.
+    pub async fn start(
+        config: WorkerHostConfig,
+        discovery: Arc<dyn Discovery>,
+        events: Arc<dyn EventPlane>,
+        engine: Arc<dyn WorkerEngine>,
+    ) -> Result<Self, Error> {
+        let (namespace, component) = (&config.namespace, &config.component);
+        let path = EndpointPath::new(namespace, component, GENERATE_ENDPOINT)
+            .map_err(Error::runtime("endpoint name"))?;
+        let kv_subject = EventSubject::new(namespace, component, KV_EVENTS_TOPIC)
+            .map_err(Error::runtime("KV event subject"))?;
+        let load_subject = EventSubject::new(namespace, component, LOAD_TOPIC)
+            .map_err(Error::runtime("load subject"))?;
+
+        let (server, addr) = RequestPlaneServer::bind(config.bind, config.request_plane)
+            .await
+            .map_err(Error::runtime("binding the request plane"))?;
+        server.register(
+            GENERATE_ENDPOINT,
+            Arc::new(GenerateHandler::new(Arc::clone(&engine))),
+        );
+
+        let mut instance = Instance::new(path, addr.to_string());
+        instance.metadata = serde_json::json!({ "model": engine.card().name });
+        let worker_id: WorkerId = instance.instance_id.0;
+
+        let stop = CancellationToken::new();
+        let publishers = TaskTracker::new();
+        if let Some(reader) = engine.subscribe_kv_events() {
+            let publisher = KvEventPublisher::new(Arc::clone(&events), kv_subject, worker_id);
+            publishers.spawn(forward_kv_events(reader, publisher, stop.clone()));
+        }
+        let reporter = LoadReporter {
+            engine: Arc::clone(&engine),
+            plane: Arc::clone(&events),
+            subject: load_subject,
+            worker_id,
+            interval: config.load_interval,
+        };
+        publishers.spawn(reporter.run(stop.clone()));
+        let stop_publishers = stop.drop_guard();
+
+        let registration = discovery
+            .register(instance.clone())
+            .await
+            .map_err(Error::runtime("registering in discovery"))?;
+        if let Err(source) = registration.put_model_card(engine.card()).await {
+            let _ = registration.deregister().await;
+            return Err(Error::Runtime {
+                op: "publishing the model card",
+                source,
+            });
+        }
+        tracing::info!(instance = %instance.instance_id, %addr, model = %engine.card().name,
+            discovery = %discovery.describe(), "worker registered");
+        Ok(Self {
+            instance,
+            server,
+            registration,
+            engine,
+            events,
+            publishers,
+            stop_publishers,
+        })
+    }
+
+    /// The registered instance (path, id, address).
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    pub fn instance_id(&self) -> InstanceId {
+        self.instance.instance_id
+    }
+
+    /// The id KV events and load reports carry: the instance id's number.
+    pub fn worker_id(&self) -> WorkerId {
+        self.instance.instance_id.0
+    }
+
+    /// The request-plane address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The hosted engine.
+    pub fn engine(&self) -> &Arc<dyn WorkerEngine> {
+        &self.engine
+    }
+
+    /// Requests running now.
+    pub fn in_flight(&self) -> usize {
+        self.server.in_flight()
+    }
+
+    /// Stops in order: deregister, drain within `grace`, stop publishers, stop the engine.
+    pub async fn shutdown(self, grace: Duration) -> Result<ShutdownReport, Error> {
+        let Self {
+            instance,
+            server,
+            registration,
+            engine,
+            events,
+            publishers,
+            stop_publishers,
+        } = self;
+        let id = instance.instance_id;
+        tracing::info!(instance = %id, "shutdown: deregistering from discovery");
+        let deregistered = match registration.deregister().await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(instance = %id, %error,
+                    "shutdown: deregistering failed; the entry expires with its lease");
+                false
+            }
+        };
+        tracing::info!(instance = %id, in_flight = server.in_flight(), ?grace,
+            "shutdown: draining in-flight requests");
+        let drain = server.shutdown(grace).await;
+        tracing::info!(instance = %id, cancelled = drain.cancelled_requests,
+            "shutdown: drained; stopping publishers");
+        drop(stop_publishers);
+        publishers.close();
+        publishers.wait().await;
+        if let Err(error) = events.flush().await {
+            tracing::warn!(%error, "shutdown: flushing the event plane failed");
+        }
+        drop(server);
+        tracing::info!(instance = %id, "shutdown: stopping the engine");
+        tokio::task::spawn_blocking(move || engine.shutdown())
+            .await
+            .map_err(|e| Error::EngineStop {
+                reason: e.to_string(),
+            })?;
+        tracing::info!(instance = %id, "shutdown: done");
+        Ok(ShutdownReport {
+            deregistered,
+            cancelled_requests: drain.cancelled_requests,
+        })
+    }
+}

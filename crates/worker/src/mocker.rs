@@ -1,0 +1,51 @@
+//! Building a mocker engine: the native engine's scheduler and KV cache over
+//! `rotor_engine::MockerRunner`, sized and described like the native engine of the same model
+//! (the GGUF is read for its hyperparameters and tokenizer; no weights are loaded).
+
+use rotor_engine::mocker::ordinary_token_ids;
+use rotor_engine::{Engine, MockerConfig, MockerRunner, MockerTiming};
+
+use crate::card::GgufModel;
+use crate::error::Error;
+use crate::native::{engine_config, plan_kv, NativeConfig, NativeEngine};
+
+/// How many distinct tokens the mocker cycles through when generating.
+const OUTPUT_PALETTE: usize = 64;
+
+/// Settings of a mocker engine.
+#[derive(Debug, Clone)]
+pub struct MockerEngineConfig {
+    /// Model, batch limits and KV budget, as for a native engine (`threads` is unused).
+    pub native: NativeConfig,
+    pub timing: MockerTiming,
+    /// Modelled step times are divided by this.
+    pub speedup: f64,
+    /// KV blocks of the simulated pool; `None` sizes it from the KV byte budget.
+    pub num_blocks: Option<usize>,
+}
+
+/// Starts a mocker engine standing in for `cfg.native.model`. Blocking (maps the GGUF file).
+pub fn build(cfg: &MockerEngineConfig) -> Result<NativeEngine, Error> {
+    let file = GgufModel::open(&cfg.native.model.path)?;
+    let kv = plan_kv(&file.config, &cfg.native, cfg.num_blocks)?;
+    let card = file.card(
+        &cfg.native.model,
+        kv.context_length,
+        Some(cfg.native.block_size_tokens),
+    )?;
+    let engine_cfg = engine_config(&cfg.native, kv.num_blocks);
+    let mut mocker = MockerConfig::new(
+        cfg.timing.clone(),
+        &engine_cfg,
+        card.tokenizer.tokens.len(),
+        kv.context_length,
+    );
+    mocker.speedup = cfg.speedup;
+    let palette = ordinary_token_ids(&card.tokenizer, OUTPUT_PALETTE);
+    if !palette.is_empty() {
+        mocker.output_token_ids = palette;
+    }
+    let runner = MockerRunner::new(mocker).map_err(Error::Mocker)?;
+    let engine = Engine::start(Box::new(runner), engine_cfg)?;
+    Ok(NativeEngine { engine, card, kv })
+}

@@ -1,0 +1,125 @@
+//! Building the native engine: load a GGUF model, size the KV cache from a byte budget, start
+//! the engine thread, and describe it in a model card. Used by `rotor serve` and `rotor worker`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rotor_engine::{Engine, EngineConfig, EngineHandle, NativeRunner};
+use rotor_model::{KvDtype, KvStorage, LlamaConfig, LlamaModel, LoadOptions};
+use rotor_protocol::ModelCard;
+
+use crate::card::{GgufModel, ModelSpec};
+use crate::error::Error;
+
+/// Validated settings of a native engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeConfig {
+    pub model: ModelSpec,
+    /// Threads of the model's matmul pool.
+    pub threads: usize,
+    pub max_num_seqs: usize,
+    pub max_num_batched_tokens: usize,
+    pub block_size_tokens: usize,
+    /// KV-cache budget; the number of blocks is what fits in it.
+    pub kv_cache_bytes: u64,
+    pub kv_dtype: KvDtype,
+}
+
+/// How the KV cache came out, for the start-up log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvReport {
+    pub num_blocks: usize,
+    pub block_size_tokens: usize,
+    pub capacity_tokens: usize,
+    pub bytes: u64,
+    pub dtype: KvDtype,
+    /// The context window served: the model's, capped by the KV capacity and `max_model_len`.
+    pub context_length: usize,
+}
+
+impl fmt::Display for KvReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "KV cache {} blocks × {} tokens = {} tokens ({:.1} MiB, {:?}); context {}",
+            self.num_blocks,
+            self.block_size_tokens,
+            self.capacity_tokens,
+            self.bytes as f64 / (1u64 << 20) as f64,
+            self.dtype,
+            self.context_length,
+        )
+    }
+}
+
+/// A started native engine and its card.
+pub struct NativeEngine {
+    pub engine: EngineHandle,
+    pub card: ModelCard,
+    pub kv: KvReport,
+}
+
+/// Loads the model and starts its engine. Blocking (reads and repacks the weights): call it off
+/// the async runtime.
+pub fn build(cfg: &NativeConfig) -> Result<NativeEngine, Error> {
+    let path = &cfg.model.path;
+    let file = GgufModel::open(path)?;
+    let model = LlamaModel::load(
+        &file.gguf,
+        LoadOptions {
+            threads: cfg.threads,
+        },
+    )
+    .map_err(|source| Error::Model {
+        path: path.clone(),
+        source,
+    })?;
+    let kv = plan_kv(model.config(), cfg, None)?;
+    let card = file.card(&cfg.model, kv.context_length, Some(cfg.block_size_tokens))?;
+    let engine_cfg = engine_config(cfg, kv.num_blocks);
+    let runner = NativeRunner::new(Arc::new(model), &engine_cfg, cfg.kv_dtype);
+    let engine = Engine::start(Box::new(runner), engine_cfg)?;
+    Ok(NativeEngine { engine, card, kv })
+}
+
+/// The KV pool that fits `cfg`'s byte budget for a model of `mc` (or exactly `num_blocks`
+/// blocks when given), and the context window it allows.
+pub fn plan_kv(
+    mc: &LlamaConfig,
+    cfg: &NativeConfig,
+    num_blocks: Option<usize>,
+) -> Result<KvReport, Error> {
+    let block_bytes = KvStorage::bytes_per_block(mc, cfg.block_size_tokens, cfg.kv_dtype) as u64;
+    let num_blocks = num_blocks.unwrap_or((cfg.kv_cache_bytes / block_bytes.max(1)) as usize);
+    if num_blocks == 0 {
+        return Err(Error::KvCacheTooSmall {
+            kv_cache_bytes: cfg.kv_cache_bytes,
+            block_bytes,
+        });
+    }
+    let capacity_tokens = num_blocks * cfg.block_size_tokens;
+    let context_length = mc
+        .context_length
+        .min(capacity_tokens)
+        .min(cfg.model.max_model_len.unwrap_or(usize::MAX));
+    Ok(KvReport {
+        num_blocks,
+        block_size_tokens: cfg.block_size_tokens,
+        capacity_tokens,
+        bytes: num_blocks as u64 * block_bytes,
+        dtype: cfg.kv_dtype,
+        context_length,
+    })
+}
+
+/// The engine configuration for `cfg` with a pool of `num_blocks` blocks.
+pub fn engine_config(cfg: &NativeConfig, num_blocks: usize) -> EngineConfig {
+    EngineConfig {
+        max_num_seqs: cfg.max_num_seqs,
+        max_num_batched_tokens: cfg.max_num_batched_tokens,
+        max_prefill_chunk_tokens: cfg.max_num_batched_tokens,
+        block_size_tokens: cfg.block_size_tokens,
+        num_blocks,
+        ..EngineConfig::default()
+    }
+}
