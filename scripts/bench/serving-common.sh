@@ -27,13 +27,16 @@ warm_up() { # port
 }
 
 # Closed-loop load at concurrency C: REQS requests (default 4 x C, at least 8) of IN-token text
-# prompts asking for OUT tokens. Writes $out/NAME.json and NAME.txt.
+# prompts asking for OUT tokens. The seed depends on C, so runs at different concurrencies against
+# one server send different prompts (none served from an earlier run's cache), while every server
+# gets the same prompts at the same C. Writes $out/NAME.json and NAME.txt.
 bench_load() { # name port concurrency [in] [out] [reqs]
   local name=$1 port=$2 c=$3 in=${4:-128} outlen=${5:-128} n=${6:-}
   if [ -z "$n" ]; then n=$(( c * 4 )); [ "$n" -lt 8 ] && n=8; fi
   "$rotor" bench --url "http://127.0.0.1:$port" --concurrency "$c" --num-requests "$n" \
     --input-len "$in" --output-len "$outlen" --prompt-format text --max-duration 10m \
-    --no-progress --no-metrics --seed 7 --output-json "$out/$name.json" > "$out/$name.txt"
+    --no-progress --no-metrics --seed "$(( 1000 + c ))" --output-json "$out/$name.json" \
+    > "$out/$name.txt"
 }
 
 # The shared-prefix TTFT scenario: REPS x (A, B, C) with PREFIX-token prefixes, 32-token

@@ -31,10 +31,14 @@ def ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "-"
 
 
-def checks(name, report):
-    """Notes on token counts that are not what was asked."""
+def checks(name, report, fresh_prompts=True):
+    """Notes on token counts that are not what was asked, and on cache hits where every prompt
+    should be new to the server."""
     s = report["summary"]
     notes = []
+    # Random word prompts share a first word or two by chance; more than 1% cached is not chance.
+    if fresh_prompts and (s.get("cached_tokens") or 0) > 0.01 * s["input_tokens"]:
+        notes.append(f"{name}: {s['cached_tokens']} of {s['input_tokens']} prompt tokens were cached")
     if s["ok"] < s["planned_requests"]:
         kinds = "; ".join(f"{n} x {m}" for m, n in list(s["error_kinds"].items())[:2])
         notes.append(f"{name}: {s['ok']}/{s['planned_requests']} ok {kinds}")
@@ -95,7 +99,7 @@ def table_prefix(out, names):
         print(f"| {name} | {med('first')} | {med('shared_prefix')} | {med('fresh_prefix')} | {ratio_s} | "
               f"{med('shared_prefix', 'input_tokens_median')} | "
               f"{med('shared_prefix', 'cached_tokens_median')} / {med('fresh_prefix', 'cached_tokens_median')} |")
-        notes += checks(name, rep)
+        notes += checks(name, rep, fresh_prompts=False)
     for n in notes:
         print(f"\nnote: {n}", end="")
     print()

@@ -31,24 +31,93 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free port and prints it).
     #[arg(long, default_value_t = 8000, env = "ROTOR_PORT")]
     pub port: u16,
+    /// Engine of the workers in this process.
+    #[arg(long = "engine", value_enum, default_value_t = ServeEngine::Native)]
+    pub engine_kind: ServeEngine,
+    /// Engines (workers) in this process, each with its own KV cache; requests are spread by
+    /// `--router-mode`. Native workers split `--threads` between them.
+    #[arg(long, default_value_t = 1)]
+    pub num_workers: usize,
     #[command(flatten)]
     pub engine: EngineArgs,
+    #[command(flatten)]
+    pub mocker: MockerArgs,
+    #[command(flatten)]
+    pub routing: RoutingArgs,
 }
 
 /// Validated `serve` settings.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
     pub addr: SocketAddr,
+    pub engine_kind: ServeEngine,
+    pub num_workers: usize,
     pub engine: LocalEngineConfig,
+    pub mocker: MockerSettings,
+    pub routing: rotor_frontend::RoutingConfig,
 }
 
 impl ServeArgs {
     pub fn validate(&self, total_ram_bytes: Option<u64>, cores: usize) -> Result<ServeConfig> {
+        if self.num_workers == 0 || self.num_workers > 256 {
+            bail!(
+                "--num-workers must be between 1 and 256, got {}",
+                self.num_workers
+            );
+        }
         Ok(ServeConfig {
             addr: SocketAddr::new(self.host, self.port),
+            engine_kind: self.engine_kind,
+            num_workers: self.num_workers,
             engine: self.engine.validate(total_ram_bytes, cores)?,
+            mocker: self.mocker.validate()?,
+            // In one process every engine's KV events reach the router.
+            routing: self.routing.config(true)?,
         })
     }
+}
+
+/// How a frontend spreads requests over workers (`rotor frontend`, and `rotor serve` with
+/// several workers).
+#[derive(Debug, Clone, Args)]
+pub struct RoutingArgs {
+    /// How requests are spread: round-robin, random, least-loaded or kv (KV-cache aware; without
+    /// a shared event plane it assumes routed prefixes stay cached for a while).
+    #[arg(long, default_value = "round-robin")]
+    pub router_mode: rotor_frontend::RouterMode,
+    /// Times a request may move to another worker after its worker died (0 disables migration).
+    #[arg(long, default_value_t = 3)]
+    pub migration_limit: u32,
+    /// kv mode: weight of prefill work against decode load (higher chases cache hits).
+    #[arg(long, default_value_t = 1.0)]
+    pub kv_overlap_weight: f64,
+    /// kv mode: softmax temperature of the choice (0 picks the cheapest worker).
+    #[arg(long, default_value_t = 0.0)]
+    pub router_temperature: f64,
+}
+
+impl RoutingArgs {
+    /// The routing configuration; `kv_events` says whether workers' KV events reach the router.
+    pub fn config(&self, kv_events: bool) -> Result<rotor_frontend::RoutingConfig> {
+        Ok(rotor_frontend::RoutingConfig {
+            mode: self.router_mode,
+            migration_limit: self.migration_limit,
+            kv_overlap_weight: self.kv_overlap_weight,
+            router_temperature: self.router_temperature,
+            kv_events,
+            ..rotor_frontend::RoutingConfig::default()
+        }
+        .validate()?)
+    }
+}
+
+/// Which engine `rotor serve` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeEngine {
+    /// The native CPU engine running the model.
+    Native,
+    /// The native engine's scheduler and KV cache with simulated step times (`--mocker-*`).
+    Mocker,
 }
 
 /// The mocker's flags (`--engine mocker`), shared by `rotor serve` and `rotor worker`.

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use rotor_frontend::{
-    Frontend, FrontendConfig, ModelWatcher, ModelWatcherConfig, RouterMode, RoutingConfig,
-};
+use rotor_frontend::{Frontend, FrontendConfig, ModelWatcher, ModelWatcherConfig};
 use rotor_protocol::worker::{DEFAULT_COMPONENT, DEFAULT_NAMESPACE};
 use rotor_runtime::{DiscoveryConfig, EventPlane, EventsConfig, RequestPlaneConfig};
 use tokio_util::sync::CancellationToken;
+
+use crate::args::RoutingArgs;
 
 /// `rotor frontend` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -38,19 +38,8 @@ pub struct FrontendArgs {
     /// Component that serves generation.
     #[arg(long, default_value = DEFAULT_COMPONENT)]
     pub component: String,
-    /// How requests are spread: round-robin, random, least-loaded or kv (KV-cache aware; without
-    /// a shared event plane it assumes routed prefixes stay cached for a while).
-    #[arg(long, default_value = "round-robin")]
-    pub router_mode: RouterMode,
-    /// Times a request may move to another worker after its worker died (0 disables migration).
-    #[arg(long, default_value_t = 3)]
-    pub migration_limit: u32,
-    /// kv mode: weight of prefill work against decode load (higher chases cache hits).
-    #[arg(long, default_value_t = 1.0)]
-    pub kv_overlap_weight: f64,
-    /// kv mode: softmax temperature of the choice (0 picks the cheapest worker).
-    #[arg(long, default_value_t = 0.0)]
-    pub router_temperature: f64,
+    #[command(flatten)]
+    pub routing: RoutingArgs,
     /// Seconds to let HTTP streams finish after SIGINT/SIGTERM before closing them.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
@@ -76,15 +65,7 @@ impl FrontendArgs {
                 self.drain_timeout
             );
         }
-        let routing = RoutingConfig {
-            mode: self.router_mode,
-            migration_limit: self.migration_limit,
-            kv_overlap_weight: self.kv_overlap_weight,
-            router_temperature: self.router_temperature,
-            kv_events: events != EventsConfig::InProcess,
-            ..RoutingConfig::default()
-        }
-        .validate()?;
+        let routing = self.routing.config(events != EventsConfig::InProcess)?;
         Ok(FrontendCmdConfig {
             addr: SocketAddr::new(self.host, self.port),
             discovery,

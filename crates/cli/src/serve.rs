@@ -1,16 +1,20 @@
-//! `rotor serve`: the frontend and one native-engine worker in one process, nothing else needed.
+//! `rotor serve`: the frontend and its workers (one native engine by default; several native or
+//! mocker engines with `--num-workers`, spread by the embedded router) in one process, nothing
+//! else needed: no discovery service, no event bus, no port besides HTTP.
 //! Also resolves which model an engine in this process serves (shared with `rotor worker`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rotor_frontend::{Frontend, FrontendConfig, ServedModel};
+use rotor_engine::EngineHandle;
+use rotor_frontend::{Frontend, FrontendConfig, RoutedBackend, RoutingMetrics, ServedModel};
 use rotor_protocol::SamplingDefaults;
+use rotor_protocol::{LoadReport, RouterEvent, WorkerId, WorkerLoad};
 use rotor_worker::{MockerEngineConfig, ModelSpec, NativeConfig, NativeEngine};
 use tokio_util::sync::CancellationToken;
 
-use crate::args::{LocalEngineConfig, MockerSettings, ServeConfig};
+use crate::args::{LocalEngineConfig, MockerSettings, ServeConfig, ServeEngine};
 use crate::engine_backend::EngineBackend;
 use crate::engine_metrics::EngineMetrics;
 use crate::model_cache::{self, model_name_from_path};
@@ -103,19 +107,83 @@ fn native_config(cfg: &LocalEngineConfig, model: ModelSpec) -> NativeConfig {
     }
 }
 
-pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
-    let NativeEngine { engine, card, .. } = start_native_engine(&cfg.engine).await?;
-    let name = card.name.clone();
+/// Starts the engine of worker `index` of `cfg.num_workers`.
+async fn start_engine(cfg: &ServeConfig, index: usize) -> Result<NativeEngine> {
+    match cfg.engine_kind {
+        ServeEngine::Native => {
+            let mut engine = cfg.engine.clone();
+            // Workers in one process share its cores.
+            engine.threads = (cfg.engine.threads / cfg.num_workers).max(1);
+            if index == 0 || cfg.num_workers == 1 {
+                start_native_engine(&engine).await
+            } else {
+                // The start-up line was printed for the first worker.
+                let model = model_spec(&engine).await?;
+                let native = native_config(&engine, model);
+                Ok(
+                    tokio::task::spawn_blocking(move || rotor_worker::native::build(&native))
+                        .await??,
+                )
+            }
+        }
+        ServeEngine::Mocker => start_mocker_engine(&cfg.engine, &cfg.mocker).await,
+    }
+}
 
+pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
+    let mut engines = Vec::with_capacity(cfg.num_workers);
+    for index in 0..cfg.num_workers {
+        engines.push(start_engine(&cfg, index).await?);
+    }
+    let card = engines[0].card.clone();
+    let name = card.name.clone();
     let frontend = Frontend::new(FrontendConfig::default());
-    frontend.add_model(ServedModel {
-        card,
-        backend: Arc::new(EngineBackend::new(engine.clone())),
-    })?;
-    frontend.metrics().add_source(Arc::new(EngineMetrics {
-        engine: engine.clone(),
-        model: name.clone(),
-    }));
+    let mut feeders = Vec::new();
+    if engines.len() == 1 {
+        let engine = engines[0].engine.clone();
+        frontend.add_model(ServedModel {
+            card,
+            backend: Arc::new(EngineBackend::new(engine.clone())),
+        })?;
+        frontend.metrics().add_source(Arc::new(EngineMetrics {
+            engines: vec![(format!("model=\"{name}\""), engine)],
+        }));
+    } else {
+        let routed = RoutedBackend::for_card(&card, &cfg.routing)?;
+        let mut engine_metrics = EngineMetrics {
+            engines: Vec::new(),
+        };
+        for (index, built) in engines.iter().enumerate() {
+            let worker_id = index as WorkerId;
+            routed.add_worker(
+                worker_id,
+                Arc::new(EngineBackend::new(built.engine.clone())),
+            );
+            engine_metrics.engines.push((
+                format!("model=\"{name}\",worker=\"{worker_id:016x}\""),
+                built.engine.clone(),
+            ));
+            feeders.push(tokio::spawn(feed_router(
+                built.engine.clone(),
+                worker_id,
+                routed.clone(),
+                shutdown.clone(),
+            )));
+        }
+        frontend.metrics().add_source(Arc::new(engine_metrics));
+        let metrics = Arc::new(RoutingMetrics::default());
+        metrics.add(&routed);
+        frontend.metrics().add_source(metrics);
+        frontend.add_model(ServedModel {
+            card,
+            backend: Arc::new(routed),
+        })?;
+        eprintln!(
+            "rotor: {} workers, router mode {}",
+            engines.len(),
+            cfg.routing.mode.as_str()
+        );
+    }
 
     let listener = tokio::net::TcpListener::bind(cfg.addr)
         .await
@@ -124,7 +192,53 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
     eprintln!("rotor: serving {name} on http://{addr}  (OpenAI API at http://{addr}/v1)");
     let stop = shutdown.clone();
     rotor_frontend::serve(listener, frontend, async move { stop.cancelled().await }).await?;
-    engine.shutdown();
+    for feeder in feeders {
+        feeder.abort();
+    }
+    for built in &engines {
+        built.engine.shutdown();
+    }
     eprintln!("rotor: stopped");
     Ok(())
+}
+
+/// How often an in-process worker's KV events and load are handed to the router.
+const FEED_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Hands one in-process engine's KV events and load to the router, as a remote worker's would
+/// arrive over the event plane.
+async fn feed_router(
+    engine: EngineHandle,
+    worker_id: WorkerId,
+    routed: RoutedBackend,
+    shutdown: CancellationToken,
+) {
+    let mut reader = engine.subscribe_kv_events();
+    let mut ticker = tokio::time::interval(FEED_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_load = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let batch = reader.read();
+        if batch.missed > 0 {
+            tracing::warn!(worker_id, missed = batch.missed, "router missed KV events");
+        }
+        for event in batch.events {
+            routed.apply_kv_event(&RouterEvent { worker_id, event });
+        }
+        let stats = engine.stats();
+        let load = WorkerLoad {
+            active_blocks: stats.blocks_used as u64,
+            total_blocks: stats.blocks_total as u64,
+            waiting: stats.waiting as u64,
+            running: stats.running as u64,
+        };
+        if last_load != Some(load) {
+            routed.update_load(&LoadReport { worker_id, load });
+            last_load = Some(load);
+        }
+    }
 }

@@ -40,6 +40,8 @@ pub struct EngineCore {
     limits: RequestLimits,
     plan: StepPlan,
     logits: Vec<f32>,
+    /// Tokens a runner chose itself (`ModelRunner::step_tokens`).
+    chosen: Vec<u32>,
     /// The runner's view of the step, kept empty between steps only to reuse its allocation.
     chunk_buf: Vec<ScheduledChunk<'static>>,
     finished: Vec<usize>,
@@ -88,6 +90,7 @@ impl EngineCore {
             limits,
             plan: StepPlan::default(),
             logits: Vec::new(),
+            chosen: Vec::new(),
             chunk_buf: Vec::new(),
             finished: Vec::new(),
             report: StepReport::default(),
@@ -169,7 +172,13 @@ impl EngineCore {
         let result = {
             let mut chunks = reuse_empty(std::mem::take(&mut self.chunk_buf));
             self.scheduler.chunks_into(&self.plan, &mut chunks);
-            let result = self.runner.step(&chunks, &mut self.logits);
+            // A runner that picks tokens itself (the mocker) skips logits and sampling.
+            self.chosen.clear();
+            let result = match self.runner.step_tokens(&chunks, &mut self.chosen) {
+                Ok(true) => Ok(true),
+                Ok(false) => self.runner.step(&chunks, &mut self.logits).map(|()| false),
+                Err(e) => Err(e),
+            };
             self.chunk_buf = reuse_empty(chunks);
             result
         };
@@ -177,16 +186,22 @@ impl EngineCore {
         self.stats.tokens_processed += self.plan.num_tokens() as u64;
         let n_want = self.plan.chunks.iter().filter(|c| c.want_logits).count();
         let vocab = self.limits.vocab_size;
+        let chose_tokens = matches!(result, Ok(true));
         let failure = match result {
             Err(e) => Some(e.to_string()),
-            Ok(()) if self.logits.len() < n_want * vocab => Some(format!(
+            Ok(true) if self.chosen.len() != n_want => Some(format!(
+                "runner chose {} tokens, expected {n_want}",
+                self.chosen.len()
+            )),
+            Ok(false) if self.logits.len() < n_want * vocab => Some(format!(
                 "runner returned {} logits, expected {n_want} rows × {vocab}",
                 self.logits.len()
             )),
-            Ok(()) => None,
+            Ok(_) => None,
         };
         match failure {
             Some(message) => self.fail_planned(&message),
+            None if chose_tokens => self.send_chosen(),
             None => self.sample_and_send(vocab),
         }
         self.refresh_stats();
@@ -202,6 +217,23 @@ impl EngineCore {
             let token = self
                 .sampler
                 .sample(logits, &seq.sampling, &seq.penalties, &mut seq.rng);
+            let finish = seq.push_token(token);
+            let delivered = seq.send(vec![token], finish);
+            self.stats.tokens_generated += 1;
+            if finish.is_some() || !delivered {
+                self.finished.push(c.seq);
+            }
+        }
+        self.scheduler.retire(&mut self.finished);
+    }
+
+    /// Like `sample_and_send`, with the tokens the runner chose.
+    fn send_chosen(&mut self) {
+        self.scheduler.commit(&self.plan);
+        let running = self.scheduler.running_mut();
+        let wanted = self.plan.chunks.iter().filter(|c| c.want_logits);
+        for (c, &token) in wanted.zip(&self.chosen) {
+            let seq = &mut running[c.seq];
             let finish = seq.push_token(token);
             let delivered = seq.send(vec![token], finish);
             self.stats.tokens_generated += 1;
