@@ -270,3 +270,72 @@ fn truncate(s: &str, max_chars: usize) -> String {
         t
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream as llama.cpp's `llama-server` sends it for `/v1/completions` (captured from the
+    /// build of scripts/bench/build-llama-server; ids shortened, fields trimmed, a warm cache
+    /// made up for `cached_tokens` / `cache_n`): one chunk per token, an empty final chunk with
+    /// `finish_reason`, `usage` and `timings`, then `[DONE]`.
+    const LLAMA_SERVER_SSE: &str = concat!(
+        "data: {\"choices\":[{\"text\":\" also\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}],",
+        "\"created\":1795485971,\"model\":\"smollm2\",\"object\":\"text_completion\",\"id\":\"c1\"}\n\n",
+        "data: {\"choices\":[{\"text\":\" written\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}],",
+        "\"object\":\"text_completion\",\"id\":\"c1\"}\n\n",
+        "data: {\"choices\":[{\"text\":\" as\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}],",
+        "\"object\":\"text_completion\",\"id\":\"c1\"}\n\n",
+        "data: {\"choices\":[{\"text\":\"\\n\",\"index\":0,\"logprobs\":null,\"finish_reason\":null}],",
+        "\"object\":\"text_completion\",\"id\":\"c1\"}\n\n",
+        "data: {\"choices\":[{\"text\":\"\",\"index\":0,\"logprobs\":null,\"finish_reason\":\"length\"}],",
+        "\"object\":\"text_completion\",\"usage\":{\"completion_tokens\":4,\"prompt_tokens\":6,",
+        "\"total_tokens\":10,\"prompt_tokens_details\":{\"cached_tokens\":2}},\"id\":\"c1\",",
+        "\"timings\":{\"cache_n\":2,\"prompt_n\":4,\"prompt_ms\":131.7,\"predicted_n\":4}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    #[test]
+    fn llama_server_stream_gives_one_gap_per_token_and_its_usage() {
+        let mut decoder = SseDecoder::new();
+        let mut events = Vec::new();
+        let mut tally = StreamTally::default();
+        let start = Instant::now();
+        // Deliver in uneven pieces, 1 ms apart, as a socket might.
+        let bytes = LLAMA_SERVER_SSE.as_bytes();
+        for (i, piece) in bytes.chunks(97).enumerate() {
+            decoder.push(piece, &mut events);
+            let now = start + Duration::from_millis(i as u64);
+            for data in events.drain(..) {
+                handle_event(&data, now, &mut tally).unwrap();
+            }
+        }
+        assert!(tally.done);
+        assert_eq!(tally.chunks, 4, "the empty final chunk is not a token");
+        assert_eq!(tally.itl_ms.len(), 3);
+        assert!(tally.first_chunk.is_some_and(|t| t >= start));
+        let usage = tally.usage.unwrap();
+        assert_eq!((usage.prompt_tokens, usage.completion_tokens), (6, 4));
+        assert_eq!(
+            usage.prompt_tokens_details.map(|d| d.cached_tokens),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn text_prompts_and_exact_output_length_reach_the_body() {
+        let target = Target {
+            client: reqwest::Client::new(),
+            url: "http://127.0.0.1:9/v1/completions".into(),
+            endpoint: Endpoint::Completions,
+            model: "smollm2".into(),
+            request_timeout: Duration::from_secs(1),
+        };
+        let body = request_body(&target, PromptPayload::Text("the of and".into()), 128);
+        assert_eq!(body["prompt"], "the of and");
+        assert_eq!(body["max_tokens"], 128);
+        assert_eq!(body["min_tokens"], 128);
+        assert_eq!(body["ignore_eos"], true);
+        assert_eq!(body["stream_options"]["include_usage"], true);
+    }
+}

@@ -193,7 +193,8 @@ pub struct EngineArgs {
     /// Element type of the KV cache.
     #[arg(long, value_enum, default_value_t = KvDtypeArg::F32)]
     pub kv_dtype: KvDtypeArg,
-    /// Context window to serve (default: the model's, capped by the KV-cache capacity).
+    /// Context window to serve (default: the model's, capped by the KV-cache capacity). A mocker
+    /// engine may be given a longer one than its model's, to replay long-context traces.
     #[arg(long)]
     pub max_model_len: Option<usize>,
     /// Temperature for requests that do not set one (default: the model's recommendation, else 1).

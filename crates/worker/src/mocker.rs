@@ -27,7 +27,13 @@ pub struct MockerEngineConfig {
 /// Starts a mocker engine standing in for `cfg.native.model`. Blocking (maps the GGUF file).
 pub fn build(cfg: &MockerEngineConfig) -> Result<NativeEngine, Error> {
     let file = GgufModel::open(&cfg.native.model.path)?;
-    let kv = plan_kv(&file.config, &cfg.native, cfg.num_blocks)?;
+    let mut kv = plan_kv(&file.config, &cfg.native, cfg.num_blocks)?;
+    // A simulated engine may serve a longer context than the model it stands in for
+    // (`--max-model-len`), as long as its KV pool holds it: traces of long-context services
+    // replay unshortened.
+    if let Some(len) = cfg.native.model.max_model_len {
+        kv.context_length = len.min(kv.capacity_tokens);
+    }
     let card = file.card(
         &cfg.native.model,
         kv.context_length,
