@@ -64,7 +64,8 @@ pub struct BenchArgs {
     /// Output length in tokens (ignored for traces that carry one): N, MEAN:STDDEV or A..B.
     #[arg(long, default_value = "128")]
     pub output_len: LengthDist,
-    /// Synthetic: number of groups whose requests share a prefix (request i is in group i mod G).
+    /// Synthetic: number of groups (conversations) whose requests share a prefix; each request
+    /// joins a group drawn at random (seeded by --seed).
     #[arg(long, default_value_t = 0)]
     pub prefix_groups: u32,
     /// Synthetic: length in tokens of each group's shared prefix.

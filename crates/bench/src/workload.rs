@@ -95,12 +95,15 @@ pub fn build_from_rows(config: &BenchConfig, trace: Option<Trace>) -> Workload {
             let SourceConfig::Synthetic { input_len, prefix } = &config.source else {
                 unreachable!("invariant: no trace means a synthetic source")
             };
+            // Conversations take turns in a seeded random order, as users do: a fixed rotation
+            // would hand a round-robin router the same worker for every turn of a group.
+            let mut groups = SplitMix64::for_stream(config.seed, 0x6772_6f75);
             let requests: Vec<RequestSpec> = (0..n)
                 .map(|i| RequestSpec {
                     index: i,
                     send_at: None,
                     prompt: PromptSpec::Random {
-                        prefix_group: prefix.map(|p| i as u32 % p.groups),
+                        prefix_group: prefix.map(|p| groups.next_in(0, p.groups as u64) as u32),
                         prefix_tokens: prefix.map_or(0, |p| p.prefix_tokens),
                         unique_tokens: input_len.sample(&mut lengths),
                         stream: i as u64,

@@ -167,7 +167,7 @@ mod tests {
     fn defaults_and_flags() {
         let cfg = parse(&[]).unwrap();
         assert_eq!(cfg.addr.port(), 8000);
-        assert_eq!(cfg.watcher.routing.mode, RouterMode::RoundRobin);
+        assert_eq!(cfg.watcher.routing.mode, rotor_frontend::RouterMode::RoundRobin);
         assert_eq!(cfg.watcher.routing.migration_limit, 3);
         assert!(!cfg.watcher.routing.kv_events, "mem events: approximate kv");
         assert_eq!(cfg.watcher.namespace, DEFAULT_NAMESPACE);
@@ -182,7 +182,7 @@ mod tests {
             "2.5",
         ])
         .unwrap();
-        assert_eq!(cfg.watcher.routing.mode, RouterMode::Kv);
+        assert_eq!(cfg.watcher.routing.mode, rotor_frontend::RouterMode::Kv);
         assert!(cfg.watcher.routing.kv_events);
         assert_eq!(cfg.watcher.routing.migration_limit, 0);
         assert_eq!(cfg.watcher.routing.kv_overlap_weight, 2.5);

@@ -1,5 +1,6 @@
 //! `rotor serve --num-workers N`: several engines in one process behind the embedded router.
 
+#[allow(dead_code)]
 mod support;
 
 use serde_json::json;

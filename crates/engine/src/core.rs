@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rotor_protocol::{ErrorKind, FinishReason, GenerateRequest, WireError};
+use rotor_protocol::{ErrorKind, FinishReason, GenerateRequest, TokenIds, WireError};
 
 use crate::config::EngineConfig;
 use crate::error::Error;
@@ -124,7 +124,7 @@ impl EngineCore {
         let Some(mut seq) = self.scheduler.remove(request_id) else {
             return false;
         };
-        seq.send(Vec::new(), Some(FinishReason::Cancelled));
+        seq.send(TokenIds::new(), Some(FinishReason::Cancelled));
         self.refresh_stats();
         true
     }
@@ -218,7 +218,7 @@ impl EngineCore {
                 .sampler
                 .sample(logits, &seq.sampling, &seq.penalties, &mut seq.rng);
             let finish = seq.push_token(token);
-            let delivered = seq.send(vec![token], finish);
+            let delivered = seq.send(TokenIds::one(token), finish);
             self.stats.tokens_generated += 1;
             if finish.is_some() || !delivered {
                 self.finished.push(c.seq);
@@ -235,7 +235,7 @@ impl EngineCore {
         for (c, &token) in wanted.zip(&self.chosen) {
             let seq = &mut running[c.seq];
             let finish = seq.push_token(token);
-            let delivered = seq.send(vec![token], finish);
+            let delivered = seq.send(TokenIds::one(token), finish);
             self.stats.tokens_generated += 1;
             if finish.is_some() || !delivered {
                 self.finished.push(c.seq);

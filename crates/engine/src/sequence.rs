@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rotor_protocol::{
-    EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions, WireError,
+    EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions, TokenIds, WireError,
 };
 use rotor_tokens::{chain_hash, local_block_hash, LocalBlockHash, SequenceHash};
 use tokio::sync::mpsc::UnboundedSender;
@@ -131,7 +131,7 @@ impl Sequence {
     }
 
     /// Sends one output; false if the receiver is gone (the caller cancels the sequence).
-    pub fn send(&mut self, token_ids: Vec<u32>, finish_reason: Option<FinishReason>) -> bool {
+    pub fn send(&mut self, token_ids: TokenIds, finish_reason: Option<FinishReason>) -> bool {
         let cached_prompt_tokens = if self.sent_first {
             None
         } else {

@@ -171,7 +171,7 @@ fn collect_with_cached(rx: &mut OutputStream) -> (Vec<u32>, Option<u32>) {
         .blocking_recv()
         .expect("an output")
         .expect("no engine error");
-    let mut tokens = first.token_ids;
+    let mut tokens = first.token_ids.to_vec();
     tokens.extend(collect(rx));
     (tokens, first.cached_prompt_tokens)
 }

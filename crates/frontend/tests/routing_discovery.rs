@@ -56,7 +56,7 @@ impl StreamHandler for PositionalHandler {
             .enumerate()
             .map(move |(i, token)| {
                 let output = EngineOutput {
-                    token_ids: vec![token],
+                    token_ids: vec![token].into(),
                     finish_reason: (i + 1 == max_tokens).then_some(FinishReason::Length),
                     cached_prompt_tokens: None,
                 };

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::token_ids::TokenIds;
+
 /// How the next token is drawn from the logits. Defaults are greedy-free, neutral sampling
 /// (temperature 1, no truncation, no penalties).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,8 +112,8 @@ impl FinishReason {
 /// One step's output for one request. The last output of a request carries `finish_reason`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineOutput {
-    /// Tokens generated in this step (usually one).
-    pub token_ids: Vec<u32>,
+    /// Tokens generated in this step (usually one; held inline, so an output allocates nothing).
+    pub token_ids: TokenIds,
     pub finish_reason: Option<FinishReason>,
     /// Prompt tokens served from the prefix cache (set on the first output).
     #[serde(default)]

@@ -17,10 +17,12 @@ pub mod engine;
 pub mod error;
 pub mod kv;
 pub mod openai;
+pub mod token_ids;
 pub mod worker;
 
 pub use card::{ModelCard, SamplingDefaults, TokenizerSpec};
 pub use engine::{EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions};
 pub use error::{ErrorKind, WireError};
 pub use kv::{KvEvent, KvEventData, RouterEvent, StoredBlock, WorkerId};
+pub use token_ids::TokenIds;
 pub use worker::{LoadReport, WorkerLoad};

@@ -94,7 +94,7 @@ mod tests {
         };
         assert_eq!(decode_request(&encode_request(&req)).unwrap(), req);
         let out = EngineOutput {
-            token_ids: vec![9],
+            token_ids: vec![9].into(),
             finish_reason: Some(FinishReason::Length),
             cached_prompt_tokens: Some(16),
         };

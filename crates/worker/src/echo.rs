@@ -99,7 +99,7 @@ impl EchoRun {
         let token = self.prompt[self.produced % self.prompt.len()];
         self.produced += 1;
         let output = EngineOutput {
-            token_ids: vec![token],
+            token_ids: rotor_protocol::TokenIds::one(token),
             finish_reason: (self.produced == self.limit).then_some(FinishReason::Length),
             cached_prompt_tokens: (self.produced == 1).then_some(0),
         };

@@ -188,7 +188,7 @@ impl Migration {
                     // The worker died after the last token but before saying so.
                     self.done = true;
                     return Some(Ok(EngineOutput {
-                        token_ids: Vec::new(),
+                        token_ids: Default::default(),
                         finish_reason: Some(FinishReason::Length),
                         cached_prompt_tokens: None,
                     }));

@@ -209,7 +209,7 @@ impl Backend for ScriptedBackend {
                 None
             };
             let output = EngineOutput {
-                token_ids: vec![token],
+                token_ids: vec![token].into(),
                 finish_reason: finish,
                 cached_prompt_tokens: if st.emitted == 1 {
                     st.script.cached_prompt_tokens

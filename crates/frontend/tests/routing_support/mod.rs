@@ -182,7 +182,7 @@ impl Backend for FakeWorker {
                 let done = emitted + 1 >= max_tokens;
                 probe.finished = done;
                 let output = EngineOutput {
-                    token_ids: vec![token_at(prompt_len + emitted)],
+                    token_ids: vec![token_at(prompt_len + emitted)].into(),
                     finish_reason: done.then_some(FinishReason::Length),
                     cached_prompt_tokens: if emitted == 0 {
                         faults.cached_prompt_tokens
@@ -217,7 +217,7 @@ pub async fn drain(mut stream: OutputStream) -> (Vec<u32>, Option<WireError>) {
 pub fn request(id: &str, tokens: Vec<u32>, max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
         id: id.to_string(),
-        token_ids: tokens,
+        token_ids: tokens.into(),
         sampling: rotor_protocol::SamplingParams::greedy(),
         stop: rotor_protocol::StopConditions {
             max_tokens,
