@@ -167,7 +167,10 @@ mod tests {
     fn defaults_and_flags() {
         let cfg = parse(&[]).unwrap();
         assert_eq!(cfg.addr.port(), 8000);
-        assert_eq!(cfg.watcher.routing.mode, rotor_frontend::RouterMode::RoundRobin);
+        assert_eq!(
+            cfg.watcher.routing.mode,
+            rotor_frontend::RouterMode::RoundRobin
+        );
         assert_eq!(cfg.watcher.routing.migration_limit, 3);
         assert!(!cfg.watcher.routing.kv_events, "mem events: approximate kv");
         assert_eq!(cfg.watcher.namespace, DEFAULT_NAMESPACE);

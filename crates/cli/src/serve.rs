@@ -78,7 +78,7 @@ pub async fn start_mocker_engine(
     let model = model_spec(cfg).await?;
     let mocker_cfg = MockerEngineConfig {
         native: native_config(cfg, model),
-        timing: mocker.timing.clone(),
+        timing: mocker.timing,
         speedup: mocker.speedup,
         num_blocks: mocker.num_blocks,
     };

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use rand::rngs::StdRng;
 use rotor_protocol::{
-    EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions, TokenIds, WireError,
+    EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions, TokenIds,
+    WireError,
 };
 use rotor_tokens::{chain_hash, local_block_hash, LocalBlockHash, SequenceHash};
 use tokio::sync::mpsc::UnboundedSender;

@@ -13,11 +13,10 @@
 
 use std::collections::HashMap;
 
-pub use rotor_protocol::WorkerLoad;
 use rotor_protocol::WorkerId;
+pub use rotor_protocol::WorkerLoad;
 
 use crate::error::Error;
-
 
 /// The effective load of one worker, as the cost function consumes it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

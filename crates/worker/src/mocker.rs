@@ -41,7 +41,7 @@ pub fn build(cfg: &MockerEngineConfig) -> Result<NativeEngine, Error> {
     )?;
     let engine_cfg = engine_config(&cfg.native, kv.num_blocks);
     let mut mocker = MockerConfig::new(
-        cfg.timing.clone(),
+        cfg.timing,
         &engine_cfg,
         card.tokenizer.tokens.len(),
         kv.context_length,

@@ -217,7 +217,7 @@ pub async fn drain(mut stream: OutputStream) -> (Vec<u32>, Option<WireError>) {
 pub fn request(id: &str, tokens: Vec<u32>, max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
         id: id.to_string(),
-        token_ids: tokens.into(),
+        token_ids: tokens,
         sampling: rotor_protocol::SamplingParams::greedy(),
         stop: rotor_protocol::StopConditions {
             max_tokens,
