@@ -9,7 +9,8 @@
 //!   [`KvEventReader`]s ([`EngineHandle::subscribe_kv_events`]) with gap detection.
 //! - [`Sampler`]: penalties → temperature → top-k → top-p → min-p → draw, seeded per request.
 //! - [`ModelRunner`]: the seam to the model. [`NativeRunner`] runs `rotor_model`'s Llama forward;
-//!   [`ScriptedRunner`] is a deterministic test double for this and other crates' tests.
+//!   [`ScriptedRunner`] is a deterministic test double for this and other crates' tests;
+//!   [`MockerRunner`] ([`mocker`]) simulates a model's step times, for routing at scale.
 //!
 //! Must not depend on the runtime, HTTP, or an async runtime (only `tokio::sync` channels).
 

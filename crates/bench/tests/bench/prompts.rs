@@ -124,17 +124,32 @@ fn synthetic_groups_share_their_prefix_only() {
         .map(|r| tokens(w.prompts.build(&r.prompt)))
         .collect();
     assert!(t.iter().all(|p| p.len() == 40));
-    assert_eq!(
-        common_prefix(&t[0], &t[3]),
-        32,
-        "same group: exactly the prefix"
+    // Each request joins a group drawn at random (seeded): same group, exactly the prefix in
+    // common; different groups, nothing.
+    let groups: Vec<u32> = w.requests.iter().map(|r| group_of(&r.prompt)).collect();
+    assert!(groups.iter().all(|&g| g < 3), "{groups:?}");
+    let mut same = 0;
+    for i in 0..t.len() {
+        for j in i + 1..t.len() {
+            let expected = if groups[i] == groups[j] { 32 } else { 0 };
+            same += usize::from(groups[i] == groups[j]);
+            assert_eq!(
+                common_prefix(&t[i], &t[j]),
+                expected,
+                "requests {i} and {j} in groups {} and {}",
+                groups[i],
+                groups[j]
+            );
+        }
+    }
+    assert!(
+        same > 0,
+        "6 requests in 3 groups: some share one ({groups:?})"
     );
-    assert_eq!(common_prefix(&t[1], &t[4]), 32);
-    assert_eq!(
-        common_prefix(&t[0], &t[1]),
-        0,
-        "different groups share nothing"
-    );
+    // The draw is seeded: the same flags give the same groups.
+    let again = workload::build(&cfg).unwrap();
+    let groups_again: Vec<u32> = again.requests.iter().map(|r| group_of(&r.prompt)).collect();
+    assert_eq!(groups, groups_again);
     assert!(w
         .requests
         .iter()
@@ -194,14 +209,33 @@ fn text_prompt_format_sends_completions_prompts_as_words_that_keep_shared_prefix
         );
         assert_eq!(w.prompts.expected_input_tokens(&r.prompt), Some(50));
     }
-    // Requests 0 and 2 are in group 0: the same 30 leading words; request 1 is in group 1.
-    assert_eq!(words[0][..30], words[2][..30]);
-    assert_ne!(words[0][..30], words[1][..30]);
-    assert_ne!(words[0][30..], words[2][30..]);
+    // Requests of one group share their 30 leading words, and only those.
+    let groups: Vec<u32> = w.requests.iter().map(|r| group_of(&r.prompt)).collect();
+    for i in 0..words.len() {
+        for j in i + 1..words.len() {
+            if groups[i] == groups[j] {
+                assert_eq!(words[i][..30], words[j][..30]);
+            } else {
+                assert_ne!(words[i][..30], words[j][..30]);
+            }
+            assert_ne!(words[i][30..], words[j][30..]);
+        }
+    }
     // The default stays token ids.
     let ids = parse(&["--num-requests", "1", "--input-len", "5"])
         .validate()
         .unwrap();
     let w = workload::build(&ids).unwrap();
     assert_eq!(tokens(w.prompts.build(&w.requests[0].prompt)).len(), 5);
+}
+
+/// The prefix group of a synthetic request.
+fn group_of(p: &rotor_bench::prompt::PromptSpec) -> u32 {
+    match p {
+        rotor_bench::prompt::PromptSpec::Random {
+            prefix_group: Some(g),
+            ..
+        } => *g,
+        other => panic!("not a grouped synthetic prompt: {other:?}"),
+    }
 }
