@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rotor_engine::EngineHandle;
 use rotor_frontend::{Frontend, FrontendConfig, RoutedBackend, RoutingMetrics, ServedModel};
 use rotor_protocol::SamplingDefaults;
-use rotor_protocol::{LoadReport, RouterEvent, WorkerId, WorkerLoad};
-use rotor_worker::{MockerEngineConfig, ModelSpec, NativeConfig, NativeEngine};
+use rotor_protocol::{LoadReport, RouterEvent, WorkerId};
+use rotor_worker::{
+    EngineWorker, MockerEngineConfig, ModelSpec, NativeConfig, NativeEngine, WorkerEngine,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::{LocalEngineConfig, MockerSettings, ServeConfig, ServeEngine};
@@ -141,9 +142,10 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
     let mut feeders = Vec::new();
     if engines.len() == 1 {
         let engine = engines[0].engine.clone();
+        let worker = Arc::new(EngineWorker::new(engine.clone(), card.clone()));
         frontend.add_model(ServedModel {
             card,
-            backend: Arc::new(EngineBackend::new(engine.clone())),
+            backend: Arc::new(EngineBackend::new(worker)),
         })?;
         frontend.metrics().add_source(Arc::new(EngineMetrics {
             engines: vec![(format!("model=\"{name}\""), engine)],
@@ -155,16 +157,14 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
         };
         for (index, built) in engines.iter().enumerate() {
             let worker_id = index as WorkerId;
-            routed.add_worker(
-                worker_id,
-                Arc::new(EngineBackend::new(built.engine.clone())),
-            );
+            let worker = Arc::new(EngineWorker::new(built.engine.clone(), built.card.clone()));
+            routed.add_worker(worker_id, Arc::new(EngineBackend::new(worker.clone())));
             engine_metrics.engines.push((
                 format!("model=\"{name}\",worker=\"{worker_id:016x}\""),
                 built.engine.clone(),
             ));
             feeders.push(tokio::spawn(feed_router(
-                built.engine.clone(),
+                worker,
                 worker_id,
                 routed.clone(),
                 shutdown.clone(),
@@ -208,12 +208,14 @@ const FEED_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 /// Hands one in-process engine's KV events and load to the router, as a remote worker's would
 /// arrive over the event plane.
 async fn feed_router(
-    engine: EngineHandle,
+    worker: Arc<EngineWorker>,
     worker_id: WorkerId,
     routed: RoutedBackend,
     shutdown: CancellationToken,
 ) {
-    let mut reader = engine.subscribe_kv_events();
+    let Some(mut reader) = worker.subscribe_kv_events() else {
+        return;
+    };
     let mut ticker = tokio::time::interval(FEED_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_load = None;
@@ -229,13 +231,7 @@ async fn feed_router(
         for event in batch.events {
             routed.apply_kv_event(&RouterEvent { worker_id, event });
         }
-        let stats = engine.stats();
-        let load = WorkerLoad {
-            active_blocks: stats.blocks_used as u64,
-            total_blocks: stats.blocks_total as u64,
-            waiting: stats.waiting as u64,
-            running: stats.running as u64,
-        };
+        let load = worker.load();
         if last_load != Some(load) {
             routed.update_load(&LoadReport { worker_id, load });
             last_load = Some(load);

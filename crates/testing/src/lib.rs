@@ -6,15 +6,19 @@
 //! - [`NatsGuard`]: a real `nats-server` (core NATS) on a free port, killed on drop; `restart()`
 //!   brings up a new one on the same port.
 //!
+//! - [`model_path`]: the real default model (`ROTOR_TEST_MODEL` or the cache), failing if absent.
+//!
 //! Readiness is always a poll with a deadline, never a fixed sleep. This crate depends on nothing
 //! of Rotor's and on no async runtime, so any test can use it.
 
 pub mod etcd;
+pub mod model;
 pub mod nats;
 pub mod port;
 pub mod process;
 
 pub use etcd::EtcdGuard;
+pub use model::model_path;
 pub use nats::NatsGuard;
 pub use port::free_port;
 pub use process::{wait_for_tcp, ServerProcessError};

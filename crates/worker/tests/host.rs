@@ -2,7 +2,6 @@
 //! in-memory discovery and the in-process event plane. Engines: `EchoEngine`, and the real
 //! engine loop over `ScriptedRunner` (deterministic, no model).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -388,25 +387,10 @@ async fn grace_expiry_cancels_what_is_still_running() -> Result<()> {
     Ok(())
 }
 
-fn model_path() -> PathBuf {
-    let path = std::env::var_os("ROTOR_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME");
-            PathBuf::from(home).join(".cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.is_file(),
-        "test model missing at {} (run .ci/run or set ROTOR_TEST_MODEL)",
-        path.display()
-    );
-    path
-}
-
 #[test]
 fn echo_card_comes_from_the_gguf_without_loading_weights() -> Result<()> {
     let spec = ModelSpec {
-        path: model_path(),
+        path: rotor_testing::model_path(),
         name: "smol".into(),
         sampling_defaults: SamplingDefaults {
             temperature: Some(0.2),

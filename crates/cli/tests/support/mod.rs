@@ -2,27 +2,13 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::Value;
 
-pub fn model_path() -> PathBuf {
-    let path = std::env::var_os("ROTOR_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME");
-            PathBuf::from(home).join(".cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.is_file(),
-        "test model missing at {} (run .ci/run or set ROTOR_TEST_MODEL)",
-        path.display()
-    );
-    path
-}
+pub use rotor_testing::model_path;
 
 /// A `rotor serve` child process, killed on drop.
 pub struct RotorServer {
