@@ -2,6 +2,11 @@
 //! that carries output text, each later text chunk adds one inter-token gap (ITL), and end-to-end
 //! latency runs until `[DONE]`. Token counts come from the final usage chunk
 //! (`stream_options.include_usage`), falling back to the number of text chunks.
+//!
+//! A request whose send fails before any response status arrived, because the server closed a
+//! pooled keep-alive connection (see [`is_stale_connection`]), was never processed: it is sent
+//! once more on a new connection and counted in [`RequestRecord::retries`]. A failure after the
+//! response began stays a failure.
 
 use std::time::{Duration, Instant};
 
@@ -19,11 +24,41 @@ use crate::sse::SseDecoder;
 #[derive(Debug, Clone)]
 pub struct Target {
     pub client: reqwest::Client,
+    /// A client that keeps no idle connection, so every request it sends opens a new one; used
+    /// for the single retry after a stale pooled connection ([`Target::new`] builds it).
+    pub fresh_client: reqwest::Client,
     /// Full URL of the endpoint, e.g. `http://127.0.0.1:8000/v1/completions`.
     pub url: String,
     pub endpoint: Endpoint,
     pub model: String,
     pub request_timeout: Duration,
+}
+
+impl Target {
+    /// A target sending with `client`, retrying stale connections on a pool-less twin built
+    /// with the same settings that matter here (no proxy, `TCP_NODELAY`, connect timeout).
+    pub fn new(
+        client: reqwest::Client,
+        url: String,
+        endpoint: Endpoint,
+        model: String,
+        request_timeout: Duration,
+    ) -> Result<Target, reqwest::Error> {
+        let fresh_client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(10))
+            .pool_max_idle_per_host(0)
+            .build()?;
+        Ok(Target {
+            client,
+            fresh_client,
+            url,
+            endpoint,
+            model,
+            request_timeout,
+        })
+    }
 }
 
 /// How a request ended.
@@ -60,6 +95,9 @@ pub struct RequestRecord {
     pub expected_output_tokens: u32,
     /// `usage.prompt_tokens_details.cached_tokens`, if the server reported it.
     pub cached_tokens: Option<u32>,
+    /// Times the request was sent again on a new connection because the server had closed the
+    /// pooled one before answering (0 or 1).
+    pub retries: u32,
 }
 
 impl RequestRecord {
@@ -120,6 +158,7 @@ struct StreamTally {
     chunks: u32,
     usage: Option<Usage>,
     done: bool,
+    retries: u32,
 }
 
 /// Sends one request and measures it. Never fails: problems are recorded in the record.
@@ -136,7 +175,7 @@ pub async fn send(
     let sent = Instant::now();
     let mut tally = StreamTally::default();
     let result = tokio::select! {
-        r = tokio::time::timeout(target.request_timeout, stream_into(target, &body, &mut tally)) => {
+        r = tokio::time::timeout(target.request_timeout, send_with_retry(target, &body, &mut tally)) => {
             match r {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err((Outcome::Error, e)),
@@ -171,17 +210,79 @@ pub async fn send(
             .usage
             .and_then(|u| u.prompt_tokens_details)
             .map(|d| d.cached_tokens),
+        retries: tally.retries,
     }
 }
 
-async fn stream_into(target: &Target, body: &Value, tally: &mut StreamTally) -> Result<(), String> {
-    let resp = target
-        .client
-        .post(&target.url)
-        .json(body)
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {e}"))?;
+/// Sends `body` and reads its stream into `tally`; if the pooled connection turns out to have
+/// been closed by the server before any response, sends it once more on a new connection.
+async fn send_with_retry(
+    target: &Target,
+    body: &Value,
+    tally: &mut StreamTally,
+) -> Result<(), String> {
+    let resp = match target.client.post(&target.url).json(body).send().await {
+        Ok(resp) => resp,
+        Err(e) if is_stale_connection(&e) => {
+            tally.retries += 1;
+            target
+                .fresh_client
+                .post(&target.url)
+                .json(body)
+                .send()
+                .await
+                .map_err(|e| format!("request failed (after a retry on a new connection): {e}"))?
+        }
+        Err(e) => return Err(format!("request failed: {}", error_chain(&e))),
+    };
+    stream_into(resp, tally).await
+}
+
+/// Whether a send error means the server closed the (pooled, kept-alive) connection before any
+/// response status arrived, so the request was never processed: an error while sending on an
+/// established connection (not while connecting, not a timeout) whose cause is hyper's
+/// "connection closed before message completed", a reset, an abort, a broken pipe or an
+/// unexpected end of stream.
+pub fn is_stale_connection(e: &reqwest::Error) -> bool {
+    if !e.is_request() || e.is_connect() || e.is_timeout() || e.is_body() || e.is_decode() {
+        return false;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        let text = err.to_string();
+        if text.contains("connection closed before message completed")
+            || text.contains("IncompleteMessage")
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// `e` followed by its causes, so the record says why (reqwest's own text is only "error
+/// sending request for url").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(err) = source {
+        text.push_str(": ");
+        text.push_str(&err.to_string());
+        source = err.source();
+    }
+    text
+}
+
+async fn stream_into(resp: reqwest::Response, tally: &mut StreamTally) -> Result<(), String> {
     let status = resp.status();
     if !status.is_success() {
         let text = resp.text().await.unwrap_or_default();
@@ -324,13 +425,14 @@ mod tests {
 
     #[test]
     fn text_prompts_and_exact_output_length_reach_the_body() {
-        let target = Target {
-            client: reqwest::Client::new(),
-            url: "http://127.0.0.1:9/v1/completions".into(),
-            endpoint: Endpoint::Completions,
-            model: "smollm2".into(),
-            request_timeout: Duration::from_secs(1),
-        };
+        let target = Target::new(
+            reqwest::Client::new(),
+            "http://127.0.0.1:9/v1/completions".into(),
+            Endpoint::Completions,
+            "smollm2".into(),
+            Duration::from_secs(1),
+        )
+        .unwrap();
         let body = request_body(&target, PromptPayload::Text("the of and".into()), 128);
         assert_eq!(body["prompt"], "the of and");
         assert_eq!(body["max_tokens"], 128);

@@ -84,13 +84,16 @@ pub async fn run_workload(
         Some(url) => prom::scrape(&client, url).await,
         None => None,
     };
-    let target = Arc::new(client::Target {
-        client: client.clone(),
-        url: format!("{}{}", config.base_url, workload.endpoint.path()),
-        endpoint: workload.endpoint,
-        model: model.clone(),
-        request_timeout: config.request_timeout,
-    });
+    let target = Arc::new(
+        client::Target::new(
+            client.clone(),
+            format!("{}{}", config.base_url, workload.endpoint.path()),
+            workload.endpoint,
+            model.clone(),
+            config.request_timeout,
+        )
+        .context("cannot build the HTTP client")?,
+    );
     let planned = workload.requests.len();
     let progress = progress::Progress::new(planned, config.progress);
     let workload = Arc::new(workload);

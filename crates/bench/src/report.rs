@@ -39,6 +39,9 @@ pub struct Summary {
     pub cancelled: usize,
     /// Planned but never sent (deadline or shutdown came first).
     pub not_sent: usize,
+    /// Requests sent a second time on a new connection because the server had closed the
+    /// pooled keep-alive connection before answering (whatever their outcome).
+    pub retried: usize,
     pub duration_s: f64,
     pub requests_per_s: f64,
     pub input_tokens: u64,
@@ -125,6 +128,7 @@ impl Summary {
             errors,
             cancelled,
             not_sent: planned_requests.saturating_sub(records.len()),
+            retried: records.iter().filter(|r| r.retries > 0).count(),
             duration_s,
             requests_per_s: per_s(ok.len() as f64),
             input_tokens,
@@ -203,6 +207,11 @@ impl fmt::Display for Report {
             out,
             "{:<22}{} ok, {} errors, {} cancelled, {} not sent (of {})",
             "requests", s.ok, s.errors, s.cancelled, s.not_sent, s.planned_requests
+        );
+        let _ = writeln!(
+            out,
+            "{:<22}{} (server closed a kept-alive connection; sent again on a new one)",
+            "retried", s.retried
         );
         let _ = writeln!(out, "{:<22}{:.2} s", "duration", s.duration_s);
         let _ = writeln!(

@@ -4,6 +4,7 @@ mod bench {
     pub mod args;
     pub mod end_to_end;
     pub mod fake_server;
+    pub mod keep_alive;
     pub mod prompts;
     pub mod schedule;
     pub mod shared_prefix;

@@ -12,12 +12,19 @@
 //! ```text
 //! request_blocks = ceil(T / B)                       blocks the request will occupy
 //! prefill_blocks = (T − o_w·B + P_w) / B             prefill work on w after this request, in blocks
-//! decode_blocks  = D_w + request_blocks              blocks in use on w after this request
+//! decode_blocks  = D_w + request_blocks − o_w        blocks in use on w after this request
 //! logit          = α · prefill_blocks + decode_blocks
 //! ```
 //!
 //! Lower is better. `prefill_blocks` is fractional (a partial block is partial work); a cached
 //! prefix can never exceed the request's full blocks, so `T − o_w·B ≥ 0`.
+//!
+//! The `o_w` blocks a worker already holds are shared, not copied: the pool keeps one block per
+//! hash however many sequences use it, and a worker's reported blocks in use count it once. So
+//! sending a request where its prefix lives adds only its other blocks to the worker's memory and
+//! to its decode-step cost. Counting the whole request there instead would charge a worker for the
+//! very blocks that make it the right choice, and push a conversation's requests away from the
+//! worker that caches it whenever that worker is busy with the same conversation.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +56,12 @@ impl CostFunction {
         request_tokens.div_ceil(self.block_size_tokens)
     }
 
+    /// Blocks a request adds to a worker that already holds its first `overlap_blocks` blocks.
+    pub fn new_blocks(&self, request_tokens: usize, overlap_blocks: usize) -> usize {
+        self.request_blocks(request_tokens)
+            .saturating_sub(overlap_blocks)
+    }
+
     /// The cost terms of sending a `request_tokens`-token request to a worker that holds its
     /// first `overlap_blocks` blocks and carries `load`.
     pub fn terms(
@@ -61,7 +74,8 @@ impl CostFunction {
         let cached_tokens = (overlap_blocks * self.block_size_tokens).min(request_tokens);
         let new_tokens = (request_tokens - cached_tokens) as f64;
         let prefill_blocks = (new_tokens + load.prefill_tokens as f64) / block;
-        let decode_blocks = load.decode_blocks as f64 + self.request_blocks(request_tokens) as f64;
+        let decode_blocks =
+            load.decode_blocks as f64 + self.new_blocks(request_tokens, overlap_blocks) as f64;
         CostTerms {
             overlap_blocks,
             prefill_blocks,

@@ -267,11 +267,9 @@ impl KvRouter {
         let cost = &self.selector.cost;
         let cached_tokens =
             (decision.overlap_blocks * cost.block_size_tokens).min(decision.request_tokens);
-        // The blocks it adds to the worker: its prefix blocks the worker already holds are shared
-        // with the sequences (or the cache entries) that put them there, so they count once.
-        let new_blocks = cost
-            .request_blocks(decision.request_tokens)
-            .saturating_sub(decision.overlap_blocks);
+        // Its prefix blocks the worker already holds are shared with the sequences (or the cache
+        // entries) that put them there, so they count once (see `CostFunction`).
+        let new_blocks = cost.new_blocks(decision.request_tokens, decision.overlap_blocks);
         self.loads.add_request(
             &decision.request_id,
             decision.worker,

@@ -157,6 +157,21 @@ impl KvStorage {
         self.block_size_tokens * self.n_kv_heads * self.head_dim
     }
 
+    /// Layer `layer`'s whole K and V pools when the storage is f32 (rows addressed with
+    /// [`KvStorage::row_offset`]), for kernels that read rows in place; `None` for f16.
+    pub(crate) fn layer_f32(&self, layer: usize) -> Option<(&[f32], &[f32])> {
+        match (&self.k[layer], &self.v[layer]) {
+            (Pool::F32(k), Pool::F32(v)) => Some((k, v)),
+            _ => None,
+        }
+    }
+
+    /// Start of the row of `kv_head` at (`block`, `slot`) in a layer pool.
+    #[inline]
+    pub(crate) fn row_offset(&self, block: usize, slot: usize, kv_head: usize) -> usize {
+        self.offset(block, slot, kv_head)
+    }
+
     /// Start of the row of `kv_head` at (`block`, `slot`) in a layer pool.
     #[inline]
     fn offset(&self, block: usize, slot: usize, kv_head: usize) -> usize {

@@ -3,7 +3,9 @@
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rotor_model::ops::attention::{attention_chunk, attention_naive, AttnChunk, AttnGeometry};
+use rotor_model::ops::attention::{
+    attention_chunk, attention_chunk_with, attention_naive, AttnChunk, AttnGeometry, TileKernel,
+};
 use rotor_model::{KvDtype, KvStorage, LlamaConfig};
 
 fn config(n_layers: usize, n_heads: usize, n_kv_heads: usize, head_dim: usize) -> LlamaConfig {
@@ -102,12 +104,28 @@ fn single_position_attention_returns_that_positions_value() {
 }
 
 fn fast_vs_naive(dtype: KvDtype, n_heads: usize, n_kv: usize, start_pos: usize, n_new: usize) {
+    for kernel in [TileKernel::Best, TileKernel::Portable] {
+        fast_vs_naive_hd(kernel, 16, dtype, n_heads, n_kv, start_pos, n_new);
+    }
+}
+
+/// Both tile kernels against the naive reference: `head_dim` 16 and 64 (SmolLM2's) take the
+/// AVX2 tile where the CPU has it, 12 the portable one in any case.
+fn fast_vs_naive_hd(
+    kernel: TileKernel,
+    hd: usize,
+    dtype: KvDtype,
+    n_heads: usize,
+    n_kv: usize,
+    start_pos: usize,
+    n_new: usize,
+) {
     let mut rng = StdRng::seed_from_u64(42 + start_pos as u64);
-    let (hd, bs) = (16, 4);
+    let bs = 4;
     let cfg = config(2, n_heads, n_kv, hd);
     let geo: AttnGeometry = cfg.attn_geometry();
-    let block_table = [7u32, 2, 9, 0, 11, 5, 3, 1];
-    let mut kv = KvStorage::new(&cfg, 12, bs, dtype);
+    let block_table = [7u32, 2, 9, 0, 11, 5, 3, 1, 13, 15, 12, 4, 14, 6, 8, 10];
+    let mut kv = KvStorage::new(&cfg, 16, bs, dtype);
     let total = start_pos + n_new;
     for p in 0..total {
         let (k, v) = (random(&mut rng, n_kv * hd), random(&mut rng, n_kv * hd));
@@ -125,7 +143,7 @@ fn fast_vs_naive(dtype: KvDtype, n_heads: usize, n_kv: usize, start_pos: usize, 
         block_table: &block_table,
     };
     let mut fast = vec![0.0f32; q.len()];
-    attention_chunk(&geo, &kv, 1, &chunk, &mut fast);
+    attention_chunk_with(kernel, &geo, &kv, 1, &chunk, &mut fast);
     let qd = geo.q_dim();
     for t in 0..n_new {
         let mut naive = vec![0.0f32; qd];
@@ -135,7 +153,8 @@ fn fast_vs_naive(dtype: KvDtype, n_heads: usize, n_kv: usize, start_pos: usize, 
             let (a, b) = (fast[t * qd + i], naive[i]);
             assert!(
                 (a - b).abs() < 1e-5,
-                "{dtype:?} heads {n_heads}/{n_kv} start {start_pos} token {t} elem {i}: {a} vs {b}"
+                "{kernel:?} hd {hd} {dtype:?} heads {n_heads}/{n_kv} start {start_pos} token {t} \
+                 elem {i}: {a} vs {b}"
             );
         }
     }
@@ -150,5 +169,21 @@ fn tiled_attention_matches_naive_over_scrambled_blocks() {
         fast_vs_naive(dtype, 6, 2, 5, 9); // chunk after a prefix, crossing blocks
         fast_vs_naive(dtype, 4, 4, 3, 18); // plain multi-head
         fast_vs_naive(dtype, 4, 1, 2, 7); // multi-query
+    }
+}
+
+#[test]
+fn both_tile_kernels_match_naive_at_smollm2_head_size_and_an_odd_one() {
+    for kernel in [TileKernel::Best, TileKernel::Portable] {
+        for dtype in [KvDtype::F32, KvDtype::F16] {
+            // SmolLM2-135M's geometry: 9 query heads over 3 KV heads of 64.
+            fast_vs_naive_hd(kernel, 64, dtype, 9, 3, 0, 1);
+            fast_vs_naive_hd(kernel, 64, dtype, 9, 3, 0, 19); // prefill, odd length
+            fast_vs_naive_hd(kernel, 64, dtype, 9, 3, 37, 1); // decode after 37 cached
+            fast_vs_naive_hd(kernel, 64, dtype, 9, 3, 21, 30); // chunk after a prefix
+            fast_vs_naive_hd(kernel, 64, dtype, 9, 3, 62, 2); // up to the table's end
+            // A head size that is not a multiple of 8 (portable path on every CPU).
+            fast_vs_naive_hd(kernel, 12, dtype, 4, 2, 9, 6);
+        }
     }
 }

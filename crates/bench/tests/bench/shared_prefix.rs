@@ -115,6 +115,7 @@ fn rec(index: usize, outcome: Outcome, ttft: f64, cached: Option<u32>) -> Reques
         output_tokens: 2,
         expected_output_tokens: 2,
         cached_tokens: cached,
+        retries: 0,
     }
 }
 

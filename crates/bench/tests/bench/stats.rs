@@ -45,6 +45,7 @@ fn record(index: usize, outcome: Outcome, ttft: f64, gap: f64, tokens: u32) -> R
         output_tokens: if outcome == Outcome::Ok { tokens } else { 0 },
         expected_output_tokens: tokens,
         cached_tokens: (outcome == Outcome::Ok).then_some(25),
+        retries: 0,
     }
 }
 

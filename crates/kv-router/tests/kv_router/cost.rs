@@ -17,11 +17,14 @@ fn terms_follow_the_formula() {
         kv_overlap_weight: 1.5,
     };
     // 10 tokens = 3 blocks (one partial); 2 cached blocks leave 2 new tokens; 6 tokens pending.
+    // The 2 cached blocks are shared, so the request adds 1 block to the 5 in use.
     let t = cost.terms(10, 2, load(6, 5));
     assert_eq!(t.overlap_blocks, 2);
     assert_eq!(t.prefill_blocks, 2.0);
-    assert_eq!(t.decode_blocks, 8.0);
-    assert_eq!(t.logit, 11.0);
+    assert_eq!(t.decode_blocks, 6.0);
+    assert_eq!(t.logit, 9.0);
+    assert_eq!(cost.new_blocks(10, 2), 1);
+    assert_eq!(cost.new_blocks(10, 0), 3);
     assert_eq!(cost.request_blocks(10), 3);
     assert_eq!(cost.request_blocks(8), 2);
 }
@@ -37,9 +40,9 @@ fn no_overlap_and_no_load_costs_the_request_itself() {
         (t.prefill_blocks, t.decode_blocks, t.logit),
         (8.0, 8.0, 16.0)
     );
-    // Fully cached: no prefill left.
+    // Fully cached: no prefill left, and no block the worker does not already hold.
     let t = cost.terms(32, 8, load(0, 0));
-    assert_eq!((t.prefill_blocks, t.logit), (0.0, 8.0));
+    assert_eq!((t.prefill_blocks, t.decode_blocks, t.logit), (0.0, 0.0, 0.0));
 }
 
 #[test]
@@ -51,4 +54,18 @@ fn zero_weight_ignores_prefill() {
     let t = cost.terms(32, 0, load(400, 3));
     assert_eq!(t.prefill_blocks, 108.0);
     assert_eq!(t.logit, 11.0);
+}
+
+#[test]
+fn shared_prefix_blocks_do_not_count_as_load_where_they_live() {
+    // A conversation's 100-block prefix lives on worker A, which runs one of its requests
+    // (104 blocks in use). Worker B is idle. A 104-block request of the same conversation:
+    let cost = CostFunction {
+        block_size_tokens: 16,
+        kv_overlap_weight: 1.0,
+    };
+    let on_a = cost.terms(104 * 16, 100, load(0, 104));
+    let on_b = cost.terms(104 * 16, 0, load(0, 0));
+    // A: 4 prefill + (104 + 4) decode = 112; B: 104 prefill + 104 decode = 208.
+    assert_eq!((on_a.logit, on_b.logit), (112.0, 208.0));
 }

@@ -34,11 +34,11 @@ fn routes_to_the_cached_prefix_and_tracks_the_request() {
     r.apply_event(&stored(2, 0, None, &hashes(&a)[..6]))
         .unwrap();
 
-    // Worker 2: (32 − 24)/4 + 8 = 10; worker 1: 8 + 8 = 16.
+    // Worker 2: (32 − 24)/4 + (8 − 6) = 4; worker 1: 8 + 8 = 16.
     let routed = r.route("r1", &a, now).unwrap();
     assert_eq!(routed.selection.worker, 2);
     assert_eq!(routed.selection.terms.overlap_blocks, 6);
-    assert_eq!(routed.selection.terms.logit, 10.0);
+    assert_eq!(routed.selection.terms.logit, 4.0);
     assert_eq!(routed.decision.hashes, hashes(&a));
     assert_eq!(routed.decision.request_tokens, 32);
     let load = r.load_tracker().load(2);
@@ -194,11 +194,12 @@ fn replicas_agree_on_load_and_approximate_prefixes() {
     assert_eq!(second.load_tracker().load(w).prefill_tokens, 0);
 
     // The second replica now sends the same prompt where the first did:
-    // 2·0 + (5 + 5) = 10 there against 2·5 + 5 = 15 on the other worker.
+    // 2·0 + (5 + 0) = 5 there (its 5 blocks are already held) against 2·5 + 5 = 15 on the
+    // other worker.
     let again = second.route("r2", &a, t0).unwrap();
     assert_eq!(
         (again.selection.worker, again.selection.terms.logit),
-        (w, 10.0)
+        (w, 5.0)
     );
     let finished = wire(ReplicaSync::Finished {
         request_id: "r1".into(),

@@ -27,10 +27,10 @@ fn candidate(worker: u64, overlap_blocks: usize, decode_blocks: u64) -> Candidat
     }
 }
 
-/// 32 tokens (8 blocks). Worker 1 caches 6 blocks but runs 10 decode blocks; worker 2 caches
-/// nothing and runs 2.
+/// 32 tokens (8 blocks). Worker 1 caches 6 blocks but runs 16 decode blocks; worker 2 caches
+/// nothing and runs 2. On worker 1 the request adds 2 blocks, on worker 2 all 8.
 fn cache_vs_load() -> Vec<Candidate> {
-    vec![candidate(1, 6, 10), candidate(2, 0, 2)]
+    vec![candidate(1, 6, 16), candidate(2, 0, 2)]
 }
 
 #[test]
@@ -69,8 +69,8 @@ fn load_wins_when_weight_is_low_or_zero() {
 fn ties_go_to_the_least_loaded_then_the_lowest_id() {
     let mut rng = StdRng::seed_from_u64(0);
     let sel = selector(1.0, 0.0, TieBreak::LeastLoaded);
-    // 16 tokens: worker 5 = 4 + (2 + 4) = 10; worker 3 = 2 + (4 + 4) = 10. Worker 5 runs less.
-    let tied = [candidate(3, 2, 4), candidate(5, 0, 2)];
+    // 16 tokens: worker 5 = 4 + (2 + 4) = 10; worker 3 = 2 + (6 + 2) = 10. Worker 5 runs less.
+    let tied = [candidate(3, 2, 6), candidate(5, 0, 2)];
     assert_eq!(sel.select(16, &tied, &mut rng).unwrap().worker, 5);
     // Identical candidates: lowest id, whatever the order.
     let same = [candidate(9, 0, 1), candidate(4, 0, 1), candidate(7, 0, 1)];

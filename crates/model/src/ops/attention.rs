@@ -101,12 +101,34 @@ pub fn attention_chunk(
     chunk: &AttnChunk<'_>,
     out: &mut [f32],
 ) {
+    attention_chunk_with(TileKernel::Best, geo, kv, layer, chunk, out)
+}
+
+/// [`attention_chunk`] on a chosen tile implementation.
+pub fn attention_chunk_with(
+    kernel: TileKernel,
+    geo: &AttnGeometry,
+    kv: &KvStorage,
+    layer: usize,
+    chunk: &AttnChunk<'_>,
+    out: &mut [f32],
+) {
     assert_eq!(out.len(), chunk.q.len(), "attention output size");
     let n = chunk.n_tokens(geo);
     let shared = SharedMut::new(out);
     for kv_head in 0..geo.n_kv_heads {
+        let tile = Tile {
+            geo,
+            kv,
+            layer,
+            chunk,
+            kv_head,
+            tokens: 0..n,
+            out: shared,
+            out_row0: 0,
+        };
         // SAFETY: single-threaded; `out` is exclusively borrowed for this call.
-        unsafe { attention_tile(geo, kv, layer, chunk, kv_head, 0..n, shared, 0) };
+        unsafe { run_tile(kernel, &tile) };
     }
 }
 
@@ -114,16 +136,30 @@ thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    static FAST: RefCell<super::attention_avx2::FastScratch> = RefCell::default();
+}
+
+/// Which implementation [`attention_tile`] uses (tests compare them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TileKernel {
+    /// The fastest this CPU and head dimension allow.
+    Best,
+    /// The portable body (auto-vectorised with AVX2 when available).
+    Portable,
+}
+
 /// One attention task: tokens `tokens` of `chunk`, K/V head `kv_head` and its query heads.
-struct Tile<'a> {
-    geo: &'a AttnGeometry,
-    kv: &'a KvStorage,
-    layer: usize,
-    chunk: &'a AttnChunk<'a>,
-    kv_head: usize,
-    tokens: Range<usize>,
-    out: SharedMut<f32>,
-    out_row0: usize,
+pub(crate) struct Tile<'a> {
+    pub geo: &'a AttnGeometry,
+    pub kv: &'a KvStorage,
+    pub layer: usize,
+    pub chunk: &'a AttnChunk<'a>,
+    pub kv_head: usize,
+    pub tokens: Range<usize>,
+    pub out: SharedMut<f32>,
+    pub out_row0: usize,
 }
 
 /// Attention for tokens `tokens` of `chunk`, K/V head `kv_head` and its query heads. Results go to
@@ -152,15 +188,34 @@ pub(crate) unsafe fn attention_tile(
         out,
         out_row0,
     };
+    // SAFETY: the caller upholds the output contract.
+    unsafe { run_tile(TileKernel::Best, &tile) }
+}
+
+/// # Safety
+/// As for [`attention_tile`].
+unsafe fn run_tile(kernel: TileKernel, tile: &Tile<'_>) {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == TileKernel::Best
+        && crate::ops::has_avx2_fma()
+        && super::attention_avx2::supports(tile.geo.head_dim)
+    {
+        return FAST.with(|cell| {
+            // SAFETY: AVX2 and FMA were detected and the head dimension is supported; the
+            // caller upholds the output contract.
+            unsafe { super::attention_avx2::tile(tile, &mut cell.borrow_mut()) }
+        });
+    }
+    let _ = kernel;
     SCORES.with(|cell| {
         let scores = &mut *cell.borrow_mut();
         #[cfg(target_arch = "x86_64")]
         if crate::ops::has_avx2_fma() {
             // SAFETY: AVX2 and FMA were detected; the caller upholds the output contract.
-            return unsafe { tile_avx2(&tile, scores) };
+            return unsafe { tile_avx2(tile, scores) };
         }
         // SAFETY: the caller upholds the output contract.
-        unsafe { tile_body(&tile, scores) }
+        unsafe { tile_body(tile, scores) }
     })
 }
 

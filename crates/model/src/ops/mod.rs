@@ -5,6 +5,8 @@
 //! All row-wise ops work on one row; the forward pass spreads rows over the thread pool.
 
 pub mod attention;
+#[cfg(target_arch = "x86_64")]
+mod attention_avx2;
 mod vec;
 
 #[cfg(target_arch = "x86_64")]
