@@ -72,7 +72,13 @@ impl ServeArgs {
             engine: self.engine.validate(total_ram_bytes, cores)?,
             mocker: self.mocker.validate()?,
             // In one process every engine's KV events reach the router.
-            routing: self.routing.config(true)?,
+            routing: {
+                if self.routing.router_replica_sync {
+                    bail!("--router-replica-sync is for `rotor frontend` and `rotor router`: `rotor serve` is one router already");
+                }
+                self.routing
+                    .config(true, rotor_frontend::RouterMode::RoundRobin)?
+            },
         })
     }
 }
@@ -82,9 +88,10 @@ impl ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RoutingArgs {
     /// How requests are spread: round-robin, random, least-loaded or kv (KV-cache aware; without
-    /// a shared event plane it assumes routed prefixes stay cached for a while).
-    #[arg(long, default_value = "round-robin")]
-    pub router_mode: rotor_frontend::RouterMode,
+    /// a shared event plane it assumes routed prefixes stay cached for a while). Default:
+    /// round-robin (kv for `rotor router`).
+    #[arg(long)]
+    pub router_mode: Option<rotor_frontend::RouterMode>,
     /// Times a request may move to another worker after its worker died (0 disables migration).
     #[arg(long, default_value_t = 3)]
     pub migration_limit: u32,
@@ -94,13 +101,29 @@ pub struct RoutingArgs {
     /// kv mode: softmax temperature of the choice (0 picks the cheapest worker).
     #[arg(long, default_value_t = 0.0)]
     pub router_temperature: f64,
+    /// kv mode: share routing decisions with the other routers (frontends or `rotor router`
+    /// replicas) of the same workers over the event plane, so each counts the load the others
+    /// add. Needs `--events nats://…`.
+    #[arg(long)]
+    pub router_replica_sync: bool,
 }
 
 impl RoutingArgs {
-    /// The routing configuration; `kv_events` says whether workers' KV events reach the router.
-    pub fn config(&self, kv_events: bool) -> Result<rotor_frontend::RoutingConfig> {
+    /// The routing configuration; `kv_events` says whether workers' KV events reach the router,
+    /// `default_mode` is the mode when `--router-mode` is not given.
+    pub fn config(
+        &self,
+        kv_events: bool,
+        default_mode: rotor_frontend::RouterMode,
+    ) -> Result<rotor_frontend::RoutingConfig> {
+        if self.router_replica_sync && !kv_events {
+            bail!(
+                "--router-replica-sync needs a shared event plane: pass --events nats://HOST:PORT"
+            );
+        }
         Ok(rotor_frontend::RoutingConfig {
-            mode: self.router_mode,
+            mode: self.router_mode.unwrap_or(default_mode),
+            replica_sync: self.router_replica_sync,
             migration_limit: self.migration_limit,
             kv_overlap_weight: self.kv_overlap_weight,
             router_temperature: self.router_temperature,

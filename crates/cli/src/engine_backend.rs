@@ -4,8 +4,9 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use rotor_frontend::{Backend, OutputStream};
-use rotor_protocol::{GenerateRequest, WireError};
+use rotor_protocol::{GenerateRequest, KvSnapshot, WireError};
 use rotor_worker::{EngineWorker, WorkerEngine};
 
 /// Serves requests from an engine in this process.
@@ -22,5 +23,9 @@ impl EngineBackend {
 impl Backend for EngineBackend {
     fn generate(&self, req: GenerateRequest) -> Result<OutputStream, WireError> {
         self.worker.generate(req)
+    }
+
+    fn kv_snapshot(&self) -> Option<BoxFuture<'static, Result<KvSnapshot, WireError>>> {
+        self.worker.kv_snapshot()
     }
 }

@@ -65,7 +65,10 @@ impl FrontendArgs {
                 self.drain_timeout
             );
         }
-        let routing = self.routing.config(events != EventsConfig::InProcess)?;
+        let routing = self.routing.config(
+            events != EventsConfig::InProcess,
+            rotor_frontend::RouterMode::RoundRobin,
+        )?;
         Ok(FrontendCmdConfig {
             addr: SocketAddr::new(self.host, self.port),
             discovery,

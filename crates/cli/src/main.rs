@@ -5,6 +5,7 @@
 //! - `rotor bench`: drive any OpenAI-compatible server with synthetic load or a trace.
 //! - `rotor worker`: one engine served to frontends over the runtime.
 //! - `rotor frontend`: the HTTP server over workers found through discovery.
+//! - `rotor router`: the standalone KV-aware router between frontends and workers.
 //!
 //! The binary is the only place that reads the environment, installs signal handlers and owns the
 //! root cancellation token.
@@ -15,6 +16,7 @@ mod engine_metrics;
 mod frontend_cmd;
 mod mocker_fit_cmd;
 mod model_cache;
+mod router_cmd;
 mod serve;
 mod worker_cmd;
 
@@ -47,6 +49,8 @@ enum Command {
     Worker(worker_cmd::WorkerArgs),
     /// Run the OpenAI-compatible server over workers found through discovery.
     Frontend(frontend_cmd::FrontendArgs),
+    /// Route workers (KV-aware by default) as a service that frontends send requests through.
+    Router(router_cmd::RouterArgs),
     /// Time the native engine on this machine and fit the mocker's timing model to it.
     MockerFit(mocker_fit_cmd::MockerFitArgs),
 }
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
             Command::Bench(a) => rotor_bench::run(a, shutdown).await.map(|_| ()),
             Command::Worker(a) => worker_cmd::run(a, shutdown).await,
             Command::Frontend(a) => frontend_cmd::run(a, shutdown).await,
+            Command::Router(a) => router_cmd::run(a, shutdown).await,
             Command::MockerFit(a) => mocker_fit_cmd::run(a).await,
         }
     });

@@ -57,6 +57,10 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     ("rotor-frontend", &["rotor-engine", "rotor-model"]),
     (
+        "rotor-router",
+        &["rotor-engine", "rotor-model", "rotor-worker"],
+    ),
+    (
         "rotor-kv-cache",
         &[
             "rotor-engine",

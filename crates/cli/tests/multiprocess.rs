@@ -6,7 +6,7 @@ mod cluster;
 
 use std::time::{Duration, Instant};
 
-use cluster::{frontend, native_worker, post_json, stream_completion, worker, Frontend};
+use cluster::{frontend, native_worker, post_json, router, stream_completion, worker, Frontend};
 use rotor_testing::{EtcdGuard, NatsGuard};
 use serde_json::{json, Value};
 
@@ -345,4 +345,102 @@ fn kv_routing_over_nats_follows_the_prefix_and_survives_a_nats_restart() {
     std::thread::sleep(Duration::from_secs(3));
     shared_prefix_lands_on_its_worker(&f, &[&a, &b], "mountains");
     assert!(f.metric("rotor_frontend_kv_router_hit_rate", &[]) > 0.0);
+}
+
+/// Decisions per worker summed over several routers' /metrics.
+fn decisions_over(routers: &[&Frontend], workers: &[&cluster::Proc]) -> Vec<f64> {
+    let per_router: Vec<Vec<f64>> = routers.iter().map(|r| decisions(r, workers)).collect();
+    (0..workers.len())
+        .map(|i| per_router.iter().map(|d| d[i]).sum())
+        .collect()
+}
+
+/// Two `rotor router` replicas (kv, replica sync over NATS) between a frontend and two mocker
+/// workers: the frontend reaches the model through them, requests sharing a prefix land on the
+/// worker that holds it whichever router takes them, each router applies the other's decisions,
+/// and when one router stops the other carries on.
+#[test]
+fn standalone_routers_share_decisions_and_follow_the_prefix() {
+    let nats = NatsGuard::start().expect("nats-server starts");
+    let events = format!("nats://{}", nats.addr());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let discovery = format!("file:{}", dir.path().display());
+    let mocker = ["--engine", "mocker", "--mocker-speedup", "10"];
+    let a = worker("mocker-a", &discovery, &events, &mocker);
+    let b = worker("mocker-b", &discovery, &events, &mocker);
+    let mut r1 = router(&discovery, &events, &["--router-replica-sync"]);
+    let r2 = router(&discovery, &events, &["--router-replica-sync"]);
+    let f = frontend(&discovery, &events, &["--component", "router"]);
+    f.wait_models(
+        Duration::from_secs(30),
+        "the model through the routers",
+        |ids| ids.iter().any(|id| id == MODEL),
+    );
+    wait_routable(&f, 2);
+    for r in [&r1, &r2] {
+        wait_routable(r, 2);
+    }
+    let workers = [&a, &b];
+    let prefix = long_prefix("glaciers");
+    complete(&f, &format!("{prefix}Question zero?"));
+    let after_first = decisions_over(&[&r1, &r2], &workers);
+    let owner = (0..2)
+        .find(|&i| after_first[i] == 1.0)
+        .expect("one decision");
+    // Both routers must have the owner's KV events before the rest.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for r in [&r1, &r2] {
+        while r.metric("rotor_frontend_kv_router_events_applied_total", &[]) == 0.0 {
+            assert!(
+                Instant::now() < deadline,
+                "no KV event reached a router:\n{}",
+                r.metrics_text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    for q in 1..=4 {
+        let cached = complete(&f, &format!("{prefix}Question {q}?"));
+        assert!(
+            cached >= 256,
+            "request {q} reused only {cached} cached tokens"
+        );
+    }
+    let after = decisions_over(&[&r1, &r2], &workers);
+    assert_eq!(after[owner], 5.0, "every request on the owner: {after:?}");
+    assert_eq!(after[1 - owner], 0.0, "{after:?}");
+    // The frontend alternates routers, and each applied the other's decisions.
+    let routed_by = |r: &Frontend| decisions(r, &workers).iter().sum::<f64>();
+    let (by1, by2) = (routed_by(&r1), routed_by(&r2));
+    assert!(by1 >= 2.0 && by2 >= 2.0, "routers took {by1} and {by2}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (seen1, seen2) = (
+            r1.metric("rotor_frontend_kv_router_remote_decisions_total", &[]),
+            r2.metric("rotor_frontend_kv_router_remote_decisions_total", &[]),
+        );
+        if seen1 == by2 && seen2 == by1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica sync: router 1 saw {seen1} of {by2}, router 2 saw {seen2} of {by1}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Stopping one router deregisters its endpoint; the other serves everything.
+    let status = r1.proc.terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "router 1 stops cleanly: {status:?}"
+    );
+    wait_routable(&f, 1);
+    for q in 5..=6 {
+        let cached = complete(&f, &format!("{prefix}Question {q}?"));
+        assert!(
+            cached >= 256,
+            "after the stop, request {q} reused only {cached} tokens"
+        );
+    }
+    assert_eq!(decisions(&r2, &workers)[owner], by2 + 2.0);
 }

@@ -281,6 +281,18 @@ impl EngineCore {
         s.prefix_cache_evictions = cache.evictions;
         self.kv_events.publish(kv.drain_events());
     }
+
+    /// Every block hash the prefix cache holds (in use or cached-free, ascending) and the id of
+    /// the next KV event. Publishes pending pool events first, so every event before
+    /// `next_event_id` is in the ring and the snapshot is consistent with the stream.
+    pub fn kv_snapshot(&mut self) -> rotor_protocol::KvSnapshot {
+        let kv = self.scheduler.kv_blocks_mut();
+        self.kv_events.publish(kv.drain_events());
+        rotor_protocol::KvSnapshot {
+            block_hashes: kv.pool().cached_hashes(),
+            next_event_id: kv.pool().next_event_id(),
+        }
+    }
 }
 
 /// Empties `v` and hands its allocation back under another lifetime, so a per-step buffer of

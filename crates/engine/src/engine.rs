@@ -5,12 +5,14 @@
 //! When every handle is dropped the thread finishes the requests in flight, then exits; an
 //! explicit `shutdown` fails them with `EngineStopped` at once.
 
+use std::future::Future;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use rotor_protocol::{EngineOutput, ErrorKind, GenerateRequest, WireError};
+use rotor_protocol::{EngineOutput, ErrorKind, GenerateRequest, KvSnapshot, WireError};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::sync::oneshot;
 
 use crate::config::EngineConfig;
 use crate::core::EngineCore;
@@ -27,6 +29,7 @@ pub type OutputStream = UnboundedReceiver<Result<EngineOutput, WireError>>;
 enum Command {
     Submit(GenerateRequest, OutputSender),
     Cancel(String),
+    KvSnapshot(oneshot::Sender<KvSnapshot>),
     Shutdown,
 }
 
@@ -107,6 +110,23 @@ impl EngineHandle {
         reader
     }
 
+    /// A snapshot of the prefix cache, taken between two steps: every cached block hash and the
+    /// id of the next KV event, all earlier events already in the ring (so replaying events from
+    /// `next_event_id` on top of it stays exact). Fails with `EngineStopped` if the engine is
+    /// gone or stops before answering.
+    pub fn kv_snapshot(
+        &self,
+    ) -> impl Future<Output = Result<KvSnapshot, WireError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let sent = !self.shared.is_stopped() && self.inbox.send(Command::KvSnapshot(tx)).is_ok();
+        async move {
+            if !sent {
+                return Err(stopped_error());
+            }
+            rx.await.map_err(|_| stopped_error())
+        }
+    }
+
     /// The limits requests are validated against (vocabulary, context window).
     pub fn limits(&self) -> RequestLimits {
         self.limits
@@ -157,6 +177,10 @@ fn apply(core: &mut EngineCore, cmd: Command) -> Flow {
         }
         Command::Cancel(id) => {
             core.cancel(&id);
+        }
+        Command::KvSnapshot(tx) => {
+            // The caller may have given up; nothing to undo then.
+            let _ = tx.send(core.kv_snapshot());
         }
         Command::Shutdown => return Flow::Stop,
     }

@@ -6,7 +6,8 @@
 //!   FCFS admission, preemption by recompute; KV blocks come from [`KvBlocks`], a wrapper of
 //!   `rotor_kv_cache::BlockPool` that reuses cached prompt prefixes (`enable_prefix_caching`).
 //! - KV events (stored / removed / cleared) go to a bounded ring read through
-//!   [`KvEventReader`]s ([`EngineHandle::subscribe_kv_events`]) with gap detection.
+//!   [`KvEventReader`]s ([`EngineHandle::subscribe_kv_events`]) with gap detection;
+//!   [`EngineHandle::kv_snapshot`] gives the cached hashes and the next event id, for a resync.
 //! - [`Sampler`]: penalties → temperature → top-k → top-p → min-p → draw, seeded per request.
 //! - [`ModelRunner`]: the seam to the model. [`NativeRunner`] runs `rotor_model`'s Llama forward;
 //!   [`ScriptedRunner`] is a deterministic test double for this and other crates' tests;

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use rotor_protocol::{EngineOutput, GenerateRequest, ModelCard, WireError};
+use rotor_protocol::{EngineOutput, GenerateRequest, KvSnapshot, ModelCard, WireError};
 
 /// The outputs of one request, in order; the last `Ok` item carries a finish reason.
 pub type OutputStream = BoxStream<'static, Result<EngineOutput, WireError>>;
@@ -13,6 +14,13 @@ pub type OutputStream = BoxStream<'static, Result<EngineOutput, WireError>>;
 pub trait Backend: Send + Sync + 'static {
     /// Starts generation. Dropping the returned stream must cancel the request in the backend.
     fn generate(&self, req: GenerateRequest) -> Result<OutputStream, WireError>;
+
+    /// Fetches the worker's KV snapshot (every cached block hash and the id of its next KV
+    /// event), for resyncing a router's index after an event gap; `None` if this backend is not
+    /// one worker or keeps no KV cache index.
+    fn kv_snapshot(&self) -> Option<BoxFuture<'static, Result<KvSnapshot, WireError>>> {
+        None
+    }
 }
 
 /// A model as the frontend serves it: its card and the backend that runs it.

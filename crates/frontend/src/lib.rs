@@ -43,7 +43,7 @@ pub use error::{ApiError, FrontendError};
 pub use metrics::{Metrics, MetricsSource};
 pub use routes::OPENAPI_JSON;
 pub use routing::{
-    ModelWatcher, ModelWatcherConfig, RemoteWorker, RoutedBackend, RouterMode, RoutingConfig,
-    RoutingMetrics,
+    ModelSink, ModelWatcher, ModelWatcherConfig, RemoteWorker, ReplicaMessage, RoutedBackend,
+    RouterMode, RoutingConfig, RoutingMetrics, ROUTER_SYNC_TOPIC,
 };
 pub use server::{serve, Frontend};

@@ -115,6 +115,14 @@ impl BlockPool {
         self.cached.get(&hash).copied()
     }
 
+    /// The sequence hash of every cached block (held or free), ascending: the pool's side of a
+    /// KV snapshot.
+    pub fn cached_hashes(&self) -> Vec<SequenceHash> {
+        let mut hashes: Vec<SequenceHash> = self.cached.keys().copied().collect();
+        hashes.sort_unstable();
+        hashes
+    }
+
     /// Free blocks in eviction order (next handed out first).
     pub fn eviction_order(&self) -> Vec<BlockId> {
         self.free.iter().collect()

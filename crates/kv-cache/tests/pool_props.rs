@@ -206,9 +206,14 @@ impl Sim {
             }
         }
         prop_assert_eq!(cached.len(), pool.num_cached());
+        let pool_hashes = pool.cached_hashes();
         let events = self.pool.drain_events();
         self.apply_events(events)?;
         prop_assert_eq!(&self.replayed, &cached, "event replay vs cached set");
+        let mut snapshot: Vec<SequenceHash> = self.replayed.iter().copied().collect();
+        snapshot.sort_unstable();
+        prop_assert_eq!(pool_hashes, snapshot, "cached_hashes vs event replay");
+        prop_assert_eq!(self.pool.next_event_id(), self.next_event);
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 //! - [`kv`]: KV-cache events ([`KvEvent`]) that block pools emit and routers index.
 //! - [`openai`]: the OpenAI-compatible HTTP request and response bodies.
 //! - [`worker`]: the worker contract on the runtime planes — endpoint and topic names, the
-//!   generate call's encoding, [`WorkerLoad`] reports.
+//!   generate call's encoding, [`WorkerLoad`] reports, the [`KvSnapshot`] a router resyncs from.
 //!
 //! This crate depends on nothing of Rotor's: only serde and thiserror.
 
@@ -25,4 +25,4 @@ pub use engine::{EngineOutput, FinishReason, GenerateRequest, SamplingParams, St
 pub use error::{ErrorKind, WireError};
 pub use kv::{KvEvent, KvEventData, RouterEvent, StoredBlock, WorkerId};
 pub use token_ids::TokenIds;
-pub use worker::{LoadReport, WorkerLoad};
+pub use worker::{KvSnapshot, LoadReport, WorkerLoad};

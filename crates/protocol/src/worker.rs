@@ -7,6 +7,8 @@
 //! On the event plane it publishes [`KvEvent`](crate::KvEvent)s under [`KV_EVENTS_TOPIC`] (as
 //! [`RouterEvent`](crate::RouterEvent)s naming the worker) and [`LoadReport`]s under
 //! [`LOAD_TOPIC`], both on the subject `rotor.{namespace}.{component}.{topic}`.
+//! It also serves [`KV_SNAPSHOT_ENDPOINT`] (empty payload, one JSON [`KvSnapshot`] chunk): what a
+//! router fetches to rebuild its index of the worker after missing events.
 
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,8 @@ pub const DEFAULT_NAMESPACE: &str = "rotor";
 pub const DEFAULT_COMPONENT: &str = "backend";
 /// The request-plane endpoint that runs one [`GenerateRequest`].
 pub const GENERATE_ENDPOINT: &str = "generate";
+/// The request-plane endpoint that returns the worker's [`KvSnapshot`].
+pub const KV_SNAPSHOT_ENDPOINT: &str = "kv_snapshot";
 /// Event-plane topic of KV events.
 pub const KV_EVENTS_TOPIC: &str = "kv_events";
 /// Event-plane topic of load reports.
@@ -54,6 +58,29 @@ impl WorkerLoad {
 pub struct LoadReport {
     pub worker_id: WorkerId,
     pub load: WorkerLoad,
+}
+
+/// Every block hash a worker's prefix cache holds, as of a point in its KV event stream.
+///
+/// Applying the worker's events with ids `next_event_id..` on top of `block_hashes` gives its
+/// cache at any later point: the snapshot is consistent with the event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvSnapshot {
+    /// Sequence hashes of every block the pool holds under a hash (in use or cached-free),
+    /// ascending.
+    pub block_hashes: Vec<u64>,
+    /// The id the worker's next KV event will carry; every earlier event is already published.
+    pub next_event_id: u64,
+}
+
+/// Encodes a [`KV_SNAPSHOT_ENDPOINT`] response.
+pub fn encode_snapshot(snapshot: &KvSnapshot) -> Vec<u8> {
+    serde_json::to_vec(snapshot).expect("invariant: a KvSnapshot serializes")
+}
+
+/// Decodes a [`KV_SNAPSHOT_ENDPOINT`] response.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<KvSnapshot, serde_json::Error> {
+    serde_json::from_slice(bytes)
 }
 
 /// Encodes a generate call's payload.
@@ -100,6 +127,19 @@ mod tests {
         };
         assert_eq!(decode_output(&encode_output(&out)).unwrap(), out);
         assert!(decode_output(b"{\"token_ids\":").is_err());
+    }
+
+    #[test]
+    fn snapshot_round_trips() {
+        let snapshot = KvSnapshot {
+            block_hashes: vec![3, u64::MAX],
+            next_event_id: 42,
+        };
+        assert_eq!(
+            decode_snapshot(&encode_snapshot(&snapshot)).unwrap(),
+            snapshot
+        );
+        assert!(decode_snapshot(b"{\"block_hashes\":[1]}").is_err());
     }
 
     #[test]

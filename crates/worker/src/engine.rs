@@ -1,9 +1,10 @@
 //! [`WorkerEngine`]: what a worker hosts — anything that turns a `GenerateRequest` into a
 //! stream of outputs and can say how loaded it is.
 
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use rotor_engine::KvEventReader;
-use rotor_protocol::{EngineOutput, GenerateRequest, ModelCard, WireError, WorkerLoad};
+use rotor_protocol::{EngineOutput, GenerateRequest, KvSnapshot, ModelCard, WireError, WorkerLoad};
 
 /// Outputs of one request: token batches, the last with a finish reason, or one error that ends
 /// the stream. Dropping it before the end cancels the request's work.
@@ -25,6 +26,13 @@ pub trait WorkerEngine: Send + Sync {
 
     /// A reader of the engine's KV events from event 0, if it emits any.
     fn subscribe_kv_events(&self) -> Option<KvEventReader> {
+        None
+    }
+
+    /// A snapshot of the engine's prefix cache consistent with its KV event stream (every hash
+    /// it holds, and the id of its next event), for a router that missed events; `None` if the
+    /// engine emits no KV events.
+    fn kv_snapshot(&self) -> Option<BoxFuture<'static, Result<KvSnapshot, WireError>>> {
         None
     }
 

@@ -1,9 +1,10 @@
 //! [`EngineWorker`]: a [`WorkerEngine`] over a running `rotor_engine` engine (the native model
 //! runner, the scripted test double, or any other `ModelRunner`).
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use rotor_engine::{EngineHandle, KvEventReader};
-use rotor_protocol::{GenerateRequest, ModelCard, WireError, WorkerLoad};
+use rotor_protocol::{GenerateRequest, KvSnapshot, ModelCard, WireError, WorkerLoad};
 
 use crate::engine::{GenerateStream, WorkerEngine};
 
@@ -77,6 +78,10 @@ impl WorkerEngine for EngineWorker {
 
     fn subscribe_kv_events(&self) -> Option<KvEventReader> {
         Some(self.engine.subscribe_kv_events())
+    }
+
+    fn kv_snapshot(&self) -> Option<BoxFuture<'static, Result<KvSnapshot, WireError>>> {
+        Some(self.engine.kv_snapshot().boxed())
     }
 
     fn shutdown(&self) {

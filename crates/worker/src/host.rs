@@ -1,5 +1,6 @@
 //! [`WorkerHost`]: one engine served on the runtime — a request-plane endpoint, a registration
-//! with its model card in discovery, and KV events and load reports on the event plane.
+//! with its model card in discovery, and KV events and load reports on the event plane. The
+//! request plane also serves `kv_snapshot`, which routers call to resync after an event gap.
 //!
 //! Start order: bind the request plane and install the generate handler (so the address works
 //! before anyone learns it), start the publishers, then register the instance and put the card.
@@ -12,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rotor_protocol::worker::{
-    DEFAULT_COMPONENT, DEFAULT_NAMESPACE, GENERATE_ENDPOINT, KV_EVENTS_TOPIC, LOAD_TOPIC,
+    DEFAULT_COMPONENT, DEFAULT_NAMESPACE, GENERATE_ENDPOINT, KV_EVENTS_TOPIC, KV_SNAPSHOT_ENDPOINT,
+    LOAD_TOPIC,
 };
 use rotor_protocol::WorkerId;
 use rotor_runtime::event_plane::KvEventPublisher;
@@ -27,6 +29,7 @@ use crate::engine::WorkerEngine;
 use crate::error::Error;
 use crate::handler::GenerateHandler;
 use crate::publishers::{forward_kv_events, LoadReporter};
+use crate::snapshot_handler::KvSnapshotHandler;
 
 /// Where a worker serves and how it reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +101,10 @@ impl WorkerHost {
         server.register(
             GENERATE_ENDPOINT,
             Arc::new(GenerateHandler::new(Arc::clone(&engine))),
+        );
+        server.register(
+            KV_SNAPSHOT_ENDPOINT,
+            Arc::new(KvSnapshotHandler::new(Arc::clone(&engine))),
         );
 
         let mut instance = Instance::new(path, addr.to_string());

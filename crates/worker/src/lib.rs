@@ -2,8 +2,8 @@
 //! processes can use it.
 //!
 //! - [`WorkerEngine`]: the seam a worker hosts — `generate` (a stream of outputs; dropping it
-//!   cancels), `load`, optional KV events, `shutdown`. [`EngineWorker`] wraps any
-//!   `rotor_engine::EngineHandle` (the native runner, the scripted double, a mocker);
+//!   cancels), `load`, optional KV events and KV snapshots, `shutdown`. [`EngineWorker`] wraps
+//!   any `rotor_engine::EngineHandle` (the native runner, the scripted double, a mocker);
 //!   [`EchoEngine`] streams prompts back without model compute, for testing the distributed
 //!   path.
 //! - [`native::build`]: loads a GGUF model and starts the native engine with its [`ModelCard`]
@@ -11,7 +11,8 @@
 //!   metadata without loading weights. [`mocker::build`] starts the same engine over the
 //!   simulated runner (`--engine mocker`).
 //! - [`WorkerHost`]: serves an engine on the request plane (`{namespace}/{component}/generate`,
-//!   encoded as `rotor_protocol::worker` says), registers the instance and its model card in
+//!   encoded as `rotor_protocol::worker` says, and `kv_snapshot` through [`KvSnapshotHandler`],
+//!   for a router's resync after an event gap), registers the instance and its model card in
 //!   discovery, publishes KV events and [`LoadReport`]s on the event plane, and shuts down in
 //!   order (deregister → drain → stop publishers → stop the engine).
 //! - [`Error`]: the crate's one error enum.
@@ -31,6 +32,7 @@ mod host;
 pub mod mocker;
 pub mod native;
 mod publishers;
+mod snapshot_handler;
 
 pub use card::{GgufModel, ModelSpec};
 pub use echo::EchoEngine;
@@ -42,3 +44,4 @@ pub use host::{ShutdownReport, WorkerHost, WorkerHostConfig};
 pub use mocker::MockerEngineConfig;
 pub use native::{KvReport, NativeConfig, NativeEngine};
 pub use publishers::LOAD_HEARTBEAT;
+pub use snapshot_handler::KvSnapshotHandler;

@@ -1,6 +1,6 @@
 //! A worker hosted on the real runtime: a real request-plane server and client over loopback TCP,
 //! in-memory discovery and the in-process event plane. Engines: `EchoEngine`, and the real
-//! engine loop over `ScriptedRunner` (deterministic, no model).
+//! engine loop over `ScriptedRunner` (deterministic, no model) or `MockerRunner`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,14 +8,17 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use futures::StreamExt;
-use rotor_engine::{Engine, EngineConfig, EngineHandle, ScriptedRunner};
+use rotor_engine::{
+    Engine, EngineConfig, EngineHandle, MockerConfig, MockerRunner, MockerTiming, ScriptedRunner,
+};
 use rotor_protocol::worker::{
-    decode_output, encode_request, DEFAULT_COMPONENT, DEFAULT_NAMESPACE, GENERATE_ENDPOINT,
-    KV_EVENTS_TOPIC, LOAD_TOPIC,
+    decode_output, decode_snapshot, encode_request, DEFAULT_COMPONENT, DEFAULT_NAMESPACE,
+    GENERATE_ENDPOINT, KV_EVENTS_TOPIC, KV_SNAPSHOT_ENDPOINT, LOAD_TOPIC,
 };
 use rotor_protocol::{
-    EngineOutput, ErrorKind, FinishReason, GenerateRequest, KvEventData, LoadReport, ModelCard,
-    RouterEvent, SamplingDefaults, SamplingParams, StopConditions, TokenizerSpec, WireError,
+    EngineOutput, ErrorKind, FinishReason, GenerateRequest, KvEventData, KvSnapshot, LoadReport,
+    ModelCard, RouterEvent, SamplingDefaults, SamplingParams, StopConditions, TokenizerSpec,
+    WireError,
 };
 use rotor_runtime::event_plane::{subscribe_json, InProcessEventPlane};
 use rotor_runtime::{
@@ -63,6 +66,18 @@ fn scripted_engine(step_delay: Duration) -> Result<EngineHandle> {
     };
     let runner = ScriptedRunner::for_config(&cfg, VOCAB, 256).with_step_delay(step_delay);
     Ok(Engine::start(Box::new(runner), cfg)?)
+}
+
+/// The engine loop over the mocker (Dynamo's vLLM timings, sped up 100×).
+fn mocker_engine() -> Result<EngineHandle> {
+    let cfg = EngineConfig {
+        block_size_tokens: BLOCK_SIZE,
+        num_blocks: NUM_BLOCKS,
+        ..EngineConfig::default()
+    };
+    let mut mocker = MockerConfig::new(MockerTiming::DynamoVllm, &cfg, VOCAB, 256);
+    mocker.speedup = 100.0;
+    Ok(Engine::start(Box::new(MockerRunner::new(mocker)?), cfg)?)
 }
 
 fn request(id: &str, prompt: &[u32], max_tokens: u32) -> GenerateRequest {
@@ -409,5 +424,97 @@ fn echo_card_comes_from_the_gguf_without_loading_weights() -> Result<()> {
         .is_some_and(|t| t.contains("<|im_start|>")));
     assert_eq!(card.sampling_defaults.temperature, Some(0.2));
     assert_eq!(card.kv_block_size, None);
+    Ok(())
+}
+
+/// Calls the snapshot endpoint: the one decoded chunk, or the error that ended the call.
+async fn fetch_snapshot(client: &RequestPlaneClient) -> Result<Result<KvSnapshot, WireError>> {
+    let mut stream = client.call(KV_SNAPSHOT_ENDPOINT, Bytes::new()).await?;
+    let first = tokio::time::timeout(DEADLINE, stream.next())
+        .await
+        .context("snapshot call stalled")?
+        .context("snapshot call ended without a chunk")?;
+    let snapshot = match first {
+        Ok(chunk) => Ok(decode_snapshot(&chunk)?),
+        Err(error) => Err(error),
+    };
+    let rest = tokio::time::timeout(DEADLINE, stream.next()).await?;
+    assert!(rest.is_none(), "one chunk expected, then the end");
+    Ok(snapshot)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_snapshot_endpoint_returns_what_the_mocker_events_stored() -> Result<()> {
+    let cluster = Cluster::new().await?;
+    let kv_subject = EventSubject::new(DEFAULT_NAMESPACE, DEFAULT_COMPONENT, KV_EVENTS_TOPIC)?;
+    let mut kv_events = subscribe_json::<RouterEvent>(cluster.events.as_ref(), &kv_subject).await?;
+    let worker = EngineWorker::new(mocker_engine()?, card("mocker", Some(BLOCK_SIZE as u32)));
+    let host = cluster.host(Arc::new(worker)).await?;
+    let client = cluster.client().await?;
+
+    // Eight tokens = two full blocks each; the second prompt shares the first block.
+    let first: Vec<u32> = (10..18).collect();
+    let second: Vec<u32> = [&first[..4], &[40, 41, 42, 43]].concat();
+    for (id, prompt) in [("a", &first), ("b", &second)] {
+        let (outputs, error) = collect(call(&client, &request(id, prompt, 1)).await?).await?;
+        assert_eq!(error, None);
+        assert_eq!(
+            outputs.last().and_then(|o| o.finish_reason),
+            Some(FinishReason::Length)
+        );
+    }
+    let snapshot = fetch_snapshot(&client).await??;
+    let mut expected: Vec<u64> = rotor_tokens::sequence_hashes(&first, BLOCK_SIZE);
+    expected.extend(rotor_tokens::sequence_hashes(&second, BLOCK_SIZE));
+    expected.sort_unstable();
+    expected.dedup();
+    assert_eq!(expected.len(), 3);
+    assert_eq!(snapshot.block_hashes, expected);
+
+    // The event plane carries exactly the events before `next_event_id`, and they store the
+    // same blocks.
+    let mut replayed = std::collections::BTreeSet::new();
+    let mut next_id = 0;
+    while next_id < snapshot.next_event_id {
+        let event = tokio::time::timeout(DEADLINE, kv_events.next())
+            .await?
+            .context("KV event stream ended")??;
+        assert_eq!(event.event.event_id, next_id);
+        next_id += 1;
+        match event.event.data {
+            KvEventData::Stored { blocks, .. } => {
+                replayed.extend(blocks.iter().map(|b| b.block_hash));
+            }
+            KvEventData::Removed { block_hashes } => {
+                for h in block_hashes {
+                    replayed.remove(&h);
+                }
+            }
+            KvEventData::Cleared => replayed.clear(),
+        }
+    }
+    assert!(snapshot.next_event_id > 0);
+    assert_eq!(replayed.into_iter().collect::<Vec<_>>(), expected);
+    host.shutdown(DEADLINE).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_snapshot_of_an_engine_without_kv_events_is_a_clear_error() -> Result<()> {
+    let cluster = Cluster::new().await?;
+    let echo = EchoEngine::new(card("echo", None), Duration::ZERO);
+    let host = cluster.host(Arc::new(echo)).await?;
+    let client = cluster.client().await?;
+    let error = fetch_snapshot(&client)
+        .await?
+        .err()
+        .context("the echo engine has no snapshot")?;
+    assert_eq!(error.kind, ErrorKind::InvalidRequest);
+    assert!(
+        error.message.contains("no KV snapshot"),
+        "{}",
+        error.message
+    );
+    host.shutdown(DEADLINE).await?;
     Ok(())
 }

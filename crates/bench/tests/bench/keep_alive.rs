@@ -165,7 +165,11 @@ async fn requests_on_connections_the_server_closed_are_resent_once_and_counted()
     assert_eq!(s.retried, 3);
     let retries: Vec<u32> = report.records.iter().map(|r| r.retries).collect();
     assert_eq!(retries, vec![0, 1, 0, 1, 0, 1]);
-    assert_eq!(srv.requests.load(Ordering::SeqCst), 9, "6 answered + 3 dropped");
+    assert_eq!(
+        srv.requests.load(Ordering::SeqCst),
+        9,
+        "6 answered + 3 dropped"
+    );
     assert_eq!(srv.connections.load(Ordering::SeqCst), 6);
     assert!(report.to_string().contains("retried"), "{report}");
     let json = serde_json::to_value(&report).unwrap();
@@ -178,12 +182,21 @@ async fn a_stream_broken_after_the_response_began_is_an_error_and_not_resent() {
     let srv = start(Mode::BreakMidStream);
     let report = run(srv.addr, 2).await;
     let s = &report.summary;
-    assert_eq!((s.ok, s.errors, s.retried), (0, 2, 0), "{:?}", s.error_kinds);
+    assert_eq!(
+        (s.ok, s.errors, s.retried),
+        (0, 2, 0),
+        "{:?}",
+        s.error_kinds
+    );
     for r in &report.records {
         assert_eq!(r.outcome, Outcome::Error);
         assert_eq!(r.retries, 0);
         let err = r.error.as_deref().unwrap_or_default();
         assert!(err.starts_with("stream broken"), "{err}");
     }
-    assert_eq!(srv.requests.load(Ordering::SeqCst), 2, "each sent exactly once");
+    assert_eq!(
+        srv.requests.load(Ordering::SeqCst),
+        2,
+        "each sent exactly once"
+    );
 }

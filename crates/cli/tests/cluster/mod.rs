@@ -165,6 +165,25 @@ pub fn frontend(discovery: &str, events: &str, extra: &[&str]) -> Frontend {
     Frontend { proc, addr }
 }
 
+/// `rotor router` (the standalone router) with its HTTP port (/metrics, /health) on a free port.
+pub fn router(discovery: &str, events: &str, extra: &[&str]) -> Frontend {
+    let mut args: Vec<String> = vec![
+        "router".into(),
+        "--port".into(),
+        "0".into(),
+        "--discovery".into(),
+        discovery.into(),
+        "--events".into(),
+        events.into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let proc = Proc::spawn("router", &args, "on http://", "on http://");
+    let addr: SocketAddr = proc.addr.parse().expect("router address");
+    Frontend { proc, addr }
+}
+
+/// A Rotor process with an HTTP port: a frontend, or a router (which has only /metrics and
+/// /health).
 pub struct Frontend {
     pub proc: Proc,
     pub addr: SocketAddr,

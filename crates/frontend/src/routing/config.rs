@@ -80,6 +80,13 @@ pub struct RoutingConfig {
     /// Discovery normally removes a dead worker within its lease TTL; this keeps new requests
     /// off it until then.
     pub quarantine: Duration,
+    /// kv mode: share routing decisions with the other router replicas (frontends, `rotor
+    /// router` instances) of the same component over the event plane, so each counts the load
+    /// the others put on a worker (`--router-replica-sync`). Needs a shared event plane.
+    pub replica_sync: bool,
+    /// How long another replica's request counts as load when its end is never heard of (the
+    /// replica died or a message was lost).
+    pub replica_request_ttl: Duration,
     /// Seed of the random choices (random mode, kv sampling); `None` seeds from the OS.
     pub seed: Option<u64>,
 }
@@ -94,6 +101,8 @@ impl Default for RoutingConfig {
             kv_events: true,
             approx_ttl: Duration::from_secs(120),
             quarantine: Duration::from_secs(10),
+            replica_sync: false,
+            replica_request_ttl: Duration::from_secs(600),
             seed: None,
         }
     }
@@ -123,6 +132,16 @@ impl RoutingConfig {
         }
         if self.approx_ttl.is_zero() {
             return Err(invalid("approx_ttl", 0.0, "must be positive"));
+        }
+        if self.replica_request_ttl.is_zero() {
+            return Err(invalid("replica_request_ttl", 0.0, "must be positive"));
+        }
+        if self.replica_sync && !self.kv_events {
+            return Err(FrontendError::InvalidRoutingConfig {
+                field: "replica_sync",
+                value: "true".to_string(),
+                reason: "router replicas share decisions over the event plane: give one (nats://)",
+            });
         }
         Ok(self)
     }

@@ -9,7 +9,10 @@
 //! - kv mode: `rotor_frontend_kv_router_requested_blocks_total{model}`,
 //!   `rotor_frontend_kv_router_hit_blocks_total{model}` (blocks the chosen worker held),
 //!   `rotor_frontend_kv_router_hit_rate{model}`, `rotor_frontend_kv_router_events_applied_total{model}`,
-//!   `rotor_frontend_kv_router_event_gaps_total{model}`.
+//!   `rotor_frontend_kv_router_event_gaps_total{model}`, `rotor_frontend_kv_router_resyncs_total{model}`
+//!   (index rebuilt from a worker's snapshot after a gap),
+//!   `rotor_frontend_kv_router_remote_decisions_total{model}` (other replicas' decisions applied),
+//!   `rotor_frontend_kv_router_remote_requests{model}` (other replicas' requests counted now).
 //!
 //! Workers are labelled with their id as 16 hex digits (as discovery shows instance ids).
 
@@ -127,6 +130,21 @@ impl MetricsSource for RoutingMetrics {
             "counter",
             "KV event-id gaps detected.",
         );
+        let mut resyncs = Family::new(
+            "rotor_frontend_kv_router_resyncs_total",
+            "counter",
+            "Workers' index entries rebuilt from their KV snapshot after lost events.",
+        );
+        let mut remote = Family::new(
+            "rotor_frontend_kv_router_remote_decisions_total",
+            "counter",
+            "Routing decisions of other router replicas applied (replica sync).",
+        );
+        let mut remote_open = Family::new(
+            "rotor_frontend_kv_router_remote_requests",
+            "gauge",
+            "Other router replicas' requests counted as load now.",
+        );
         let mut sorted = backends;
         sorted.sort_by(|a, b| a.model.cmp(&b.model));
         for backend in &sorted {
@@ -146,6 +164,9 @@ impl MetricsSource for RoutingMetrics {
                 hit_rate.sample(&model, kv.hit_rate());
                 events.sample(&model, kv.events_applied);
                 gaps.sample(&model, kv.event_gaps);
+                remote.sample(&model, kv.remote_decisions);
+                resyncs.sample(&model, pool.resyncs());
+                remote_open.sample(&model, pool.remote_requests());
             }
         }
         for family in [
@@ -159,6 +180,9 @@ impl MetricsSource for RoutingMetrics {
             &hit_rate,
             &events,
             &gaps,
+            &resyncs,
+            &remote,
+            &remote_open,
         ] {
             family.render(out);
         }

@@ -8,18 +8,23 @@
 //! - [`ModelWatcher`]: follows discovery — models appear with their first worker and disappear
 //!   with their last — and feeds KV events and load reports from the event plane.
 //! - [`RoutingMetrics`]: decisions and in-flight requests per worker, migrations, kv hit figures.
-//! - [`RoutingConfig`]: the mode, `migration_limit`, `kv_overlap_weight`, `router_temperature`.
+//! - [`ReplicaMessage`]: what router replicas share over the event plane in kv mode
+//!   (`replica_sync`), so each weighs the load the others put on a worker.
+//! - [`RoutingConfig`]: the mode, `migration_limit`, `kv_overlap_weight`, `router_temperature`,
+//!   `replica_sync`.
 
 mod config;
 mod metrics;
 mod migration;
 mod pool;
 mod remote;
+mod replica;
 mod routed;
 mod watcher;
 
 pub use config::{RouterMode, RoutingConfig, FALLBACK_KV_BLOCK_SIZE};
 pub use metrics::RoutingMetrics;
 pub use remote::RemoteWorker;
+pub use replica::{ReplicaMessage, ROUTER_SYNC_TOPIC};
 pub use routed::RoutedBackend;
-pub use watcher::{ModelWatcher, ModelWatcherConfig};
+pub use watcher::{ModelSink, ModelWatcher, ModelWatcherConfig};

@@ -2,16 +2,18 @@
 //! choice of the next worker in each [`RouterMode`]. Plain synchronous state: its owner keeps it
 //! behind a mutex held only for a choice or an update, never across an await.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rotor_kv_router::{IndexMode, KvRouter, KvRouterConfig, RouterMetrics, TieBreak};
-use rotor_protocol::{RouterEvent, WorkerId, WorkerLoad};
+use rotor_kv_router::{IndexMode, KvRouter, KvRouterConfig, ReplicaSync, RouterMetrics, TieBreak};
+use rotor_protocol::{KvSnapshot, RouterEvent, WorkerId, WorkerLoad};
+use tokio::sync::mpsc::UnboundedSender;
 
 use super::config::{RouterMode, RoutingConfig, FALLBACK_KV_BLOCK_SIZE};
+use super::replica::ReplicaMessage;
 use crate::backend::Backend;
 use crate::error::FrontendError;
 
@@ -52,7 +54,34 @@ pub struct WorkerPool {
     kv: Option<KvRouter>,
     quarantine: Duration,
     next_tracking_id: u64,
+    model: String,
+    /// This router replica (random per pool); prefixes its tracking ids so replicas never clash.
+    replica_id: u64,
+    /// Where this replica's kv decisions go for the other replicas (replica sync on).
+    replica_out: Option<UnboundedSender<ReplicaMessage>>,
+    /// Other replicas' open requests, with when they were routed (expired after the TTL).
+    remote_requests: HashMap<String, Instant>,
+    replica_request_ttl: Duration,
+    last_remote_sweep: Option<Instant>,
+    /// Workers being resynchronised after an event gap.
+    resyncing: HashMap<WorkerId, Resync>,
+    /// Resyncs completed.
+    resyncs: u64,
 }
+
+/// Events of one worker kept while its snapshot is fetched; beyond that the resync starts over.
+const MAX_BUFFERED_EVENTS: usize = 65_536;
+
+/// A worker whose KV events had a gap, while its snapshot is on its way: its later events wait
+/// here, to be replayed on top of the snapshot (those it already covers are ignored as stale).
+#[derive(Default)]
+struct Resync {
+    buffered: Vec<RouterEvent>,
+    overflowed: bool,
+}
+
+/// How often, at most, other replicas' requests are checked for expiry.
+const REMOTE_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 impl WorkerPool {
     /// An empty pool for `model`; in kv mode its router hashes prompts at `kv_block_size`.
@@ -104,7 +133,88 @@ impl WorkerPool {
             kv,
             quarantine: config.quarantine,
             next_tracking_id: 0,
+            model: model.to_string(),
+            replica_id: rand::random(),
+            replica_out: None,
+            remote_requests: HashMap::new(),
+            replica_request_ttl: config.replica_request_ttl,
+            last_remote_sweep: None,
+            resyncing: HashMap::new(),
+            resyncs: 0,
         })
+    }
+
+    /// Publishes this pool's kv decisions and request ends to `out` as replica `replica`
+    /// (ignored outside kv mode).
+    pub fn enable_replica_sync(&mut self, replica: u64, out: UnboundedSender<ReplicaMessage>) {
+        if self.kv.is_some() {
+            self.replica_id = replica;
+            self.replica_out = Some(out);
+        }
+    }
+
+    fn publish(&self, sync: ReplicaSync) {
+        if let Some(out) = &self.replica_out {
+            // The receiver lives as long as the watcher; after it stops, nobody listens anyway.
+            let _ = out.send(ReplicaMessage {
+                replica: self.replica_id,
+                model: self.model.clone(),
+                sync,
+            });
+        }
+    }
+
+    /// Applies another replica's message (own messages and other modes are ignored).
+    pub fn apply_replica_message(&mut self, message: &ReplicaMessage, now: Instant) {
+        if message.replica == self.replica_id {
+            return;
+        }
+        let Some(kv) = &mut self.kv else {
+            return;
+        };
+        match &message.sync {
+            ReplicaSync::Routed(decision) => {
+                self.remote_requests
+                    .insert(decision.request_id.clone(), now);
+            }
+            ReplicaSync::Finished { request_id } => {
+                self.remote_requests.remove(request_id);
+            }
+            ReplicaSync::PrefillCompleted { .. } => {}
+        }
+        if let Err(error) = kv.apply_replica_sync(&message.sync, now) {
+            tracing::debug!(%error, replica = message.replica, "replica message not applied");
+        }
+    }
+
+    /// Forgets other replicas' requests whose end never arrived within the TTL.
+    fn expire_remote_requests(&mut self, now: Instant) {
+        if self
+            .last_remote_sweep
+            .is_some_and(|at| now.duration_since(at) < REMOTE_SWEEP_INTERVAL)
+        {
+            return;
+        }
+        self.last_remote_sweep = Some(now);
+        let ttl = self.replica_request_ttl;
+        let expired: Vec<String> = self
+            .remote_requests
+            .iter()
+            .filter(|(_, at)| now.duration_since(**at) >= ttl)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in expired {
+            self.remote_requests.remove(&id);
+            if let Some(kv) = &mut self.kv {
+                let _ = kv.mark_finished(&id);
+            }
+            tracing::debug!(request = %id, "another replica's request expired");
+        }
+    }
+
+    /// Other replicas' requests this pool counts now.
+    pub fn remote_requests(&self) -> usize {
+        self.remote_requests.len()
     }
 
     /// Adds `worker`, or replaces its backend (new address) and lifts any quarantine.
@@ -134,6 +244,7 @@ impl WorkerPool {
 
     /// Removes `worker`; attempts running on it end on their own. Returns whether it was there.
     pub fn remove_worker(&mut self, worker: WorkerId) -> bool {
+        self.resyncing.remove(&worker);
         if let Some(kv) = &mut self.kv {
             kv.remove_worker(worker);
         }
@@ -227,12 +338,20 @@ impl WorkerPool {
         eligible: &[WorkerId],
         now: Instant,
     ) -> (WorkerId, Option<String>) {
-        let tracking = format!("{request_id}#{}", self.next_tracking_id);
+        let tracking = format!(
+            "{:016x}/{request_id}#{}",
+            self.replica_id, self.next_tracking_id
+        );
         self.next_tracking_id += 1;
+        if !self.remote_requests.is_empty() {
+            self.expire_remote_requests(now);
+        }
         let kv = self.kv.as_mut().expect("invariant: kv mode has a router");
         match kv.route(&tracking, tokens, now) {
             Ok(routed) if eligible.contains(&routed.selection.worker) => {
-                (routed.selection.worker, Some(tracking))
+                let worker = routed.selection.worker;
+                self.publish(ReplicaSync::Routed(routed.decision));
+                (worker, Some(tracking))
             }
             Ok(_) => {
                 // The router's choice is excluded for this request (it failed here before).
@@ -250,7 +369,11 @@ impl WorkerPool {
     pub fn first_token(&mut self, tracking: &str) {
         if let Some(kv) = &mut self.kv {
             // Unknown when the worker was removed meanwhile; nothing to update then.
-            let _ = kv.mark_prefill_completed(tracking);
+            if kv.mark_prefill_completed(tracking).is_ok() {
+                self.publish(ReplicaSync::PrefillCompleted {
+                    request_id: tracking.to_string(),
+                });
+            }
         }
     }
 
@@ -261,6 +384,10 @@ impl WorkerPool {
         }
         if let (Some(kv), Some(tracking)) = (&mut self.kv, tracking) {
             let _ = kv.mark_finished(tracking);
+            // Published even when the worker left meanwhile: the others may still count it.
+            self.publish(ReplicaSync::Finished {
+                request_id: tracking.to_string(),
+            });
         }
     }
 
@@ -285,19 +412,89 @@ impl WorkerPool {
         }
     }
 
-    /// Feeds a worker's KV event to the kv router (ignored in other modes).
-    pub fn apply_kv_event(&mut self, event: &RouterEvent) {
-        let Some(kv) = &mut self.kv else {
-            return;
-        };
-        if !self.workers.contains_key(&event.worker_id) {
-            return;
+    /// Feeds a worker's KV event to the kv router (ignored in other modes). When the event
+    /// reveals a gap (events were lost), returns the worker's backend: the caller fetches its
+    /// snapshot and hands it to [`complete_resync`](Self::complete_resync) (or calls
+    /// [`abandon_resync`](Self::abandon_resync)); until then the worker's events are buffered.
+    pub fn apply_kv_event(&mut self, event: &RouterEvent) -> Option<Arc<dyn Backend>> {
+        let kv = self.kv.as_mut()?;
+        let worker = event.worker_id;
+        let slot = self.workers.get(&worker)?;
+        if let Some(resync) = self.resyncing.get_mut(&worker) {
+            if resync.buffered.len() < MAX_BUFFERED_EVENTS {
+                resync.buffered.push(event.clone());
+            } else {
+                resync.overflowed = true;
+            }
+            return None;
         }
         match kv.apply_event(event) {
-            Ok(()) => {}
-            Err(rotor_kv_router::Error::EventsInApproximateMode { .. }) => {}
-            Err(error) => tracing::debug!(%error, "kv event"),
+            Ok(()) => None,
+            Err(rotor_kv_router::Error::EventsInApproximateMode { .. }) => None,
+            Err(error @ rotor_kv_router::Error::Gap { .. }) => {
+                tracing::info!(%error, worker = format_args!("{worker:016x}"),
+                    "KV events were lost; fetching the worker's snapshot");
+                self.resyncing.insert(worker, Resync::default());
+                Some(Arc::clone(&slot.backend))
+            }
+            Err(error) => {
+                tracing::debug!(%error, "kv event");
+                None
+            }
         }
+    }
+
+    /// Replaces the worker's indexed blocks with `snapshot` and replays the events that came
+    /// meanwhile. Returns the backend again when those overflowed the buffer (fetch anew).
+    pub fn complete_resync(
+        &mut self,
+        worker: WorkerId,
+        snapshot: KvSnapshot,
+    ) -> Option<Arc<dyn Backend>> {
+        let resync = self.resyncing.remove(&worker)?;
+        let kv = self.kv.as_mut()?;
+        let backend = Arc::clone(&self.workers.get(&worker)?.backend);
+        if let Err(error) = kv.resync_worker(worker, snapshot.block_hashes, snapshot.next_event_id)
+        {
+            tracing::warn!(%error, "resync");
+            return None;
+        }
+        let mut gap = false;
+        for event in &resync.buffered {
+            match kv.apply_event(event) {
+                Err(rotor_kv_router::Error::Gap { .. }) => gap = true,
+                // Stale: the snapshot already covers it.
+                Ok(()) | Err(_) => {}
+            }
+        }
+        self.resyncs += 1;
+        tracing::info!(
+            worker = format_args!("{worker:016x}"),
+            replayed = resync.buffered.len(),
+            next_event_id = snapshot.next_event_id,
+            "KV index resynchronised"
+        );
+        if resync.overflowed || gap {
+            self.resyncing.insert(worker, Resync::default());
+            return Some(backend);
+        }
+        None
+    }
+
+    /// Gives up resynchronising `worker` (no snapshot to be had): the buffered events are
+    /// applied as they are and the index stays flagged for it.
+    pub fn abandon_resync(&mut self, worker: WorkerId) {
+        let (Some(resync), Some(kv)) = (self.resyncing.remove(&worker), self.kv.as_mut()) else {
+            return;
+        };
+        for event in &resync.buffered {
+            let _ = kv.apply_event(event);
+        }
+    }
+
+    /// Resyncs completed since the pool was made.
+    pub fn resyncs(&self) -> u64 {
+        self.resyncs
     }
 
     /// Records the load a worker reported.

@@ -1,11 +1,14 @@
 //! [`RemoteWorker`]: a [`Backend`] that runs requests on one worker instance over the request
-//! plane (`rotor_protocol::worker`'s generate call).
+//! plane (`rotor_protocol::worker`'s generate call, and its KV snapshot call).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use futures::StreamExt;
-use rotor_protocol::worker::{decode_output, encode_request, GENERATE_ENDPOINT};
-use rotor_protocol::{ErrorKind, GenerateRequest, WireError};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use rotor_protocol::worker::{
+    decode_output, decode_snapshot, encode_request, GENERATE_ENDPOINT, KV_SNAPSHOT_ENDPOINT,
+};
+use rotor_protocol::{ErrorKind, GenerateRequest, KvSnapshot, WireError};
 use rotor_runtime::{RequestPlaneClient, RequestPlaneConfig};
 
 use crate::backend::{Backend, OutputStream};
@@ -98,5 +101,35 @@ impl Backend for RemoteWorker {
             })
             .flatten();
         Ok(outputs.boxed())
+    }
+
+    fn kv_snapshot(&self) -> Option<BoxFuture<'static, Result<KvSnapshot, WireError>>> {
+        let inner = Arc::clone(&self.inner);
+        let fetch = async move {
+            let client = inner.client().await?;
+            let mut chunks = client
+                .call(KV_SNAPSHOT_ENDPOINT, Default::default())
+                .await
+                .map_err(|error| call_error(&inner.addr, error))?;
+            let chunk = chunks.next().await.ok_or_else(|| {
+                WireError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "worker at {}: the KV snapshot call returned nothing",
+                        inner.addr
+                    ),
+                )
+            })??;
+            decode_snapshot(&chunk).map_err(|error| {
+                WireError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "worker at {}: an undecodable KV snapshot: {error}",
+                        inner.addr
+                    ),
+                )
+            })
+        };
+        Some(fetch.boxed())
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rotor_protocol::{
     ErrorKind, GenerateRequest, LoadReport, ModelCard, RouterEvent, WireError, WorkerId,
@@ -12,6 +12,7 @@ use rotor_protocol::{
 use super::config::RoutingConfig;
 use super::migration::Migration;
 use super::pool::{Choice, WorkerPool};
+use super::replica::ReplicaMessage;
 use crate::backend::{Backend, OutputStream};
 use crate::error::FrontendError;
 
@@ -106,13 +107,55 @@ impl RoutedBackend {
     }
 
     /// Feeds a KV event to the kv router (ignored in other modes and for unknown workers).
+    /// After a gap in a worker's events, fetches its KV snapshot in the background and rebuilds
+    /// its part of the index from it (see [`WorkerPool::apply_kv_event`]).
     pub fn apply_kv_event(&self, event: &RouterEvent) {
-        self.inner.pool().apply_kv_event(event);
+        let fetch = self.inner.pool().apply_kv_event(event);
+        if let Some(backend) = fetch {
+            self.spawn_resync(event.worker_id, backend);
+        }
+    }
+
+    fn spawn_resync(&self, worker: WorkerId, backend: Arc<dyn Backend>) {
+        let inner = Arc::clone(&self.inner);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(resync(inner, worker, backend));
+            }
+            Err(_) => inner.pool().abandon_resync(worker),
+        }
+    }
+
+    /// Resyncs completed (index rebuilt from a worker's snapshot after lost events).
+    pub fn resyncs(&self) -> u64 {
+        self.inner.pool().resyncs()
     }
 
     /// Records a worker's load report (least-loaded tie-breaks, kv decode load).
     pub fn update_load(&self, report: &LoadReport) {
         self.inner.pool().update_load(report.worker_id, report.load);
+    }
+
+    /// Shares this backend's kv decisions with other router replicas through `out`, as replica
+    /// `replica` (kv mode only; see [`ReplicaMessage`]).
+    pub fn enable_replica_sync(
+        &self,
+        replica: u64,
+        out: tokio::sync::mpsc::UnboundedSender<ReplicaMessage>,
+    ) {
+        self.inner.pool().enable_replica_sync(replica, out);
+    }
+
+    /// Applies another router replica's message about this model.
+    pub fn apply_replica_message(&self, message: &ReplicaMessage) {
+        self.inner
+            .pool()
+            .apply_replica_message(message, Instant::now());
+    }
+
+    /// Other replicas' requests counted as load now.
+    pub fn remote_requests(&self) -> usize {
+        self.inner.pool().remote_requests()
     }
 
     /// Requests moved to another worker so far.
@@ -127,6 +170,49 @@ impl RoutedBackend {
 
     pub(crate) fn inner(&self) -> &Arc<RoutedInner> {
         &self.inner
+    }
+}
+
+/// Attempts at fetching one snapshot, and the first wait between them (doubled each time).
+const RESYNC_ATTEMPTS: u32 = 4;
+const RESYNC_RETRY: Duration = Duration::from_millis(100);
+
+/// Fetches `worker`'s KV snapshot and rebuilds its part of the index; retries a failed fetch a
+/// few times, then gives up (the index keeps what events said).
+async fn resync(inner: Arc<RoutedInner>, worker: WorkerId, mut backend: Arc<dyn Backend>) {
+    let mut attempt = 0;
+    let mut wait = RESYNC_RETRY;
+    loop {
+        let Some(fetch) = backend.kv_snapshot() else {
+            tracing::warn!(
+                worker = format_args!("{worker:016x}"),
+                "this worker cannot give a KV snapshot; its index entries stay as events left them"
+            );
+            inner.pool().abandon_resync(worker);
+            return;
+        };
+        match fetch.await {
+            Ok(snapshot) => match inner.pool().complete_resync(worker, snapshot) {
+                // Lost events again meanwhile: start over.
+                Some(again) => {
+                    backend = again;
+                    attempt = 0;
+                    wait = RESYNC_RETRY;
+                }
+                None => return,
+            },
+            Err(error) => {
+                attempt += 1;
+                if attempt >= RESYNC_ATTEMPTS {
+                    tracing::warn!(worker = format_args!("{worker:016x}"), %error,
+                        "fetching the KV snapshot failed; giving up");
+                    inner.pool().abandon_resync(worker);
+                    return;
+                }
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+        }
     }
 }
 

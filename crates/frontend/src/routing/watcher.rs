@@ -10,7 +10,9 @@
 //!
 //! With an event plane it also subscribes to the component's KV events (for the kv mode) and
 //! load reports (kv decode load, least-loaded tie-breaks), and hands each to the backend of the
-//! worker's model. Everything runs in one task; dropping the handle or
+//! worker's model. With `routing.replica_sync` it also publishes its kv decisions on the
+//! component's [`ROUTER_SYNC_TOPIC`] and applies other replicas' (see [`ReplicaMessage`]).
+//! Everything runs in one task (plus the replica publisher); dropping the handle or
 //! [`ModelWatcher::stop`] ends it.
 
 use std::collections::{HashMap, HashSet};
@@ -21,17 +23,19 @@ use futures::stream::BoxStream;
 use futures::StreamExt;
 use rotor_protocol::worker::{GENERATE_ENDPOINT, KV_EVENTS_TOPIC, LOAD_TOPIC};
 use rotor_protocol::{LoadReport, ModelCard, RouterEvent};
-use rotor_runtime::event_plane::subscribe_json;
+use rotor_runtime::event_plane::{publish_json, subscribe_json};
 use rotor_runtime::{
     Discovery, DiscoveryEvent, EndpointPath, EventPlane, EventSubject, Instance, InstanceId,
     InstanceWatch, RequestPlaneConfig,
 };
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::config::RoutingConfig;
 use super::metrics::RoutingMetrics;
 use super::remote::RemoteWorker;
+use super::replica::{ReplicaMessage, ROUTER_SYNC_TOPIC};
 use super::routed::RoutedBackend;
 use crate::backend::ServedModel;
 use crate::error::FrontendError;
@@ -60,10 +64,31 @@ impl Default for ModelWatcherConfig {
     }
 }
 
+/// Where a watcher's models go: the frontend's HTTP API, or a standalone router's endpoints.
+pub trait ModelSink: Send + Sync + 'static {
+    /// Starts serving a model. May block for a while (it builds the tokenizer); the watcher
+    /// calls it off the async threads.
+    fn add_model(&self, model: ServedModel) -> Result<(), FrontendError>;
+
+    /// Stops serving a model (its last worker left).
+    fn remove_model(&self, name: &str);
+}
+
+impl ModelSink for Frontend {
+    fn add_model(&self, model: ServedModel) -> Result<(), FrontendError> {
+        Frontend::add_model(self, model)
+    }
+
+    fn remove_model(&self, name: &str) {
+        Frontend::remove_model(self, name)
+    }
+}
+
 /// The running watcher. Dropping it stops the watch (models already served stay).
 pub struct ModelWatcher {
     cancel: CancellationToken,
     task: Option<JoinHandle<()>>,
+    publisher: Option<JoinHandle<()>>,
 }
 
 impl ModelWatcher {
@@ -76,6 +101,20 @@ impl ModelWatcher {
         events: Option<Arc<dyn EventPlane>>,
         config: ModelWatcherConfig,
     ) -> Result<Self, FrontendError> {
+        let metrics = Arc::new(RoutingMetrics::default());
+        frontend.metrics().add_source(metrics.clone());
+        Self::start_with_sink(Arc::new(frontend), metrics, discovery, events, config).await
+    }
+
+    /// Like [`start`](Self::start), handing models to `sink` and the routing figures to
+    /// `metrics` (which the caller renders).
+    pub async fn start_with_sink(
+        sink: Arc<dyn ModelSink>,
+        metrics: Arc<RoutingMetrics>,
+        discovery: Arc<dyn Discovery>,
+        events: Option<Arc<dyn EventPlane>>,
+        config: ModelWatcherConfig,
+    ) -> Result<Self, FrontendError> {
         let runtime = |op| move |source| FrontendError::Runtime { op, source };
         config.routing.clone().validate()?;
         let path = EndpointPath::new(&config.namespace, &config.component, GENERATE_ENDPOINT)
@@ -84,27 +123,47 @@ impl ModelWatcher {
             .watch(&path.into())
             .await
             .map_err(runtime("watching discovery"))?;
+        let subject = |topic| {
+            EventSubject::new(&config.namespace, &config.component, topic)
+                .map_err(runtime("event subject"))
+        };
         let (kv_events, loads) = match &events {
             Some(plane) => {
-                let subject =
-                    |topic| EventSubject::new(&config.namespace, &config.component, topic);
-                let kv_subject = subject(KV_EVENTS_TOPIC).map_err(runtime("event subject"))?;
-                let load_subject = subject(LOAD_TOPIC).map_err(runtime("event subject"))?;
-                let kv = subscribe_json::<RouterEvent>(plane.as_ref(), &kv_subject)
+                let kv = subscribe_json::<RouterEvent>(plane.as_ref(), &subject(KV_EVENTS_TOPIC)?)
                     .await
                     .map_err(runtime("subscribing to KV events"))?;
-                let loads = subscribe_json::<LoadReport>(plane.as_ref(), &load_subject)
+                let loads = subscribe_json::<LoadReport>(plane.as_ref(), &subject(LOAD_TOPIC)?)
                     .await
                     .map_err(runtime("subscribing to load reports"))?;
                 (Some(kv), Some(loads))
             }
             None => (None, None),
         };
-        let metrics = Arc::new(RoutingMetrics::default());
-        frontend.metrics().add_source(metrics.clone());
         let cancel = CancellationToken::new();
+        let (replica, replica_in, publisher) = match &events {
+            Some(plane) if config.routing.replica_sync => {
+                let sync_subject = subject(ROUTER_SYNC_TOPIC)?;
+                let incoming = subscribe_json::<ReplicaMessage>(plane.as_ref(), &sync_subject)
+                    .await
+                    .map_err(runtime("subscribing to router replica messages"))?;
+                let (out, outgoing) = mpsc::unbounded_channel();
+                let publisher = tokio::spawn(publish_replica_messages(
+                    Arc::clone(plane),
+                    sync_subject,
+                    outgoing,
+                    cancel.clone(),
+                ));
+                let replica: u64 = rand::random();
+                tracing::info!(
+                    replica = format_args!("{replica:016x}"),
+                    "router replica sync on"
+                );
+                (Some((replica, out)), Some(incoming), Some(publisher))
+            }
+            _ => (None, None, None),
+        };
         let state = WatcherState {
-            frontend,
+            sink,
             discovery,
             config,
             metrics,
@@ -113,11 +172,18 @@ impl ModelWatcher {
             joined: HashMap::new(),
             pending: HashMap::new(),
             card_retry: FIRST_CARD_RETRY,
+            replica,
         };
-        let task = tokio::spawn(state.run(watch, kv_events, loads, cancel.clone()));
+        let streams = Streams {
+            kv_events,
+            loads,
+            replica_in,
+        };
+        let task = tokio::spawn(state.run(watch, streams, cancel.clone()));
         Ok(Self {
             cancel,
             task: Some(task),
+            publisher,
         })
     }
 
@@ -126,6 +192,9 @@ impl ModelWatcher {
         self.cancel.cancel();
         if let Some(task) = self.task.take() {
             let _ = task.await;
+        }
+        if let Some(publisher) = self.publisher.take() {
+            let _ = publisher.await;
         }
     }
 }
@@ -138,8 +207,37 @@ impl Drop for ModelWatcher {
 
 type Events<T> = Option<BoxStream<'static, rotor_runtime::Result<T>>>;
 
+/// What the watcher task listens to besides discovery.
+struct Streams {
+    kv_events: Events<RouterEvent>,
+    loads: Events<LoadReport>,
+    replica_in: Events<ReplicaMessage>,
+}
+
+/// Publishes this replica's routing news until `stop` fires (then what is queued is dropped:
+/// the others expire those requests after their TTL).
+async fn publish_replica_messages(
+    plane: Arc<dyn EventPlane>,
+    subject: EventSubject,
+    mut outgoing: UnboundedReceiver<ReplicaMessage>,
+    stop: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = stop.cancelled() => return,
+            message = outgoing.recv() => match message {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        if let Err(error) = publish_json(plane.as_ref(), &subject, &message).await {
+            tracing::warn!(%error, "publishing a router replica message failed");
+        }
+    }
+}
+
 struct WatcherState {
-    frontend: Frontend,
+    sink: Arc<dyn ModelSink>,
     discovery: Arc<dyn Discovery>,
     config: ModelWatcherConfig,
     metrics: Arc<RoutingMetrics>,
@@ -152,6 +250,8 @@ struct WatcherState {
     /// Instances whose card has not been read yet.
     pending: HashMap<InstanceId, Instance>,
     card_retry: Duration,
+    /// This replica's id and the publisher's queue (replica sync on).
+    replica: Option<(u64, UnboundedSender<ReplicaMessage>)>,
 }
 
 /// The next item of an optional stream; never ready when there is none.
@@ -163,13 +263,12 @@ async fn next_of<T>(stream: &mut Events<T>) -> Option<rotor_runtime::Result<T>> 
 }
 
 impl WatcherState {
-    async fn run(
-        mut self,
-        mut watch: InstanceWatch,
-        mut kv_events: Events<RouterEvent>,
-        mut loads: Events<LoadReport>,
-        cancel: CancellationToken,
-    ) {
+    async fn run(mut self, mut watch: InstanceWatch, streams: Streams, cancel: CancellationToken) {
+        let Streams {
+            mut kv_events,
+            mut loads,
+            mut replica_in,
+        } = streams;
         loop {
             let retry = self.card_retry;
             tokio::select! {
@@ -196,6 +295,15 @@ impl WatcherState {
                     }
                     Some(Err(error)) => tracing::warn!(%error, "ignoring a load report"),
                     None => loads = None,
+                },
+                message = next_of(&mut replica_in) => match message {
+                    Some(Ok(message)) => {
+                        if let Some(backend) = self.models.get(&message.model) {
+                            backend.apply_replica_message(&message);
+                        }
+                    }
+                    Some(Err(error)) => tracing::warn!(%error, "ignoring a router replica message"),
+                    None => replica_in = None,
                 },
                 _ = tokio::time::sleep(retry), if !self.pending.is_empty() => {
                     self.card_retry = (self.card_retry * 2).min(MAX_CARD_RETRY);
@@ -236,7 +344,7 @@ impl WatcherState {
         backend.remove_worker(id.0);
         tracing::info!(%model, instance = %id, "worker left");
         if backend.is_empty() && self.served.remove(&model) {
-            self.frontend.remove_model(&model);
+            self.sink.remove_model(&model);
             tracing::info!(%model, "model no longer served: its last worker left");
         }
     }
@@ -270,6 +378,9 @@ impl WatcherState {
             Some(backend) => backend.clone(),
             None => match RoutedBackend::for_card(&card, &self.config.routing) {
                 Ok(backend) => {
+                    if let Some((replica, out)) = &self.replica {
+                        backend.enable_replica_sync(*replica, out.clone());
+                    }
                     self.metrics.add(&backend);
                     self.models.insert(model.clone(), backend.clone());
                     backend
@@ -288,12 +399,12 @@ impl WatcherState {
             return;
         }
         // Building the tokenizer from the card takes a while: keep it off the async threads.
-        let frontend = self.frontend.clone();
+        let sink = Arc::clone(&self.sink);
         let served = ServedModel {
             card,
             backend: Arc::new(backend.clone()),
         };
-        let added = tokio::task::spawn_blocking(move || frontend.add_model(served)).await;
+        let added = tokio::task::spawn_blocking(move || sink.add_model(served)).await;
         match added {
             Ok(Ok(())) => {
                 self.served.insert(model.clone());

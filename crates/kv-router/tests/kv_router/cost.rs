@@ -42,7 +42,10 @@ fn no_overlap_and_no_load_costs_the_request_itself() {
     );
     // Fully cached: no prefill left, and no block the worker does not already hold.
     let t = cost.terms(32, 8, load(0, 0));
-    assert_eq!((t.prefill_blocks, t.decode_blocks, t.logit), (0.0, 0.0, 0.0));
+    assert_eq!(
+        (t.prefill_blocks, t.decode_blocks, t.logit),
+        (0.0, 0.0, 0.0)
+    );
 }
 
 #[test]
