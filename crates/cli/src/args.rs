@@ -336,6 +336,19 @@ pub fn parse_memory(text: &str, total_ram_bytes: Option<u64>) -> Result<u64> {
     Ok(bytes)
 }
 
+/// The event plane a process shares with others, connected: `None` for `mem` (an in-process
+/// plane would be empty: the workers run in other processes).
+pub async fn connect_shared_events(
+    config: &rotor_runtime::EventsConfig,
+) -> Result<Option<std::sync::Arc<dyn rotor_runtime::EventPlane>>> {
+    match config {
+        rotor_runtime::EventsConfig::InProcess => Ok(None),
+        remote => Ok(Some(remote.connect().await.with_context(|| {
+            format!("connecting to the event plane {remote}")
+        })?)),
+    }
+}
+
 /// Total RAM from /proc/meminfo (Linux), if readable.
 pub fn total_ram_bytes() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;

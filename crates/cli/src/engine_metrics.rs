@@ -66,14 +66,26 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
     (
         "rotor_kv_cache_prefix_queries_tokens_total",
         "counter",
-        "Prompt tokens looked up in the prefix cache.",
+        "Prompt tokens looked up in the prefix cache at a request's first admission.",
         |s| s.prefix_cache_queries_tokens as f64,
     ),
     (
         "rotor_kv_cache_prefix_hit_tokens_total",
         "counter",
-        "Prompt tokens served from the prefix cache.",
+        "Of those, prompt tokens served from the prefix cache.",
         |s| s.prefix_cache_hit_tokens as f64,
+    ),
+    (
+        "rotor_kv_cache_recompute_queries_tokens_total",
+        "counter",
+        "Tokens looked up again when a preempted request is re-admitted to be recomputed.",
+        |s| s.prefix_cache_recompute_queries_tokens as f64,
+    ),
+    (
+        "rotor_kv_cache_recompute_hit_tokens_total",
+        "counter",
+        "Of those, tokens served from the prefix cache (mostly the request's own blocks).",
+        |s| s.prefix_cache_recompute_hit_tokens as f64,
     ),
     (
         "rotor_kv_cache_evictions_total",

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use rotor_frontend::{Frontend, FrontendConfig, ModelWatcher, ModelWatcherConfig};
 use rotor_protocol::worker::{DEFAULT_COMPONENT, DEFAULT_NAMESPACE};
-use rotor_runtime::{DiscoveryConfig, EventPlane, EventsConfig, RequestPlaneConfig};
+use rotor_runtime::{DiscoveryConfig, EventsConfig, RequestPlaneConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::RoutingArgs;
@@ -91,16 +91,7 @@ pub async fn run(args: FrontendArgs, shutdown: CancellationToken) -> Result<()> 
         .connect()
         .await
         .with_context(|| format!("connecting to discovery {}", args.discovery))?;
-    // An in-process event plane would be empty here: workers run in other processes.
-    let events: Option<Arc<dyn EventPlane>> = match &cfg.events {
-        EventsConfig::InProcess => None,
-        remote => Some(
-            remote
-                .connect()
-                .await
-                .with_context(|| format!("connecting to the event plane {remote}"))?,
-        ),
-    };
+    let events = crate::args::connect_shared_events(&cfg.events).await?;
     let frontend = Frontend::new(FrontendConfig::default());
     let watcher = ModelWatcher::start(
         frontend.clone(),

@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use rotor_frontend::{ModelWatcherConfig, RouterMode};
 use rotor_protocol::worker::{DEFAULT_COMPONENT, DEFAULT_NAMESPACE};
 use rotor_router::{RouterService, RouterServiceConfig, DEFAULT_ROUTER_COMPONENT};
-use rotor_runtime::{DiscoveryConfig, EventPlane, EventsConfig, RequestPlaneConfig};
+use rotor_runtime::{DiscoveryConfig, EventsConfig, RequestPlaneConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::RoutingArgs;
@@ -105,15 +105,7 @@ pub async fn run(args: RouterArgs, shutdown: CancellationToken) -> Result<()> {
         .connect()
         .await
         .with_context(|| format!("connecting to discovery {}", args.discovery))?;
-    let events: Option<Arc<dyn EventPlane>> = match &cfg.events {
-        EventsConfig::InProcess => None,
-        remote => Some(
-            remote
-                .connect()
-                .await
-                .with_context(|| format!("connecting to the event plane {remote}"))?,
-        ),
-    };
+    let events = crate::args::connect_shared_events(&cfg.events).await?;
     let listener = tokio::net::TcpListener::bind(cfg.http)
         .await
         .with_context(|| format!("binding {}", cfg.http))?;

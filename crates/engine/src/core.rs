@@ -160,14 +160,15 @@ impl EngineCore {
     }
 
     /// Runs one step: drops abandoned requests, schedules, runs the model, samples and sends.
-    /// Returns false if there was nothing to run.
+    /// Returns false if there was nothing to do: no chunk to run and no abandoned request to
+    /// drop (so `has_work()` before a step that returns false means the engine is stuck).
     pub fn step(&mut self) -> bool {
-        self.scheduler.remove_abandoned();
+        let dropped = self.scheduler.remove_abandoned();
         self.scheduler.schedule(&mut self.plan);
         self.fill_report();
         if self.plan.chunks.is_empty() {
             self.refresh_stats();
-            return false;
+            return dropped > 0;
         }
         let result = {
             let mut chunks = reuse_empty(std::mem::take(&mut self.chunk_buf));
@@ -278,6 +279,8 @@ impl EngineCore {
         let cache = kv.stats();
         s.prefix_cache_queries_tokens = cache.queries_tokens;
         s.prefix_cache_hit_tokens = cache.hit_tokens;
+        s.prefix_cache_recompute_queries_tokens = cache.recompute_queries_tokens;
+        s.prefix_cache_recompute_hit_tokens = cache.recompute_hit_tokens;
         s.prefix_cache_evictions = cache.evictions;
         self.kv_events.publish(kv.drain_events());
     }

@@ -96,7 +96,12 @@ impl KvBlocks {
     pub(crate) fn admit(&mut self, seq: &mut Sequence, admission: Admission) {
         let bs = self.block_size();
         if self.prefix_caching {
-            seq.block_table = self.pool.lookup(&seq.block_hashes, seq.tokens.len());
+            seq.block_table = if seq.recomputing {
+                self.pool
+                    .lookup_for_recompute(&seq.block_hashes, seq.tokens.len())
+            } else {
+                self.pool.lookup(&seq.block_hashes, seq.tokens.len())
+            };
         }
         debug_assert_eq!(seq.block_table.len(), admission.cached_blocks);
         let fresh = self
@@ -106,7 +111,7 @@ impl KvBlocks {
         seq.block_table.extend(fresh);
         seq.num_cached_blocks = admission.cached_blocks;
         seq.num_computed = admission.cached_blocks * bs;
-        if !seq.has_sent_first() {
+        if !seq.recomputing {
             seq.cached_prompt_tokens = seq.num_computed.min(seq.prompt_len);
         }
     }

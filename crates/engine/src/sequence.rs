@@ -33,6 +33,9 @@ pub struct Sequence {
     /// Prompt tokens served from the prefix cache at the admission that produced the first
     /// output (reported on that output).
     pub cached_prompt_tokens: usize,
+    /// Preempted at least once: its next admissions recompute it (prefix-cache figures and
+    /// `cached_prompt_tokens` keep what its first admission found).
+    pub recomputing: bool,
     pub sampling: SamplingParams,
     pub stop: StopConditions,
     /// Total length (prompt + generated) at which generation ends with `Length`: the smaller of
@@ -63,6 +66,7 @@ impl Sequence {
             local_hashes: Vec::new(),
             num_cached_blocks: 0,
             cached_prompt_tokens: 0,
+            recomputing: false,
             sampling: req.sampling,
             stop: req.stop,
             max_total_len,
@@ -163,5 +167,6 @@ impl Sequence {
         debug_assert!(self.block_table.is_empty());
         self.num_computed = 0;
         self.num_cached_blocks = 0;
+        self.recomputing = true;
     }
 }

@@ -16,11 +16,15 @@ pub struct EngineStats {
     /// Tokens sampled and sent.
     pub tokens_generated: u64,
     pub preemptions: u64,
-    /// Prompt tokens looked up in the prefix cache at admission (re-admissions after preemption
-    /// included; zero with prefix caching off).
+    /// Prompt tokens looked up in the prefix cache at a request's first admission (zero with
+    /// prefix caching off).
     pub prefix_cache_queries_tokens: u64,
     /// Of those, tokens served from cached blocks instead of being computed.
     pub prefix_cache_hit_tokens: u64,
+    /// Tokens looked up again when a preempted request is re-admitted to be recomputed.
+    pub prefix_cache_recompute_queries_tokens: u64,
+    /// Of those, tokens served from cached blocks (mostly the request's own).
+    pub prefix_cache_recompute_hit_tokens: u64,
     /// Cached blocks evicted to make room.
     pub prefix_cache_evictions: u64,
     /// The engine thread has exited (or is exiting) and accepts no more requests.
@@ -40,6 +44,8 @@ pub(crate) struct StatsCell {
     preemptions: AtomicU64,
     prefix_cache_queries_tokens: AtomicU64,
     prefix_cache_hit_tokens: AtomicU64,
+    prefix_cache_recompute_queries_tokens: AtomicU64,
+    prefix_cache_recompute_hit_tokens: AtomicU64,
     prefix_cache_evictions: AtomicU64,
     stopped: AtomicBool,
 }
@@ -58,6 +64,10 @@ impl StatsCell {
             .store(s.prefix_cache_queries_tokens, r);
         self.prefix_cache_hit_tokens
             .store(s.prefix_cache_hit_tokens, r);
+        self.prefix_cache_recompute_queries_tokens
+            .store(s.prefix_cache_recompute_queries_tokens, r);
+        self.prefix_cache_recompute_hit_tokens
+            .store(s.prefix_cache_recompute_hit_tokens, r);
         self.prefix_cache_evictions
             .store(s.prefix_cache_evictions, r);
         self.preemptions.store(s.preemptions, Ordering::Release);
@@ -77,6 +87,10 @@ impl StatsCell {
             preemptions,
             prefix_cache_queries_tokens: self.prefix_cache_queries_tokens.load(r),
             prefix_cache_hit_tokens: self.prefix_cache_hit_tokens.load(r),
+            prefix_cache_recompute_queries_tokens: self
+                .prefix_cache_recompute_queries_tokens
+                .load(r),
+            prefix_cache_recompute_hit_tokens: self.prefix_cache_recompute_hit_tokens.load(r),
             prefix_cache_evictions: self.prefix_cache_evictions.load(r),
             stopped: self.is_stopped(),
         }

@@ -9,14 +9,12 @@ use rotor_frontend::{
     Backend, Frontend, FrontendConfig, RoutedBackend, RouterMode, RoutingConfig, RoutingMetrics,
     ServedModel,
 };
-use rotor_protocol::{
-    ErrorKind, KvEvent, KvEventData, LoadReport, RouterEvent, StoredBlock, WorkerLoad,
-};
+use rotor_protocol::{ErrorKind, LoadReport, WorkerLoad};
 use serde_json::json;
 
 use routing_support::{
     completion_text, decode, drain, expected_tokens, metric, request, smollm2_card, sse_payloads,
-    token_at, FakeWorker, Faults, HttpServer, RoutingLog, MODEL,
+    stored_event, token_at, FakeWorker, Faults, HttpServer, RoutingLog, MODEL,
 };
 
 fn config(mode: RouterMode) -> RoutingConfig {
@@ -105,25 +103,7 @@ async fn kv_mode_routes_a_shared_prefix_to_the_worker_that_stored_it() {
     metrics.add(&routed);
     // Worker 2 cached the first three 4-token blocks of this prompt.
     let prefix: Vec<u32> = (100..112).collect();
-    let hashes = rotor_tokens::sequence_hashes(&prefix, 4);
-    let locals = rotor_tokens::local_block_hashes(&prefix, 4);
-    routed.apply_kv_event(&RouterEvent {
-        worker_id: 2,
-        event: KvEvent {
-            event_id: 0,
-            data: KvEventData::Stored {
-                parent_hash: None,
-                blocks: hashes
-                    .iter()
-                    .zip(&locals)
-                    .map(|(hash, local)| StoredBlock {
-                        block_hash: *hash,
-                        tokens_hash: *local,
-                    })
-                    .collect(),
-            },
-        },
-    });
+    routed.apply_kv_event(&stored_event(2, 0, &prefix, 4));
     let mut shared = prefix.clone();
     shared.extend([7, 8, 9, 10, 11]);
     run(&routed, "shared", shared).await;

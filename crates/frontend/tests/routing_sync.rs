@@ -12,12 +12,12 @@ use futures::FutureExt;
 use rotor_frontend::{
     Backend, OutputStream, ReplicaMessage, RoutedBackend, RouterMode, RoutingConfig, RoutingMetrics,
 };
-use rotor_protocol::{
-    GenerateRequest, KvEvent, KvEventData, KvSnapshot, RouterEvent, StoredBlock, WireError,
-};
+use rotor_protocol::{GenerateRequest, KvSnapshot, RouterEvent, WireError};
 use tokio::sync::{mpsc, oneshot};
 
-use routing_support::{drain, metric, request, smollm2_card, FakeWorker, RoutingLog, MODEL};
+use routing_support::{
+    drain, metric, request, smollm2_card, stored_event, FakeWorker, RoutingLog, MODEL,
+};
 
 const BLOCK: usize = 4;
 
@@ -35,25 +35,7 @@ fn prefix(start: u32) -> Vec<u32> {
 }
 
 fn stored(worker: u64, event_id: u64, tokens: &[u32]) -> RouterEvent {
-    let hashes = rotor_tokens::sequence_hashes(tokens, BLOCK);
-    let locals = rotor_tokens::local_block_hashes(tokens, BLOCK);
-    RouterEvent {
-        worker_id: worker,
-        event: KvEvent {
-            event_id,
-            data: KvEventData::Stored {
-                parent_hash: None,
-                blocks: hashes
-                    .iter()
-                    .zip(&locals)
-                    .map(|(hash, local)| StoredBlock {
-                        block_hash: *hash,
-                        tokens_hash: *local,
-                    })
-                    .collect(),
-            },
-        },
-    }
+    stored_event(worker, event_id, tokens, BLOCK)
 }
 
 /// A fake worker whose snapshot is handed over once the test sends it.

@@ -38,6 +38,11 @@ pub struct PrefixCacheStats {
     pub queries_tokens: u64,
     /// Of those, tokens served from cached blocks.
     pub hit_tokens: u64,
+    /// Tokens looked up again for sequences recomputed after preemption
+    /// (`lookup_for_recompute`): kept apart, since those mostly find the sequence's own blocks.
+    pub recompute_queries_tokens: u64,
+    /// Of those, tokens served from cached blocks.
+    pub recompute_hit_tokens: u64,
     /// Cached blocks evicted to be reused.
     pub evictions: u64,
 }
@@ -164,13 +169,31 @@ impl BlockPool {
     /// block gains a holder and leaves the free queue. Counts `num_tokens` queried and the
     /// returned blocks' tokens as hits.
     pub fn lookup(&mut self, hashes: &[SequenceHash], num_tokens: usize) -> Vec<BlockId> {
+        let blocks = self.take_cached_prefix(hashes, num_tokens);
+        self.stats.queries_tokens += num_tokens as u64;
+        self.stats.hit_tokens += (blocks.len() * self.block_size_tokens) as u64;
+        blocks
+    }
+
+    /// [`lookup`](Self::lookup) for a sequence being recomputed after preemption; counted in
+    /// the `recompute_*` figures, so the prefix-cache hit rate stays that of first admissions.
+    pub fn lookup_for_recompute(
+        &mut self,
+        hashes: &[SequenceHash],
+        num_tokens: usize,
+    ) -> Vec<BlockId> {
+        let blocks = self.take_cached_prefix(hashes, num_tokens);
+        self.stats.recompute_queries_tokens += num_tokens as u64;
+        self.stats.recompute_hit_tokens += (blocks.len() * self.block_size_tokens) as u64;
+        blocks
+    }
+
+    fn take_cached_prefix(&mut self, hashes: &[SequenceHash], num_tokens: usize) -> Vec<BlockId> {
         let blocks = self.find_cached_prefix(hashes, num_tokens);
         for &b in &blocks {
             self.free.remove(b);
             self.ref_counts[b as usize] += 1;
         }
-        self.stats.queries_tokens += num_tokens as u64;
-        self.stats.hit_tokens += (blocks.len() * self.block_size_tokens) as u64;
         blocks
     }
 

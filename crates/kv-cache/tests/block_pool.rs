@@ -90,7 +90,8 @@ fn two_sequences_share_a_cached_prefix_with_exact_ref_counts() {
         PrefixCacheStats {
             queries_tokens: 10 + 13,
             hit_tokens: 8,
-            evictions: 0
+            evictions: 0,
+            ..PrefixCacheStats::default()
         }
     );
     assert_eq!(commit(&mut pool, &b, &tb, 2), vec![true]);
@@ -195,7 +196,8 @@ fn a_fully_cached_prompt_still_computes_its_last_block() {
         PrefixCacheStats {
             queries_tokens: 16,
             hit_tokens: 4,
-            evictions: 0
+            evictions: 0,
+            ..PrefixCacheStats::default()
         }
     );
 }
@@ -343,4 +345,24 @@ fn misuse_is_refused_and_changes_nothing() {
     pool.free(&t).expect("held");
     assert_eq!(pool.free(&t), Err(Error::NotHeld { block: 0 }));
     assert_eq!(pool.num_free(), 10);
+}
+
+#[test]
+fn lookups_for_recompute_are_counted_apart() {
+    let mut pool = BlockPool::new(4, BS);
+    let p: Vec<u32> = (1..=2 * BS as u32).collect();
+    let h = sequence_hashes(&p, BS);
+    let (t, _) = admit(&mut pool, &p);
+    assert_eq!(commit(&mut pool, &p, &t, 0), vec![true, true]);
+    pool.free(&t).unwrap();
+    // Recomputed as prompt + 1 generated token: both full blocks come back from the cache.
+    let again = pool.lookup_for_recompute(&h, p.len() + 1);
+    assert_eq!(again, t);
+    let s = pool.stats();
+    let n = p.len() as u64;
+    assert_eq!((s.queries_tokens, s.hit_tokens), (n, 0));
+    assert_eq!(
+        (s.recompute_queries_tokens, s.recompute_hit_tokens),
+        (n + 1, n)
+    );
 }

@@ -1,56 +1,20 @@
 //! [`ModelEndpoint`]: one routed model served as an instance of the router's component: a
 //! request-plane server whose generate handler runs requests through the model's
-//! `RoutedBackend`, registered in discovery with the workers' model card.
+//! `RoutedBackend` (dropping a response stream, when the caller goes away, cancels the request on
+//! its worker), registered in discovery with the workers' model card.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::StreamExt;
-use rotor_frontend::{Backend, ServedModel};
-use rotor_protocol::worker::{decode_request, encode_output, GENERATE_ENDPOINT};
-use rotor_protocol::{ErrorKind, WireError};
-use rotor_runtime::request_plane::ResponseChunks;
+use rotor_frontend::ServedModel;
+use rotor_protocol::worker::GENERATE_ENDPOINT;
+use rotor_runtime::request_plane::GenerateHandler;
 use rotor_runtime::{
-    Discovery, EndpointPath, Instance, Registration, RequestContext, RequestPlaneConfig,
-    RequestPlaneServer, StreamHandler,
+    Discovery, EndpointPath, Instance, Registration, RequestPlaneConfig, RequestPlaneServer,
 };
 
 use crate::error::Error;
-
-/// Runs generate calls through a routed backend.
-struct RoutedGenerate {
-    backend: Arc<dyn Backend>,
-}
-
-fn fail(error: WireError) -> ResponseChunks {
-    futures::stream::once(async move { Err(error) }).boxed()
-}
-
-impl StreamHandler for RoutedGenerate {
-    fn handle(&self, request: Bytes, ctx: RequestContext) -> ResponseChunks {
-        let req = match decode_request(&request) {
-            Ok(req) => req,
-            Err(error) => {
-                return fail(WireError::new(
-                    ErrorKind::InvalidRequest,
-                    format!("the generate payload is not a GenerateRequest: {error}"),
-                ))
-            }
-        };
-        tracing::debug!(request = %req.id, peer = %ctx.peer, "route");
-        let outputs = match self.backend.generate(req) {
-            Ok(outputs) => outputs,
-            Err(error) => return fail(error),
-        };
-        // Dropping the stream (the caller went away) cancels the request on its worker.
-        outputs
-            .take_until(ctx.cancel.cancelled_owned())
-            .map(|item| item.map(|out| Bytes::from(encode_output(&out))))
-            .boxed()
-    }
-}
 
 /// Where a model endpoint registers and listens.
 #[derive(Debug, Clone)]
@@ -79,11 +43,10 @@ impl ModelEndpoint {
         let (server, addr) = RequestPlaneServer::bind(config.bind, config.request_plane)
             .await
             .map_err(Error::runtime("binding the request plane"))?;
+        let backend = Arc::clone(&model.backend);
         server.register(
             GENERATE_ENDPOINT,
-            Arc::new(RoutedGenerate {
-                backend: Arc::clone(&model.backend),
-            }),
+            Arc::new(GenerateHandler::new(move |req| backend.generate(req))),
         );
         let mut instance = Instance::new(path, addr.to_string());
         instance.metadata = serde_json::json!({ "model": model.card.name, "role": "router" });

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::engine::WorkerEngine;
 use crate::error::Error;
-use crate::handler::GenerateHandler;
+use crate::handler::generate_handler;
 use crate::publishers::{forward_kv_events, LoadReporter};
 use crate::snapshot_handler::KvSnapshotHandler;
 
@@ -98,10 +98,7 @@ impl WorkerHost {
         let (server, addr) = RequestPlaneServer::bind(config.bind, config.request_plane)
             .await
             .map_err(Error::runtime("binding the request plane"))?;
-        server.register(
-            GENERATE_ENDPOINT,
-            Arc::new(GenerateHandler::new(Arc::clone(&engine))),
-        );
+        server.register(GENERATE_ENDPOINT, generate_handler(Arc::clone(&engine)));
         server.register(
             KV_SNAPSHOT_ENDPOINT,
             Arc::new(KvSnapshotHandler::new(Arc::clone(&engine))),

@@ -39,7 +39,7 @@ pub use echo::EchoEngine;
 pub use engine::{GenerateStream, WorkerEngine};
 pub use engine_worker::EngineWorker;
 pub use error::Error;
-pub use handler::GenerateHandler;
+pub use handler::generate_handler;
 pub use host::{ShutdownReport, WorkerHost, WorkerHostConfig};
 pub use mocker::MockerEngineConfig;
 pub use native::{KvReport, NativeConfig, NativeEngine};

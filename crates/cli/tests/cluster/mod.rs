@@ -150,25 +150,18 @@ pub fn native_worker(tag: &str, discovery: &str, events: &str) -> Proc {
 
 /// `rotor frontend` on a free port.
 pub fn frontend(discovery: &str, events: &str, extra: &[&str]) -> Frontend {
-    let mut args: Vec<String> = vec![
-        "frontend".into(),
-        "--port".into(),
-        "0".into(),
-        "--discovery".into(),
-        discovery.into(),
-        "--events".into(),
-        events.into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let proc = Proc::spawn("frontend", &args, "on http://", "on http://");
-    let addr: SocketAddr = proc.addr.parse().expect("frontend address");
-    Frontend { proc, addr }
+    http_process("frontend", discovery, events, extra)
 }
 
 /// `rotor router` (the standalone router) with its HTTP port (/metrics, /health) on a free port.
 pub fn router(discovery: &str, events: &str, extra: &[&str]) -> Frontend {
+    http_process("router", discovery, events, extra)
+}
+
+/// `rotor SUBCOMMAND --port 0 …`, ready once it prints its `http://` address.
+fn http_process(subcommand: &str, discovery: &str, events: &str, extra: &[&str]) -> Frontend {
     let mut args: Vec<String> = vec![
-        "router".into(),
+        subcommand.into(),
         "--port".into(),
         "0".into(),
         "--discovery".into(),
@@ -177,8 +170,8 @@ pub fn router(discovery: &str, events: &str, extra: &[&str]) -> Frontend {
         events.into(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    let proc = Proc::spawn("router", &args, "on http://", "on http://");
-    let addr: SocketAddr = proc.addr.parse().expect("router address");
+    let proc = Proc::spawn(subcommand, &args, "on http://", "on http://");
+    let addr: SocketAddr = proc.addr.parse().expect("HTTP address");
     Frontend { proc, addr }
 }
 

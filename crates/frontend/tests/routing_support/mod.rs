@@ -12,7 +12,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use rotor_frontend::{serve, Backend, Frontend, OutputStream};
 use rotor_protocol::{
-    EngineOutput, ErrorKind, FinishReason, GenerateRequest, ModelCard, WireError,
+    EngineOutput, ErrorKind, FinishReason, GenerateRequest, KvEvent, KvEventData, ModelCard,
+    RouterEvent, StoredBlock, WireError,
 };
 
 pub const MODEL: &str = "smollm2";
@@ -341,4 +342,27 @@ pub fn completion_text(chunks: &[serde_json::Value]) -> String {
 pub fn metric(body: &str, series: &str) -> Option<f64> {
     body.lines()
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// A `Stored` event of `worker` for the full `block`-token blocks of `tokens`.
+pub fn stored_event(worker: u64, event_id: u64, tokens: &[u32], block: usize) -> RouterEvent {
+    let hashes = rotor_tokens::sequence_hashes(tokens, block);
+    let locals = rotor_tokens::local_block_hashes(tokens, block);
+    RouterEvent {
+        worker_id: worker,
+        event: KvEvent {
+            event_id,
+            data: KvEventData::Stored {
+                parent_hash: None,
+                blocks: hashes
+                    .iter()
+                    .zip(&locals)
+                    .map(|(hash, local)| StoredBlock {
+                        block_hash: *hash,
+                        tokens_hash: *local,
+                    })
+                    .collect(),
+            },
+        },
+    }
 }

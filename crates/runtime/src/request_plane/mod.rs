@@ -4,6 +4,8 @@
 //! - [`RequestPlaneServer`] binds a listener and runs registered [`StreamHandler`]s, one per
 //!   endpoint name; [`RequestPlaneServer::shutdown`] drains in-flight requests within a grace
 //!   period, then cancels the rest.
+//! - [`GenerateHandler`] serves the generate call (JSON `GenerateRequest` in, JSON outputs out)
+//!   over whatever starts a request: a worker's engine, a router's routed backend.
 //! - [`RequestPlaneClient`] keeps one multiplexed connection per peer (re-opened on the next
 //!   call after it dies); [`RequestPlaneClient::call`] returns a [`ResponseStream`]. Dropping the
 //!   stream cancels the remote work. If the peer dies mid-stream, every open stream yields a
@@ -24,6 +26,7 @@ pub mod frame;
 
 mod client;
 mod client_conn;
+mod generate;
 mod handler;
 mod response;
 mod server;
@@ -31,6 +34,7 @@ mod server_conn;
 
 pub use client::RequestPlaneClient;
 pub use frame::{Frame, StreamId};
+pub use generate::{GenerateHandler, GenerateOutputs};
 pub use handler::{RequestContext, ResponseChunks, StreamHandler};
 pub use response::ResponseStream;
 pub use server::{DrainReport, RequestPlaneServer};
