@@ -141,6 +141,11 @@ impl KvRouter {
         let selection = self
             .selector
             .select(request_tokens, &candidates, &mut self.rng)?;
+        let best_overlap = candidates
+            .iter()
+            .map(|c| c.overlap_blocks)
+            .max()
+            .unwrap_or(0);
         let decision = RoutingDecision {
             request_id: request_id.to_owned(),
             worker: selection.worker,
@@ -157,6 +162,7 @@ impl KvRouter {
             .or_default() += 1;
         self.metrics.requested_blocks += decision.hashes.len() as u64;
         self.metrics.hit_blocks += decision.overlap_blocks as u64;
+        self.metrics.best_overlap_blocks += best_overlap as u64;
         Ok(RoutedRequest {
             selection,
             decision,

@@ -115,6 +115,11 @@ impl MetricsSource for RoutingMetrics {
             "counter",
             "Of those, blocks the chosen worker already held.",
         );
+        let mut best = Family::new(
+            "rotor_frontend_kv_router_best_overlap_blocks_total",
+            "counter",
+            "Of the requested blocks, those the best-placed worker held (the hits routing for load gave up = this - hit_blocks).",
+        );
         let mut hit_rate = Family::new(
             "rotor_frontend_kv_router_hit_rate",
             "gauge",
@@ -161,6 +166,7 @@ impl MetricsSource for RoutingMetrics {
             if let Some(kv) = pool.kv_metrics() {
                 requested.sample(&model, kv.requested_blocks);
                 hits.sample(&model, kv.hit_blocks);
+                best.sample(&model, kv.best_overlap_blocks);
                 hit_rate.sample(&model, kv.hit_rate());
                 events.sample(&model, kv.events_applied);
                 gaps.sample(&model, kv.event_gaps);
@@ -177,6 +183,7 @@ impl MetricsSource for RoutingMetrics {
             &failures,
             &requested,
             &hits,
+            &best,
             &hit_rate,
             &events,
             &gaps,

@@ -55,6 +55,8 @@ fn routes_to_the_cached_prefix_and_tracks_the_request() {
 
     let m = r.metrics();
     assert_eq!((m.decisions, m.requested_blocks, m.hit_blocks), (2, 11, 6));
+    // The chosen worker was the best-placed one both times.
+    assert_eq!(m.best_overlap_blocks, 6);
     assert_eq!(m.decisions_by_worker.get(&2), Some(&1));
     assert_eq!(m.decisions_by_worker.get(&1), Some(&1));
     assert_eq!(m.hit_rate(), 6.0 / 11.0);
@@ -207,4 +209,27 @@ fn replicas_agree_on_load_and_approximate_prefixes() {
     second.apply_replica_sync(&finished, t0).unwrap();
     assert_eq!(second.load_tracker().worker_of("r1"), None);
     assert_eq!(second.load_tracker().active_requests(), 1);
+}
+
+#[test]
+fn cache_given_up_for_load_is_counted() {
+    let now = Instant::now();
+    let mut r = router(0.0, IndexMode::Events);
+    let a = prompt(0, 8);
+    r.apply_event(&stored(2, 0, None, &hashes(&a)[..6]))
+        .unwrap();
+    // Worker 2 holds 6 of the 8 blocks but is busy; weight 0 routes by load alone.
+    r.update_worker_load(
+        2,
+        WorkerLoad {
+            active_blocks: 100,
+            total_blocks: 1000,
+            waiting: 0,
+            running: 3,
+        },
+    );
+    let routed = r.route("r1", &a, now).unwrap();
+    assert_eq!(routed.selection.worker, 1);
+    let m = r.metrics();
+    assert_eq!((m.hit_blocks, m.best_overlap_blocks), (0, 6));
 }
