@@ -461,10 +461,9 @@ impl WorkerPool {
         }
         let mut gap = false;
         for event in &resync.buffered {
-            match kv.apply_event(event) {
-                Err(rotor_kv_router::Error::Gap { .. }) => gap = true,
-                // Stale: the snapshot already covers it.
-                Ok(()) | Err(_) => {}
+            // Stale events (the snapshot already covers them) are refused and skipped.
+            if let Err(rotor_kv_router::Error::Gap { .. }) = kv.apply_event(event) {
+                gap = true;
             }
         }
         self.resyncs += 1;
