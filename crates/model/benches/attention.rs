@@ -1,7 +1,8 @@
 //! Attention over the paged KV cache: the AVX2 tile (`Best`) against the portable tile in the
 //! same run, on SmolLM2-135M's geometry (9 query heads over 3 KV heads of 64), f32 and f16 KV,
 //! blocks of 16 in a scrambled order. Cases: one decode token after 255 cached positions (a
-//! 16-stream serving step attends like this 16 times per layer), and a 128-token prefill chunk.
+//! 16-stream serving step attends like this 16 times per layer), a 128-token prefill chunk, and
+//! a whole 16-stream decode step's attention over 30 layers with the KV far out of cache.
 //!
 //! Run: `cargo bench -p rotor-model --bench attention`.
 
@@ -42,7 +43,9 @@ fn bench_case(c: &mut Criterion, dtype: KvDtype, start_pos: usize, n_new: usize)
     let total = start_pos + n_new;
     let blocks = total.div_ceil(BLOCK);
     // Scrambled block order, as a long-running pool hands them out.
-    let table: Vec<u32> = (0..blocks as u32).map(|b| (b * 7) % blocks as u32).collect();
+    let table: Vec<u32> = (0..blocks as u32)
+        .map(|b| (b * 7) % blocks as u32)
+        .collect();
     let mut kv = KvStorage::new(&cfg, blocks, BLOCK, dtype);
     let kvd = cfg.n_kv_heads * cfg.head_dim;
     for p in 0..total {
@@ -60,9 +63,65 @@ fn bench_case(c: &mut Criterion, dtype: KvDtype, start_pos: usize, n_new: usize)
     let mut group = c.benchmark_group(format!("attention_{dtype:?}_start{start_pos}_new{n_new}"));
     group.sample_size(30);
     group.throughput(Throughput::Elements(pairs as u64));
-    for (name, kernel) in [("avx2", TileKernel::Best), ("portable", TileKernel::Portable)] {
+    for (name, kernel) in [
+        ("avx2", TileKernel::Best),
+        ("portable", TileKernel::Portable),
+    ] {
         group.bench_with_input(BenchmarkId::new(name, n_new), &n_new, |b, _| {
             b.iter(|| attention_chunk_with(kernel, &geo, &kv, 0, black_box(&chunk), &mut out))
+        });
+    }
+    group.finish();
+}
+
+/// The attention of one 16-stream decode step: 16 sequences with 255 cached positions each, one
+/// new token each, over 30 layers, every sequence's blocks interleaved with the others' in one
+/// pool (as a serving engine's are). The KV (≈ 190 MB in f32) is far larger than any cache, so
+/// this measures attention as serving sees it: bound by fetching rows from memory.
+fn bench_step(c: &mut Criterion, dtype: KvDtype) {
+    const SEQS: usize = 16;
+    const LAYERS: usize = 30;
+    let mut cfg = config();
+    cfg.n_layers = LAYERS;
+    let geo = cfg.attn_geometry();
+    let mut rng = StdRng::seed_from_u64(9);
+    let total = 256;
+    let per_seq = total / BLOCK;
+    let mut kv = KvStorage::new(&cfg, SEQS * per_seq, BLOCK, dtype);
+    let tables: Vec<Vec<u32>> = (0..SEQS)
+        .map(|s| (0..per_seq).map(|b| (b * SEQS + s) as u32).collect())
+        .collect();
+    let kvd = cfg.n_kv_heads * cfg.head_dim;
+    let (k, v) = (random(&mut rng, kvd), random(&mut rng, kvd));
+    for layer in 0..LAYERS {
+        for table in &tables {
+            for p in 0..total {
+                kv.write(layer, table[p / BLOCK] as usize, p % BLOCK, &k, &v);
+            }
+        }
+    }
+    let q = random(&mut rng, geo.q_dim());
+    let mut out = vec![0.0f32; q.len()];
+    let mut group = c.benchmark_group(format!("attention_{dtype:?}_step_16x256_30_layers"));
+    group.sample_size(10);
+    group.throughput(Throughput::Elements((SEQS * total * LAYERS) as u64));
+    for (name, kernel) in [
+        ("avx2", TileKernel::Best),
+        ("portable", TileKernel::Portable),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for layer in 0..LAYERS {
+                    for table in &tables {
+                        let chunk = AttnChunk {
+                            q: &q,
+                            start_pos: total - 1,
+                            block_table: table,
+                        };
+                        attention_chunk_with(kernel, &geo, &kv, layer, black_box(&chunk), &mut out);
+                    }
+                }
+            })
         });
     }
     group.finish();
@@ -72,6 +131,7 @@ fn benches(c: &mut Criterion) {
     for dtype in [KvDtype::F32, KvDtype::F16] {
         bench_case(c, dtype, 255, 1);
         bench_case(c, dtype, 0, 128);
+        bench_step(c, dtype);
     }
 }
 

@@ -1,9 +1,12 @@
 //! Paged key/value storage for attention.
 //!
 //! For every layer there is one K pool and one V pool, each laid out as
-//! `[num_blocks][block_size_tokens][n_kv_heads][head_dim]`. Position `p` of a sequence lives in
-//! block `block_table[p / block_size_tokens]`, slot `p % block_size_tokens`. Which blocks belong to
-//! which sequence is decided elsewhere (the scheduler's block manager): this type only stores rows.
+//! `[num_blocks][n_kv_heads][block_size_tokens][head_dim]`. Position `p` of a sequence lives in
+//! block `block_table[p / block_size_tokens]`, slot `p % block_size_tokens`. Heads are outside
+//! slots because attention reads one K/V head's rows position after position: a block's rows of
+//! one head are contiguous (one stream for the hardware prefetcher, not a strided one). Which
+//! blocks belong to which sequence is decided elsewhere (the scheduler's block manager): this
+//! type only stores rows.
 
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -66,6 +69,12 @@ impl Pool {
             Pool::F16(p) => p.copy_within(src..src + len, dst),
         }
     }
+}
+
+/// `f16` values as their bit patterns (`half::f16` is a transparent `u16`).
+fn f16_bits(v: &[f16]) -> &[u16] {
+    // SAFETY: f16 is #[repr(transparent)] over u16: same size, alignment and validity.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u16, v.len()) }
 }
 
 /// The KV cache memory of one model instance. See the module docs for the layout.
@@ -166,6 +175,14 @@ impl KvStorage {
         }
     }
 
+    /// Layer `layer`'s whole K and V pools as raw f16 bits when the storage is f16.
+    pub(crate) fn layer_f16_bits(&self, layer: usize) -> Option<(&[u16], &[u16])> {
+        match (&self.k[layer], &self.v[layer]) {
+            (Pool::F16(k), Pool::F16(v)) => Some((f16_bits(k), f16_bits(v))),
+            _ => None,
+        }
+    }
+
     /// Start of the row of `kv_head` at (`block`, `slot`) in a layer pool.
     #[inline]
     pub(crate) fn row_offset(&self, block: usize, slot: usize, kv_head: usize) -> usize {
@@ -175,15 +192,32 @@ impl KvStorage {
     /// Start of the row of `kv_head` at (`block`, `slot`) in a layer pool.
     #[inline]
     fn offset(&self, block: usize, slot: usize, kv_head: usize) -> usize {
-        ((block * self.block_size_tokens + slot) * self.n_kv_heads + kv_head) * self.head_dim
+        ((block * self.n_kv_heads + kv_head) * self.block_size_tokens + slot) * self.head_dim
     }
 
     /// Stores the keys and values of one position, all KV heads: `k` and `v` are
-    /// `[n_kv_heads * head_dim]`. Panics if `layer`, `block` or `slot` is out of range.
+    /// `[n_kv_heads * head_dim]`. Panics if `layer`, `block` or `slot` is out of range or the
+    /// rows have another length.
     pub fn write(&mut self, layer: usize, block: usize, slot: usize, k: &[f32], v: &[f32]) {
-        let start = self.offset(block, slot, 0);
-        self.k[layer].write(start, k);
-        self.v[layer].write(start, v);
+        assert!(
+            block < self.num_blocks && slot < self.block_size_tokens,
+            "write to block {block} slot {slot} of {} blocks × {} slots",
+            self.num_blocks,
+            self.block_size_tokens
+        );
+        let row = self.n_kv_heads * self.head_dim;
+        assert!(
+            k.len() == row && v.len() == row,
+            "write of K/V rows of {} and {} values, expected {row}",
+            k.len(),
+            v.len()
+        );
+        let hd = self.head_dim;
+        for h in 0..self.n_kv_heads {
+            let start = self.offset(block, slot, h);
+            self.k[layer].write(start, &k[h * hd..(h + 1) * hd]);
+            self.v[layer].write(start, &v[h * hd..(h + 1) * hd]);
+        }
     }
 
     /// Key of `kv_head` at (`block`, `slot`) as f32; `buf` has `head_dim` elements and is used

@@ -14,12 +14,14 @@ mod avx2;
 pub mod naive;
 mod scalar;
 
+use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 pub use activations::Activations;
 
 use crate::gguf::{Backing, TensorView};
+use crate::pool::SharedMut;
 use crate::quant::{self, GgmlType};
 use crate::Error;
 
@@ -237,9 +239,54 @@ impl WeightMatrix {
         let job = MatmulJob {
             w: self,
             x,
+            col0: rows.start,
+            ld: rows.len(),
             rows,
-            out,
+            out: out.as_mut_ptr(),
+            accumulate: false,
+            _out: PhantomData,
         };
+        self.run_job(kernel, job);
+    }
+
+    /// `out[b * ld + r] (+)= dot(W[r], x[b])` for every `r` in `rows` and batch row `b`, written
+    /// straight into a shared strided output (a step's `[batch][ld]` activations) on the fastest
+    /// kernel; with `accumulate` the products are added (a residual connection).
+    ///
+    /// # Safety
+    /// No other thread may access the elements `b * ld + r` (all `b`, `r` in `rows`) of `out`
+    /// during the call.
+    pub(crate) unsafe fn matmul_rows_strided(
+        &self,
+        x: &Activations,
+        rows: Range<usize>,
+        out: SharedMut<f32>,
+        ld: usize,
+        accumulate: bool,
+    ) {
+        self.check_operands(x, &rows);
+        if rows.is_empty() || x.batch() == 0 {
+            return;
+        }
+        assert!(
+            rows.end <= ld,
+            "rows {rows:?} beyond the output stride {ld}"
+        );
+        let job = MatmulJob {
+            w: self,
+            x,
+            col0: 0,
+            ld,
+            // Bounds-checked: the last element written is (batch - 1) * ld + rows.end - 1.
+            out: out.ptr_covering((x.batch() - 1) * ld + rows.end),
+            rows,
+            accumulate,
+            _out: PhantomData,
+        };
+        self.run_job(Kernel::detect(), job);
+    }
+
+    fn run_job(&self, kernel: Kernel, job: MatmulJob<'_>) {
         match kernel {
             Kernel::Scalar => scalar::matmul(job),
             #[cfg(target_arch = "x86_64")]
@@ -257,6 +304,15 @@ impl WeightMatrix {
     }
 
     fn check_call(&self, x: &Activations, rows: &Range<usize>, out: &[f32]) {
+        self.check_operands(x, rows);
+        assert_eq!(
+            out.len(),
+            x.batch() * rows.len(),
+            "out must be batch * rows.len()"
+        );
+    }
+
+    fn check_operands(&self, x: &Activations, rows: &Range<usize>) {
         assert_eq!(
             x.cols(),
             self.cols,
@@ -270,11 +326,6 @@ impl WeightMatrix {
             "rows {rows:?} out of 0..{} in {}",
             self.rows,
             self.name
-        );
-        assert_eq!(
-            out.len(),
-            x.batch() * rows.len(),
-            "out must be batch * rows.len()"
         );
         if needs_quantized_activations(self.dtype) {
             assert!(
@@ -292,19 +343,91 @@ pub fn needs_quantized_activations(dtype: GgmlType) -> bool {
     matches!(dtype, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1)
 }
 
-/// One call's operands, handed to a kernel.
+/// One call's operands, handed to a kernel. Results go to `out[b * ld + (r - col0)]` for batch
+/// row `b` and weight row `r`, set or (with `accumulate`) added.
 pub(crate) struct MatmulJob<'a> {
     pub w: &'a WeightMatrix,
     pub x: &'a Activations,
     pub rows: Range<usize>,
-    pub out: &'a mut [f32],
+    out: *mut f32,
+    ld: usize,
+    col0: usize,
+    accumulate: bool,
+    _out: PhantomData<&'a mut [f32]>,
 }
 
 impl MatmulJob<'_> {
     /// Stores `value` as the product of weight row `r` and batch row `b`.
     #[inline(always)]
     pub fn store(&mut self, b: usize, r: usize, value: f32) {
-        let n = self.rows.len();
-        self.out[b * n + (r - self.rows.start)] = value;
+        debug_assert!(b < self.x.batch() && self.rows.contains(&r));
+        // SAFETY: the constructors checked that every (b < batch, r in rows) maps inside the
+        // destination, which the job borrows exclusively (or, strided, by the caller's promise).
+        unsafe {
+            let p = self.out.add(b * self.ld + (r - self.col0));
+            if self.accumulate {
+                *p += value;
+            } else {
+                *p = value;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The strided, accumulating entry (what the forward pass uses) writes exactly what the dense
+    /// one computes, at `b * ld + r`, adds it when asked, and touches nothing else.
+    #[test]
+    fn strided_output_matches_dense_and_accumulates_in_place() {
+        let (rows, cols, batch, ld) = (32, 64, 5, 40);
+        let values: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+            .collect();
+        let x: Vec<f32> = (0..batch * cols)
+            .map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0)
+            .collect();
+        for dtype in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F32] {
+            let w = WeightMatrix::from_f32("w", dtype, rows, cols, &values).unwrap();
+            let mut acts = Activations::new();
+            acts.prepare(&x, batch, cols, dtype);
+            let range = 8..24;
+            let mut dense = vec![0.0f32; batch * range.len()];
+            w.matmul_rows(&acts, range.clone(), &mut dense);
+            for accumulate in [false, true] {
+                let mut out: Vec<f32> = (0..batch * ld).map(|i| i as f32).collect();
+                // SAFETY: single-threaded; `out` is exclusively borrowed.
+                unsafe {
+                    w.matmul_rows_strided(
+                        &acts,
+                        range.clone(),
+                        SharedMut::new(&mut out),
+                        ld,
+                        accumulate,
+                    )
+                };
+                for b in 0..batch {
+                    for c in 0..ld {
+                        let i = b * ld + c;
+                        let want = if range.contains(&c) {
+                            let d = dense[b * range.len() + c - range.start];
+                            if accumulate {
+                                i as f32 + d
+                            } else {
+                                d
+                            }
+                        } else {
+                            i as f32
+                        };
+                        assert_eq!(
+                            out[i], want,
+                            "{dtype:?} accumulate {accumulate} b {b} c {c}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

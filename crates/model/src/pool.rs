@@ -323,6 +323,17 @@ impl<T> SharedMut<T> {
         SharedMut(s.as_mut_ptr(), s.len())
     }
 
+    /// The start of the buffer, after checking that it holds at least `len` elements (for
+    /// kernels that address it themselves within that bound).
+    pub(crate) fn ptr_covering(&self, len: usize) -> *mut T {
+        assert!(
+            len <= self.1,
+            "invariant: {len} elements within a shared buffer of {}",
+            self.1
+        );
+        self.0
+    }
+
     /// # Safety
     /// No other live reference may overlap `start..start + len` while the result is used.
     #[allow(clippy::mut_from_ref)]

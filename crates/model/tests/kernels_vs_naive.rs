@@ -13,7 +13,7 @@ use rotor_model::matmul::{naive, Activations, Kernel, WeightMatrix};
 use rotor_model::quant::{self, GgmlType, QuantFormat, Q4_0, Q4_1, Q8_0};
 
 const COLS: [usize; 4] = [32, 64, 576, 1536];
-const BATCHES: [usize; 4] = [1, 3, 8, 17];
+const BATCHES: [usize; 5] = [1, 3, 6, 8, 17];
 const DTYPES: [GgmlType; 5] = [
     GgmlType::Q8_0,
     GgmlType::Q4_0,

@@ -181,9 +181,58 @@ fn both_tile_kernels_match_naive_at_smollm2_head_size_and_an_odd_one() {
             fast_vs_naive_hd(kernel, 64, dtype, 9, 3, 0, 19); // prefill, odd length
             fast_vs_naive_hd(kernel, 64, dtype, 9, 3, 37, 1); // decode after 37 cached
             fast_vs_naive_hd(kernel, 64, dtype, 9, 3, 21, 30); // chunk after a prefix
-            fast_vs_naive_hd(kernel, 64, dtype, 9, 3, 62, 2); // up to the table's end
-            // A head size that is not a multiple of 8 (portable path on every CPU).
+                                                               // Up to the table's end.
+            fast_vs_naive_hd(kernel, 64, dtype, 9, 3, 62, 2);
+            // A head size the fast tile does not take (portable path on every CPU).
             fast_vs_naive_hd(kernel, 12, dtype, 4, 2, 9, 6);
         }
+    }
+}
+
+/// Both tiles on the same inputs: outputs must be bit-identical (the fast tile repeats the
+/// portable one's arithmetic in the same order), so greedy decoding never depends on the CPU.
+fn tiles_bitwise(hd: usize, dtype: KvDtype, n_heads: usize, n_kv: usize, start: usize, n: usize) {
+    let mut rng = StdRng::seed_from_u64(1000 + start as u64 + hd as u64);
+    let bs = 16;
+    let cfg = config(1, n_heads, n_kv, hd);
+    let geo: AttnGeometry = cfg.attn_geometry();
+    let table: Vec<u32> = (0..16u32).map(|b| (b * 5) % 16).collect();
+    let mut kv = KvStorage::new(&cfg, 16, bs, dtype);
+    for p in 0..start + n {
+        let (k, v) = (random(&mut rng, n_kv * hd), random(&mut rng, n_kv * hd));
+        kv.write(0, table[p / bs] as usize, p % bs, &k, &v);
+    }
+    let q: Vec<f32> = random(&mut rng, n * geo.q_dim())
+        .iter()
+        .map(|x| x * 4.0)
+        .collect();
+    let chunk = AttnChunk {
+        q: &q,
+        start_pos: start,
+        block_table: &table,
+    };
+    let mut best = vec![0.0f32; q.len()];
+    let mut portable = vec![1.0f32; q.len()];
+    attention_chunk_with(TileKernel::Best, &geo, &kv, 0, &chunk, &mut best);
+    attention_chunk_with(TileKernel::Portable, &geo, &kv, 0, &chunk, &mut portable);
+    for (i, (a, b)) in best.iter().zip(&portable).enumerate() {
+        assert_eq!(
+            a.to_bits(),
+            b.to_bits(),
+            "hd {hd} {dtype:?} heads {n_heads}/{n_kv} start {start} n {n} elem {i}: {a} vs {b}"
+        );
+    }
+}
+
+#[test]
+fn fast_and_portable_tiles_agree_bit_for_bit() {
+    for dtype in [KvDtype::F32, KvDtype::F16] {
+        tiles_bitwise(64, dtype, 9, 3, 0, 1);
+        tiles_bitwise(64, dtype, 9, 3, 0, 37);
+        tiles_bitwise(64, dtype, 9, 3, 201, 1);
+        tiles_bitwise(64, dtype, 9, 3, 130, 18);
+        tiles_bitwise(16, dtype, 6, 2, 77, 5);
+        tiles_bitwise(32, dtype, 4, 1, 12, 9);
+        tiles_bitwise(128, dtype, 2, 2, 40, 3);
     }
 }

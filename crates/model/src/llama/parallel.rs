@@ -69,32 +69,12 @@ pub(crate) unsafe fn run_matmuls(pool: &ThreadPool, jobs: &[MatJob<'_>]) {
     pool.run(n_tasks, |i| {
         let (j, range) = locate(i, &rows[..k], &piece[..k]);
         let job = &jobs[j];
-        let batch = job.x.batch();
-        TMP.with(|tmp| {
-            let tmp = &mut tmp.borrow_mut().0;
-            let len = range.len();
-            if batch == 1 && !job.accumulate {
-                // SAFETY: rows of this task are disjoint from every other task's.
-                let out = unsafe { job.out.slice(range.start, len) };
-                job.w.matmul_rows(job.x, range, out);
-                return;
-            }
-            tmp.resize(batch * len, 0.0);
+        // SAFETY: columns `range` of every batch row belong to this task only, and the caller
+        // guarantees the jobs' outputs are disjoint and otherwise untouched.
+        unsafe {
             job.w
-                .matmul_rows(job.x, range.clone(), &mut tmp[..batch * len]);
-            for b in 0..batch {
-                // SAFETY: columns `range` of row `b` belong to this task only.
-                let out = unsafe { job.out.slice(b * job.ld + range.start, len) };
-                let src = &tmp[b * len..(b + 1) * len];
-                if job.accumulate {
-                    for (o, s) in out.iter_mut().zip(src) {
-                        *o += s;
-                    }
-                } else {
-                    out.copy_from_slice(src);
-                }
-            }
-        });
+                .matmul_rows_strided(job.x, range, job.out, job.ld, job.accumulate)
+        };
     });
 }
 

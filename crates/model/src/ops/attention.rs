@@ -8,6 +8,10 @@
 //!
 //! The fast kernel works on a tile: one K/V head, its `group` query heads and a run of tokens, so
 //! each cached key and value is read (and converted from f16) once per tile, not once per query.
+//! Two tile bodies exist: the portable one here and, on x86-64 with AVX2 and head sizes
+//! 16/32/64/128, the explicit-SIMD one in `attention_avx2.rs` (query heads of a group share each
+//! row load, outputs accumulate in registers, rows are prefetched); they agree bit for bit.
+//! [`attention_naive`] is the reference both are tested against.
 
 use std::cell::RefCell;
 use std::ops::Range;
@@ -197,12 +201,12 @@ pub(crate) unsafe fn attention_tile(
 unsafe fn run_tile(kernel: TileKernel, tile: &Tile<'_>) {
     #[cfg(target_arch = "x86_64")]
     if kernel == TileKernel::Best
-        && crate::ops::has_avx2_fma()
+        && crate::matmul::Kernel::detect() == crate::matmul::Kernel::Avx2
         && super::attention_avx2::supports(tile.geo.head_dim)
     {
         return FAST.with(|cell| {
-            // SAFETY: AVX2 and FMA were detected and the head dimension is supported; the
-            // caller upholds the output contract.
+            // SAFETY: AVX2, FMA and F16C were detected (the AVX2 matmul kernel needs all three)
+            // and the head dimension is supported; the caller upholds the output contract.
             unsafe { super::attention_avx2::tile(tile, &mut cell.borrow_mut()) }
         });
     }

@@ -1,15 +1,23 @@
-//! The attention tile on AVX2+FMA, for head dimensions that are a multiple of 8 (up to 128).
+//! The attention tile in explicit AVX2, for head dimensions 16, 32, 64 and 128.
 //!
-//! Same tile and same two passes as the portable body in `attention.rs`, reorganised so the work
-//! stays in registers:
+//! Same tile and same two passes as the portable body in `attention.rs`, reorganised for memory
+//! traffic and registers. In serving, the K/V rows of 16 sequences × hundreds of positions do not
+//! fit any cache, so each row must be fetched once per tile, not once per query head:
 //! - the rows of the tile's K/V head are located once per tile (f32 storage is read in place;
 //!   f16 rows are converted once into a contiguous scratch copy);
-//! - scores: per query, its `head_dim` values (pre-scaled by `1/sqrt(head_dim)`) live in
-//!   `head_dim / 8` registers, four positions are dotted at a time with one accumulator each, and
-//!   the four sums are reduced together (one horizontal-add tree for four scores);
-//! - softmax per query over its causal span;
-//! - weighted V sum: per query, the output row accumulates in registers over all positions and
-//!   is stored once (no read-modify-write of the output per position).
+//! - the query heads of a token that share the K/V head (the GQA group, up to 3 at a time) are
+//!   processed together: each key row is loaded once for all of them, four positions at a time
+//!   with one accumulator per (head, position), whose lanes are summed four scores at once (a
+//!   transpose, then the lanes added in order);
+//! - the same softmax as the portable tile;
+//! - weighted V sum: the heads' output rows accumulate in registers (half a 64-wide row per
+//!   pass for three heads) over all positions, each value row loaded once per pass, and are
+//!   stored once;
+//! - K and V rows are prefetched 16 positions ahead (blocks are scattered in memory).
+//!
+//! The arithmetic is the portable tile's, operation for operation (no FMA contraction, the
+//! same summation orders), so the two tiles agree bit for bit: greedy decoding near a tie must
+//! not flip with the CPU the engine runs on.
 
 use std::arch::x86_64::*;
 
@@ -28,40 +36,28 @@ pub(crate) struct FastScratch {
 
 /// Whether the fast tile handles `head_dim`.
 pub(crate) fn supports(head_dim: usize) -> bool {
-    head_dim.is_multiple_of(8) && (8..=128).contains(&head_dim)
+    matches!(head_dim, 16 | 32 | 64 | 128)
 }
 
 /// Runs the tile.
 ///
 /// # Safety
-/// AVX2 and FMA must be available, `supports(head_dim)` must hold, and no other thread may access
-/// the tile's (row, head) ranges of the output during the call.
-#[target_feature(enable = "avx2,fma")]
+/// AVX2, FMA and F16C must be available, `supports(head_dim)` must hold, and no other thread may
+/// access the tile's (row, head) ranges of the output during the call.
+#[target_feature(enable = "avx2,fma,f16c")]
 pub(crate) unsafe fn tile(tile: &Tile<'_>, s: &mut FastScratch) {
-    match tile.geo.head_dim / 8 {
-        1 => tile_c::<1>(tile, s),
-        2 => tile_c::<2>(tile, s),
-        3 => tile_c::<3>(tile, s),
-        4 => tile_c::<4>(tile, s),
-        5 => tile_c::<5>(tile, s),
-        6 => tile_c::<6>(tile, s),
-        7 => tile_c::<7>(tile, s),
-        8 => tile_c::<8>(tile, s),
-        9 => tile_c::<9>(tile, s),
-        10 => tile_c::<10>(tile, s),
-        11 => tile_c::<11>(tile, s),
-        12 => tile_c::<12>(tile, s),
-        13 => tile_c::<13>(tile, s),
-        14 => tile_c::<14>(tile, s),
-        15 => tile_c::<15>(tile, s),
-        _ => tile_c::<16>(tile, s),
+    match tile.geo.head_dim {
+        16 => tile_c::<2, 2>(tile, s),
+        32 => tile_c::<4, 4>(tile, s),
+        64 => tile_c::<8, 4>(tile, s),
+        _ => tile_c::<16, 4>(tile, s),
     }
 }
 
-/// The tile with `C = head_dim / 8` vectors per row.
+/// The tile with `C = head_dim / 8` vectors per row, `W` of them per value pass.
 #[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn tile_c<const C: usize>(tile: &Tile<'_>, s: &mut FastScratch) {
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn tile_c<const C: usize, const W: usize>(tile: &Tile<'_>, s: &mut FastScratch) {
     let Tile {
         geo,
         kv,
@@ -91,105 +87,225 @@ unsafe fn tile_c<const C: usize>(tile: &Tile<'_>, s: &mut FastScratch) {
         None => {
             s.k_conv.resize(span * hd, 0.0);
             s.v_conv.resize(span * hd, 0.0);
-            for p in 0..span {
-                let block = chunk.block_table[p / bs] as usize;
-                let (kr, vr) = (
-                    &mut s.k_conv[p * hd..(p + 1) * hd],
-                    &mut s.v_conv[p * hd..(p + 1) * hd],
-                );
-                // Storage that is not f32 converts into the buffer it is given.
-                kv.key(layer, block, p % bs, kv_head, kr);
-                kv.value(layer, block, p % bs, kv_head, vr);
+            if let Some((k16, v16)) = kv.layer_f16_bits(layer) {
+                for p in 0..span {
+                    let block = chunk.block_table[p / bs] as usize;
+                    let at = kv.row_offset(block, p % bs, kv_head);
+                    let (k, v) = (&k16[at..at + hd], &v16[at..at + hd]);
+                    let (kr, vr) = (
+                        &mut s.k_conv[p * hd..(p + 1) * hd],
+                        &mut s.v_conv[p * hd..(p + 1) * hd],
+                    );
+                    for c in 0..C {
+                        // SAFETY: every slice holds 8 * C = hd values; F16C is enabled here.
+                        let kc = _mm_loadu_si128(k.as_ptr().add(8 * c) as *const __m128i);
+                        let vc = _mm_loadu_si128(v.as_ptr().add(8 * c) as *const __m128i);
+                        _mm256_storeu_ps(kr.as_mut_ptr().add(8 * c), _mm256_cvtph_ps(kc));
+                        _mm256_storeu_ps(vr.as_mut_ptr().add(8 * c), _mm256_cvtph_ps(vc));
+                    }
+                }
+            } else {
+                for p in 0..span {
+                    let block = chunk.block_table[p / bs] as usize;
+                    let (kr, vr) = (
+                        &mut s.k_conv[p * hd..(p + 1) * hd],
+                        &mut s.v_conv[p * hd..(p + 1) * hd],
+                    );
+                    // Storage that is not f32 converts into the buffer it is given.
+                    kv.key(layer, block, p % bs, kv_head, kr);
+                    kv.value(layer, block, p % bs, kv_head, vr);
+                }
             }
             s.offsets.extend((0..span).map(|p| p * hd));
             (&s.k_conv, &s.v_conv)
         }
     };
-    // Every offset + hd is within its pool: checked once here so the loops can use raw pointers.
+    // Every row is inside its pool: checked once here so the loops can use raw pointers.
     assert!(s
         .offsets
         .iter()
         .all(|&o| o + hd <= k_src.len() && o + hd <= v_src.len()));
-    let (kp, vp, offs) = (k_src.as_ptr(), v_src.as_ptr(), &s.offsets[..]);
-    s.scores.resize(span, 0.0);
-    let scores = &mut s.scores[..];
-    let scale = _mm256_set1_ps(1.0 / (hd as f32).sqrt());
-
+    let rows = Rows {
+        k: k_src.as_ptr(),
+        v: v_src.as_ptr(),
+        offsets: &s.offsets,
+    };
+    s.scores.resize(3 * span, 0.0);
+    let scale = 1.0 / (hd as f32).sqrt();
     for t in tokens.clone() {
         let len = chunk.start_pos + t + 1;
-        for j in 0..group {
-            let h = h0 + j;
-            let q_row = &chunk.q[t * qd + h * hd..t * qd + (h + 1) * hd];
-            let mut q = [_mm256_setzero_ps(); C];
-            for (c, qc) in q.iter_mut().enumerate() {
-                // SAFETY: q_row has 8 * C elements.
-                *qc = _mm256_mul_ps(_mm256_loadu_ps(q_row.as_ptr().add(8 * c)), scale);
+        let mut j = 0;
+        while j < group {
+            let qb = (group - j).min(3);
+            let mut q = [std::ptr::null::<f32>(); 3];
+            let mut o = [std::ptr::null_mut::<f32>(); 3];
+            for i in 0..qb {
+                let h = h0 + j + i;
+                q[i] = chunk.q[t * qd + h * hd..t * qd + (h + 1) * hd].as_ptr();
+                // SAFETY: the caller guarantees exclusive access to this (row, head).
+                o[i] = out.slice((out_row0 + t) * qd + h * hd, hd).as_mut_ptr();
             }
-            // Scores, four positions at a time.
-            let mut p = 0;
-            while p + 4 <= len {
-                let rows = [
-                    kp.add(offs[p]),
-                    kp.add(offs[p + 1]),
-                    kp.add(offs[p + 2]),
-                    kp.add(offs[p + 3]),
-                ];
-                let mut acc = [_mm256_setzero_ps(); 4];
-                for c in 0..C {
-                    for (a, row) in acc.iter_mut().zip(rows) {
-                        // SAFETY: each row has hd = 8 * C elements (checked above).
-                        *a = _mm256_fmadd_ps(q[c], _mm256_loadu_ps(row.add(8 * c)), *a);
-                    }
-                }
-                let sums = reduce4(acc);
-                _mm_storeu_ps(scores.as_mut_ptr().add(p), sums);
-                p += 4;
+            let sc = &mut s.scores[..];
+            match qb {
+                1 => heads::<C, W, 1>(&rows, [q[0]], [o[0]], len, scale, sc, span),
+                2 => heads::<C, W, 2>(&rows, [q[0], q[1]], [o[0], o[1]], len, scale, sc, span),
+                _ => heads::<C, W, 3>(&rows, q, o, len, scale, sc, span),
             }
-            while p < len {
-                let row = kp.add(offs[p]);
-                let mut a = _mm256_setzero_ps();
-                for (c, qc) in q.iter().enumerate() {
-                    // SAFETY: as above.
-                    a = _mm256_fmadd_ps(*qc, _mm256_loadu_ps(row.add(8 * c)), a);
-                }
-                scores[p] = hsum(a);
-                p += 1;
-            }
-            softmax(&mut scores[..len]);
-            // Weighted sum of values, accumulated in registers.
-            let mut acc = [_mm256_setzero_ps(); C];
-            for (p, &w) in scores[..len].iter().enumerate() {
-                let row = vp.add(offs[p]);
-                let wv = _mm256_set1_ps(w);
-                for (c, a) in acc.iter_mut().enumerate() {
-                    // SAFETY: as above.
-                    *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(row.add(8 * c)), *a);
-                }
-            }
-            // SAFETY: the caller guarantees exclusive access to this (row, head) of the output.
-            let o = out.slice((out_row0 + t) * qd + h * hd, hd);
-            for (c, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(o.as_mut_ptr().add(8 * c), *a);
-            }
+            j += qb;
         }
     }
 }
 
-/// The horizontal sums of four vectors, as one 4-lane vector.
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn reduce4(a: [__m256; 4]) -> __m128 {
-    let t0 = _mm256_hadd_ps(a[0], a[1]);
-    let t1 = _mm256_hadd_ps(a[2], a[3]);
-    let t2 = _mm256_hadd_ps(t0, t1);
-    _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps(t2, 1))
+/// The tile's K/V rows: position `p` at `k + offsets[p]` and `v + offsets[p]`, `8 * C` values.
+struct Rows<'a> {
+    k: *const f32,
+    v: *const f32,
+    offsets: &'a [usize],
 }
 
+/// Attention of `Q` query heads of one token over positions `0..len`: `q[i]` and `o[i]` point
+/// at `8 * C` values; `scores` holds `Q` rows of `stride ≥ len`.
+///
+/// Every value is computed with the same operations in the same order as the portable tile
+/// (`dot_portable`'s eight lanes, multiply then add, lanes summed in order; the same softmax;
+/// `o += w·v` position after position), so both tiles give bit-identical outputs and the model's
+/// greedy continuations do not depend on the CPU.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn hsum(v: __m256) -> f32 {
-    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
-    _mm_cvtss_f32(s)
+// Index loops over the small register arrays read best as they are (several arrays per index).
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+unsafe fn heads<const C: usize, const W: usize, const Q: usize>(
+    rows: &Rows<'_>,
+    q: [*const f32; Q],
+    o: [*mut f32; Q],
+    len: usize,
+    scale: f32,
+    scores: &mut [f32],
+    stride: usize,
+) {
+    debug_assert!(len <= stride && scores.len() >= Q * stride && len <= rows.offsets.len());
+    let (kp, vp, offs) = (rows.k, rows.v, rows.offsets);
+    let sp = scores.as_mut_ptr();
+    let vscale = _mm_set1_ps(scale);
+    // Scores, four positions at a time, every key row loaded once for the Q heads.
+    let mut p = 0;
+    while p + 4 <= len {
+        for ahead in p + PREFETCH_POSITIONS..(p + PREFETCH_POSITIONS + 4).min(len) {
+            prefetch_row::<C>(kp.add(offs[ahead]));
+        }
+        let kr = [
+            kp.add(offs[p]),
+            kp.add(offs[p + 1]),
+            kp.add(offs[p + 2]),
+            kp.add(offs[p + 3]),
+        ];
+        let mut acc = [[_mm256_setzero_ps(); 4]; Q];
+        for c in 0..C {
+            for (i, row) in kr.iter().enumerate() {
+                // SAFETY: rows and query heads hold 8 * C values (checked by the caller).
+                let k = _mm256_loadu_ps(row.add(8 * c));
+                for h in 0..Q {
+                    let prod = _mm256_mul_ps(_mm256_loadu_ps(q[h].add(8 * c)), k);
+                    acc[h][i] = _mm256_add_ps(acc[h][i], prod);
+                }
+            }
+        }
+        for (h, a) in acc.iter().enumerate() {
+            _mm_storeu_ps(sp.add(h * stride + p), _mm_mul_ps(lane_sums4(*a), vscale));
+        }
+        p += 4;
+    }
+    while p < len {
+        let row = kp.add(offs[p]);
+        for h in 0..Q {
+            let mut a = _mm256_setzero_ps();
+            for c in 0..C {
+                let prod = _mm256_mul_ps(
+                    _mm256_loadu_ps(q[h].add(8 * c)),
+                    _mm256_loadu_ps(row.add(8 * c)),
+                );
+                a = _mm256_add_ps(a, prod);
+            }
+            *sp.add(h * stride + p) = lane_sum(a) * scale;
+        }
+        p += 1;
+    }
+    for h in 0..Q {
+        softmax(std::slice::from_raw_parts_mut(sp.add(h * stride), len));
+    }
+    // Weighted value sums, W vectors of the row per pass, each value row loaded once per pass.
+    let mut c0 = 0;
+    while c0 < C {
+        let mut acc = [[_mm256_setzero_ps(); W]; Q];
+        for (p, &off) in offs[..len].iter().enumerate() {
+            if c0 == 0 && p + PREFETCH_POSITIONS < len {
+                prefetch_row::<C>(vp.add(offs[p + PREFETCH_POSITIONS]));
+            }
+            let row = vp.add(off + 8 * c0);
+            let mut w = [_mm256_setzero_ps(); Q];
+            for (h, w) in w.iter_mut().enumerate() {
+                *w = _mm256_broadcast_ss(&*sp.add(h * stride + p));
+            }
+            for c in 0..W {
+                let v = _mm256_loadu_ps(row.add(8 * c));
+                for h in 0..Q {
+                    acc[h][c] = _mm256_add_ps(acc[h][c], _mm256_mul_ps(w[h], v));
+                }
+            }
+        }
+        for h in 0..Q {
+            for c in 0..W {
+                _mm256_storeu_ps(o[h].add(8 * (c0 + c)), acc[h][c]);
+            }
+        }
+        c0 += W;
+    }
+}
+
+/// Positions ahead of the current one whose K (or V) rows are prefetched. Rows come from memory
+/// in serving (the KV of all sequences is far larger than the caches) and blocks are scattered,
+/// so the hardware prefetchers lose the stream at every block boundary.
+const PREFETCH_POSITIONS: usize = 16;
+
+/// Asks for the cache lines of one row of `8 * C` floats.
+#[inline(always)]
+unsafe fn prefetch_row<const C: usize>(row: *const f32) {
+    // 16 floats per 64-byte line; prefetches never fault.
+    for line in 0..C.div_ceil(2) {
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(16 * line) as *const i8);
+    }
+}
+
+/// The sums of the eight lanes of each of four vectors, each added in lane order
+/// (`((l0 + l1) + l2) + …`, as `dot_portable` sums its lanes), as one 4-lane vector.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lane_sums4(a: [__m256; 4]) -> __m128 {
+    // Transpose: column j of the four vectors becomes one 4-lane vector per lane j.
+    let t0 = _mm256_unpacklo_ps(a[0], a[1]); // a0_0 a1_0 a0_1 a1_1 | a0_4 a1_4 a0_5 a1_5
+    let t1 = _mm256_unpackhi_ps(a[0], a[1]); // a0_2 a1_2 a0_3 a1_3 | a0_6 a1_6 a0_7 a1_7
+    let t2 = _mm256_unpacklo_ps(a[2], a[3]);
+    let t3 = _mm256_unpackhi_ps(a[2], a[3]);
+    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2); // lanes 0 | 4
+    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2); // lanes 1 | 5
+    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3); // lanes 2 | 6
+    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3); // lanes 3 | 7
+    let lo = |v: __m256| _mm256_castps256_ps128(v);
+    let hi = |v: __m256| _mm256_extractf128_ps::<1>(v);
+    let mut s = _mm_add_ps(lo(u0), lo(u1));
+    s = _mm_add_ps(s, lo(u2));
+    s = _mm_add_ps(s, lo(u3));
+    s = _mm_add_ps(s, hi(u0));
+    s = _mm_add_ps(s, hi(u1));
+    s = _mm_add_ps(s, hi(u2));
+    _mm_add_ps(s, hi(u3))
+}
+
+/// The lanes of `v` added in order.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn lane_sum(v: __m256) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+    lanes[1..].iter().fold(lanes[0], |s, &x| s + x)
 }
