@@ -14,7 +14,7 @@ use rotor_runtime::{
     Discovery, EndpointPath, Instance, Registration, RequestPlaneConfig, RequestPlaneServer,
 };
 
-use crate::error::Error;
+use rotor_frontend::FrontendError;
 
 /// Where a model endpoint registers and listens.
 #[derive(Debug, Clone)]
@@ -37,12 +37,13 @@ impl ModelEndpoint {
         model: ServedModel,
         discovery: &dyn Discovery,
         config: &EndpointConfig,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, FrontendError> {
+        let runtime = |op| move |source| FrontendError::Runtime { op, source };
         let path = EndpointPath::new(&config.namespace, &config.component, GENERATE_ENDPOINT)
-            .map_err(Error::runtime("endpoint name"))?;
+            .map_err(runtime("endpoint name"))?;
         let (server, addr) = RequestPlaneServer::bind(config.bind, config.request_plane)
             .await
-            .map_err(Error::runtime("binding the request plane"))?;
+            .map_err(runtime("binding the request plane"))?;
         let backend = Arc::clone(&model.backend);
         server.register(
             GENERATE_ENDPOINT,
@@ -53,10 +54,10 @@ impl ModelEndpoint {
         let registration = discovery
             .register(instance.clone())
             .await
-            .map_err(Error::runtime("registering in discovery"))?;
+            .map_err(runtime("registering in discovery"))?;
         if let Err(source) = registration.put_model_card(&model.card).await {
             let _ = registration.deregister().await;
-            return Err(Error::Runtime {
+            return Err(FrontendError::Runtime {
                 op: "publishing the model card",
                 source,
             });

@@ -67,23 +67,13 @@ impl ModelSink for EndpointSink {
         if self.endpoints().contains_key(&name) {
             return Err(FrontendError::ModelAlreadyServed { model: name });
         }
-        let started = self.runtime.block_on(ModelEndpoint::start(
+        let endpoint = self.runtime.block_on(ModelEndpoint::start(
             model,
             self.discovery.as_ref(),
             &self.config,
-        ));
-        match started {
-            Ok(endpoint) => {
-                self.endpoints().insert(name, endpoint);
-                Ok(())
-            }
-            Err(Error::Runtime { op, source }) => Err(FrontendError::Runtime { op, source }),
-            Err(other) => {
-                // ModelEndpoint::start fails only with runtime errors.
-                tracing::error!(model = %name, error = %other, "cannot serve the model");
-                Err(FrontendError::ModelAlreadyServed { model: name })
-            }
-        }
+        ))?;
+        self.endpoints().insert(name, endpoint);
+        Ok(())
     }
 
     /// Called from the watcher's task: the endpoint stops in the background.
