@@ -95,9 +95,16 @@ pub struct RoutingArgs {
     /// Times a request may move to another worker after its worker died (0 disables migration).
     #[arg(long, default_value_t = 3)]
     pub migration_limit: u32,
-    /// kv mode: weight of prefill work against decode load (higher chases cache hits).
-    #[arg(long, default_value_t = 1.0)]
+    /// kv mode: weight of prefill work against decode load (higher chases cache hits; Dynamo's
+    /// default is 1).
+    #[arg(long, default_value_t = rotor_kv_router::DEFAULT_KV_OVERLAP_WEIGHT)]
     pub kv_overlap_weight: f64,
+    /// kv mode: weight of a token already queued for prefill on a worker against one the request
+    /// must compute there. 1 is greedy for each request's time to first token; below 1 keeps
+    /// requests on the worker caching their prefix even behind a queue (fewer recomputed
+    /// tokens under heavy load).
+    #[arg(long, default_value_t = rotor_kv_router::DEFAULT_QUEUE_WEIGHT)]
+    pub kv_queue_weight: f64,
     /// kv mode: softmax temperature of the choice (0 picks the cheapest worker).
     #[arg(long, default_value_t = 0.0)]
     pub router_temperature: f64,
@@ -126,6 +133,7 @@ impl RoutingArgs {
             replica_sync: self.router_replica_sync,
             migration_limit: self.migration_limit,
             kv_overlap_weight: self.kv_overlap_weight,
+            kv_queue_weight: self.kv_queue_weight,
             router_temperature: self.router_temperature,
             kv_events,
             ..rotor_frontend::RoutingConfig::default()

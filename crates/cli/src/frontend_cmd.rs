@@ -177,18 +177,22 @@ mod tests {
             "0",
             "--kv-overlap-weight",
             "2.5",
+            "--kv-queue-weight",
+            "0.5",
         ])
         .unwrap();
         assert_eq!(cfg.watcher.routing.mode, rotor_frontend::RouterMode::Kv);
         assert!(cfg.watcher.routing.kv_events);
         assert_eq!(cfg.watcher.routing.migration_limit, 0);
         assert_eq!(cfg.watcher.routing.kv_overlap_weight, 2.5);
+        assert_eq!(cfg.watcher.routing.kv_queue_weight, 0.5);
     }
 
     #[test]
     fn rejects_bad_values() {
         assert!(parse(&["--router-mode", "fastest"]).is_err());
         assert!(parse(&["--kv-overlap-weight=-1"]).is_err());
+        assert!(parse(&["--kv-queue-weight=-0.5"]).is_err());
         assert!(parse(&["--discovery", "redis://x:1"]).is_err());
         assert!(parse(&["--events", "kafka://x"]).is_err());
     }

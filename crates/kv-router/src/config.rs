@@ -8,6 +8,15 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::selector::TieBreak;
 
+/// Default `kv_overlap_weight`. With [`DEFAULT_QUEUE_WEIGHT`] it routed best on every workload in
+/// docs/BENCHMARKS.md (the Mooncake trace at 3 pool sizes and 2 loads, shared system prompts);
+/// Dynamo's weights (1, and a queue counted in full) lose to round-robin on long prompts at light
+/// load.
+pub const DEFAULT_KV_OVERLAP_WEIGHT: f64 = 8.0;
+/// Default `queue_weight`: a token already queued for prefill counts a quarter of one the
+/// request must compute.
+pub const DEFAULT_QUEUE_WEIGHT: f64 = 0.25;
+
 /// Where the router learns which worker caches what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
@@ -25,6 +34,9 @@ pub struct KvRouterConfig {
     pub block_size_tokens: usize,
     /// Weight of prefill work against decode load (`--kv-overlap-weight`), ≥ 0.
     pub kv_overlap_weight: f64,
+    /// Weight of a token waiting for prefill on a worker against one the request must compute
+    /// there (`--kv-queue-weight`), ≥ 0; see [`crate::CostFunction`].
+    pub queue_weight: f64,
     /// Softmax sampling temperature (`--router-temperature`); 0 is argmin.
     pub temperature: f64,
     /// Choice among equal costs when `temperature` is 0.
@@ -38,7 +50,8 @@ impl Default for KvRouterConfig {
     fn default() -> Self {
         Self {
             block_size_tokens: 16,
-            kv_overlap_weight: 1.0,
+            kv_overlap_weight: DEFAULT_KV_OVERLAP_WEIGHT,
+            queue_weight: DEFAULT_QUEUE_WEIGHT,
             temperature: 0.0,
             tie_break: TieBreak::LeastLoaded,
             index_mode: IndexMode::Events,
@@ -62,6 +75,13 @@ impl KvRouterConfig {
             return Err(invalid(
                 "kv_overlap_weight",
                 self.kv_overlap_weight.to_string(),
+                "must be finite and >= 0",
+            ));
+        }
+        if !(self.queue_weight.is_finite() && self.queue_weight >= 0.0) {
+            return Err(invalid(
+                "queue_weight",
+                self.queue_weight.to_string(),
                 "must be finite and >= 0",
             ));
         }

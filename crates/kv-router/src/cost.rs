@@ -5,13 +5,21 @@
 //! - `kv_overlap_weight` (`α`, `--kv-overlap-weight`, ≥ 0): how much prefill work counts against
 //!   decode load. High values chase cache hits (time to first token); 0 ignores the cache and
 //!   balances running blocks only (inter-token latency).
+//! - `queue_weight` (`q`, `--kv-queue-weight`, ≥ 0, default 1): how much a token already waiting
+//!   for prefill on the worker counts against a token this request must compute there. At 1 the
+//!   prefill term is the work ahead of the request's first token, the choice that is greedy for
+//!   its time to first token: a conversation leaves the worker caching it as soon as that
+//!   worker's queue is longer than the prefix it would reuse. Below 1 it stays longer. A queued
+//!   token only delays this request, while recomputing a cached prefix elsewhere adds work that
+//!   every later request on that worker waits for too, so under heavy load `q` < 1 saves total
+//!   work (higher hit rate) at some cost to individual requests at light load.
 //!
 //! For a request of `T` prompt tokens and a worker `w` holding its first `o_w` blocks, with `P_w`
 //! prompt tokens already waiting for prefill there and `D_w` blocks in decode:
 //!
 //! ```text
 //! request_blocks = ceil(T / B)                       blocks the request will occupy
-//! prefill_blocks = (T − o_w·B + P_w) / B             prefill work on w after this request, in blocks
+//! prefill_blocks = (T − o_w·B + q·P_w) / B           prefill work on w after this request, in blocks
 //! decode_blocks  = D_w + request_blocks − o_w        blocks in use on w after this request
 //! logit          = α · prefill_blocks + decode_blocks
 //! ```
@@ -35,7 +43,7 @@ use crate::load_tracker::ActiveLoad;
 pub struct CostTerms {
     /// Blocks of the request the worker already holds (`o_w`).
     pub overlap_blocks: usize,
-    /// Prefill work on the worker after this request, in blocks.
+    /// Prefill work on the worker after this request, in blocks (its queue weighted by `q`).
     pub prefill_blocks: f64,
     /// Blocks in use on the worker after this request.
     pub decode_blocks: f64,
@@ -48,6 +56,7 @@ pub struct CostTerms {
 pub struct CostFunction {
     pub block_size_tokens: usize,
     pub kv_overlap_weight: f64,
+    pub queue_weight: f64,
 }
 
 impl CostFunction {
@@ -73,7 +82,7 @@ impl CostFunction {
         let block = self.block_size_tokens as f64;
         let cached_tokens = (overlap_blocks * self.block_size_tokens).min(request_tokens);
         let new_tokens = (request_tokens - cached_tokens) as f64;
-        let prefill_blocks = (new_tokens + load.prefill_tokens as f64) / block;
+        let prefill_blocks = (new_tokens + self.queue_weight * load.prefill_tokens as f64) / block;
         let decode_blocks =
             load.decode_blocks as f64 + self.new_blocks(request_tokens, overlap_blocks) as f64;
         CostTerms {

@@ -8,7 +8,8 @@
 //! - [`ApproxIndex`]: the same question without events — routed prefixes are assumed cached for a TTL.
 //! - [`LoadTracker`]: per-worker pending prefill tokens and decode blocks from routing decisions,
 //!   merged with what workers report ([`WorkerLoad`]).
-//! - [`CostFunction`] and [`WorkerSelector`]: `kv_overlap_weight · prefill_blocks + decode_blocks`,
+//! - [`CostFunction`] and [`WorkerSelector`]: `kv_overlap_weight · prefill_blocks + decode_blocks`
+//!   (queued prefill scaled by `queue_weight`),
 //!   argmin with a tie-break or softmax sampling at a temperature.
 //! - [`KvRouter`]: all of the above behind `route` / `apply_event` / `mark_finished`, with
 //!   [`RouterMetrics`] counters, and [`ReplicaSync`] messages that keep router replicas consistent.
@@ -34,7 +35,7 @@ mod worker_set;
 
 pub use approx_index::ApproxIndex;
 pub use block_hash_map::{BlockHashMap, BlockHashSet, PassThroughHasher};
-pub use config::{IndexMode, KvRouterConfig};
+pub use config::{IndexMode, KvRouterConfig, DEFAULT_KV_OVERLAP_WEIGHT, DEFAULT_QUEUE_WEIGHT};
 pub use cost::{CostFunction, CostTerms};
 pub use error::Error;
 pub use load_tracker::{ActiveLoad, LoadTracker, WorkerLoad};

@@ -64,6 +64,7 @@ impl KvRouter {
                 cost: CostFunction {
                     block_size_tokens: config.block_size_tokens,
                     kv_overlap_weight: config.kv_overlap_weight,
+                    queue_weight: config.queue_weight,
                 },
                 temperature: config.temperature,
                 tie_break: config.tie_break,

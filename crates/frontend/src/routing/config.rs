@@ -69,6 +69,9 @@ pub struct RoutingConfig {
     pub migration_limit: u32,
     /// Weight of prefill work against decode load in kv mode (`--kv-overlap-weight`), ≥ 0.
     pub kv_overlap_weight: f64,
+    /// Weight of a token queued for prefill on a worker against one the request must compute
+    /// there, in kv mode (`--kv-queue-weight`), ≥ 0.
+    pub kv_queue_weight: f64,
     /// Softmax temperature of the kv choice (`--router-temperature`), ≥ 0; 0 is argmin.
     pub router_temperature: f64,
     /// Whether workers' KV events will be fed in (a shared event plane). Without them the kv
@@ -96,7 +99,8 @@ impl Default for RoutingConfig {
         Self {
             mode: RouterMode::RoundRobin,
             migration_limit: 3,
-            kv_overlap_weight: 1.0,
+            kv_overlap_weight: rotor_kv_router::DEFAULT_KV_OVERLAP_WEIGHT,
+            kv_queue_weight: rotor_kv_router::DEFAULT_QUEUE_WEIGHT,
             router_temperature: 0.0,
             kv_events: true,
             approx_ttl: Duration::from_secs(120),
@@ -120,6 +124,13 @@ impl RoutingConfig {
             return Err(invalid(
                 "kv_overlap_weight",
                 self.kv_overlap_weight,
+                "must be finite and >= 0",
+            ));
+        }
+        if !(self.kv_queue_weight.is_finite() && self.kv_queue_weight >= 0.0) {
+            return Err(invalid(
+                "kv_queue_weight",
+                self.kv_queue_weight,
                 "must be finite and >= 0",
             ));
         }

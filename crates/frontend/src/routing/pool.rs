@@ -111,6 +111,7 @@ impl WorkerPool {
                 let kv_config = KvRouterConfig {
                     block_size_tokens: block_size as usize,
                     kv_overlap_weight: config.kv_overlap_weight,
+                    queue_weight: config.kv_queue_weight,
                     temperature: config.router_temperature,
                     tie_break: TieBreak::LeastLoaded,
                     index_mode,

@@ -12,6 +12,7 @@ fn config(weight: f64, index_mode: IndexMode) -> KvRouterConfig {
     KvRouterConfig {
         block_size_tokens: BLOCK,
         kv_overlap_weight: weight,
+        queue_weight: 1.0,
         temperature: 0.0,
         tie_break: TieBreak::LeastLoaded,
         index_mode,
@@ -118,6 +119,17 @@ fn errors_carry_the_facts() {
         KvRouter::new(bad),
         Err(Error::InvalidConfig {
             field: "kv_overlap_weight",
+            ..
+        })
+    ));
+    let bad = KvRouterConfig {
+        queue_weight: f64::NAN,
+        ..config(1.0, IndexMode::Events)
+    };
+    assert!(matches!(
+        KvRouter::new(bad),
+        Err(Error::InvalidConfig {
+            field: "queue_weight",
             ..
         })
     ));
@@ -232,4 +244,45 @@ fn cache_given_up_for_load_is_counted() {
     assert_eq!(routed.selection.worker, 1);
     let m = r.metrics();
     assert_eq!((m.hit_blocks, m.best_overlap_blocks), (0, 6));
+}
+
+#[test]
+fn queue_weight_keeps_a_prefix_on_its_worker_behind_a_queue() {
+    // Worker 2 holds 6 of the 8 blocks of prompt `a` but has a 64-token prompt waiting for
+    // prefill; worker 1 holds nothing and reports 2 blocks in use. Weight 4.
+    let route_a = |queue_weight: f64| {
+        let now = Instant::now();
+        let mut r = KvRouter::new(KvRouterConfig {
+            queue_weight,
+            ..config(4.0, IndexMode::Events)
+        })
+        .unwrap();
+        r.add_worker(1);
+        r.add_worker(2);
+        r.update_worker_load(
+            1,
+            WorkerLoad {
+                active_blocks: 2,
+                total_blocks: 100,
+                waiting: 0,
+                running: 1,
+            },
+        );
+        // A 16-block prompt cached nowhere: worker 1 = 4·16 + 18 = 82, worker 2 = 4·16 + 16 = 80.
+        let filler = r.route("filler", &prompt(500, 16), now).unwrap();
+        assert_eq!(filler.selection.worker, 2);
+        assert_eq!(r.load_tracker().load(2).prefill_tokens, 64);
+        let a = prompt(0, 8);
+        r.apply_event(&stored(2, 0, None, &hashes(&a)[..6]))
+            .unwrap();
+        r.route("a", &a, now).unwrap().selection
+    };
+    // q = 1: worker 2 = 4·(8 + 64)/4 + 2 = 74 against worker 1 = 4·8 + (2 + 8) = 42: the queue
+    // (16 blocks) outweighs the 6 cached blocks, and `a` is recomputed on worker 1.
+    let greedy = route_a(1.0);
+    assert_eq!((greedy.worker, greedy.terms.logit), (1, 42.0));
+    // q = 0.25: worker 2 = 4·(8 + 16)/4 + 2 = 26 < 42: `a` waits behind the queue, with its cache.
+    let sticky = route_a(0.25);
+    assert_eq!((sticky.worker, sticky.terms.logit), (2, 26.0));
+    assert_eq!(sticky.terms.overlap_blocks, 6);
 }

@@ -9,6 +9,7 @@ fn selector(weight: f64, temperature: f64, tie_break: TieBreak) -> WorkerSelecto
         cost: CostFunction {
             block_size_tokens: 4,
             kv_overlap_weight: weight,
+            queue_weight: 1.0,
         },
         temperature,
         tie_break,
