@@ -8,10 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::Error;
 use crate::selector::TieBreak;
 
-/// Default `kv_overlap_weight`. With [`DEFAULT_QUEUE_WEIGHT`] it routed best on every workload in
-/// docs/BENCHMARKS.md (the Mooncake trace at 3 pool sizes and 2 loads, shared system prompts);
-/// Dynamo's weights (1, and a queue counted in full) lose to round-robin on long prompts at light
-/// load.
+/// Default `kv_overlap_weight`. With [`DEFAULT_QUEUE_WEIGHT`] it beat Dynamo's weights (1, and a
+/// queue counted in full) in TTFT and hit rate on the Mooncake trace at 3 pool sizes and 2 loads,
+/// and in hit rate on shared system prompts (docs/BENCHMARKS.md). Dynamo's weights lose to
+/// round-robin on long prompts at light load.
 pub const DEFAULT_KV_OVERLAP_WEIGHT: f64 = 8.0;
 /// Default `queue_weight`: a token already queued for prefill counts a quarter of one the
 /// request must compute.

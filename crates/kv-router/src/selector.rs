@@ -1,7 +1,7 @@
 //! `WorkerSelector`: picks a worker from the candidates' costs.
 //!
 //! Parameters:
-//! - `cost`: the [`CostFunction`] (block size, `kv_overlap_weight`).
+//! - `cost`: the [`CostFunction`] (block size, `kv_overlap_weight`, `queue_weight`).
 //! - `temperature` (`τ`, `--router-temperature`, ≥ 0): 0 picks the lowest logit; above 0 the
 //!   logits are first normalised to `[0, 1]` (`(l − min) / (max − min)`, all 0 when equal) so
 //!   `τ` means the same whatever the request size, and a worker is drawn with probability
