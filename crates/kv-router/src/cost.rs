@@ -7,13 +7,13 @@
 //!   the cache and balances running blocks only (inter-token latency).
 //! - `queue_weight` (`q`, `--kv-queue-weight`, ≥ 0, default 0.25): how much a token already waiting
 //!   for prefill on the worker counts against a token this request must compute there. At 1 the
-//!   prefill term is the work ahead of the request's first token, the choice that is greedy for
-//!   its time to first token: a conversation leaves the worker caching it as soon as that
-//!   worker's queue is longer than the prefix it would reuse. Below 1 it stays longer. A queued
-//!   token only delays this request, while recomputing a cached prefix elsewhere adds work that
-//!   every later request on that worker waits for too, so `q` < 1 saves total work (a higher hit
-//!   rate). docs/BENCHMARKS.md measured 8 / 0.25 ahead of 1 / 1 (Dynamo's weights) in TTFT and hit
-//!   rate on the Mooncake trace at every load and pool size it tried.
+//!   prefill term is the work ahead of the request's first token, the choice that is greedy for its
+//!   time to first token: a conversation leaves the worker caching it as soon as that worker's
+//!   queue is longer than the prefix it would reuse. Below 1 it stays longer. A queued token only
+//!   delays this request, while recomputing a cached prefix elsewhere adds work that every later
+//!   request on that worker waits for too, so `q` < 1 saves total work (a higher hit rate).
+//!   docs/BENCHMARKS.md measured 8 / 0.25 ahead of 1 / 1 (Dynamo's weights) in TTFT and hit rate on
+//!   the Mooncake trace at every load and pool size it tried.
 //!
 //! For a request of `T` prompt tokens and a worker `w` holding its first `o_w` blocks, with `P_w`
 //! prompt tokens already waiting for prefill there and `D_w` blocks in decode:
