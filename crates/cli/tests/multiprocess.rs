@@ -68,17 +68,31 @@ fn two_workers_serve(discovery: &str, events: &str) {
     }
 }
 
+/// Polls the unlabelled metric `name` of `f` until `ready` holds for its value; panics with `what`
+/// and the metrics after `timeout`.
+fn wait_metric(
+    f: &Frontend,
+    name: &str,
+    timeout: Duration,
+    what: &str,
+    ready: impl Fn(f64) -> bool,
+) {
+    let deadline = Instant::now() + timeout;
+    while !ready(f.metric(name, &[])) {
+        assert!(Instant::now() < deadline, "{what}:\n{}", f.metrics_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits until the frontend routes to `n` workers of the model.
 fn wait_routable(f: &Frontend, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while f.metric("rotor_frontend_routable_workers", &[]) != n as f64 {
-        assert!(
-            Instant::now() < deadline,
-            "the frontend never saw {n} routable workers:\n{}",
-            f.metrics_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_metric(
+        f,
+        "rotor_frontend_routable_workers",
+        Duration::from_secs(30),
+        &format!("the frontend never saw {n} routable workers"),
+        |v| v == n as f64,
+    );
 }
 
 #[test]
@@ -293,15 +307,13 @@ fn shared_prefix_lands_on_its_worker(f: &Frontend, workers: &[&cluster::Proc], t
         .find(|&i| after_first[i] > before[i])
         .expect("the first request was routed somewhere");
     // Wait until the owner's KV events for that prompt reached the frontend over NATS.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while f.metric("rotor_frontend_kv_router_events_applied_total", &[]) <= events_before {
-        assert!(
-            Instant::now() < deadline,
-            "no KV event reached the frontend:\n{}",
-            f.metrics_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_metric(
+        f,
+        "rotor_frontend_kv_router_events_applied_total",
+        Duration::from_secs(20),
+        "no KV event reached the frontend",
+        |v| v > events_before,
+    );
     for q in 1..=4 {
         let cached = complete(f, &format!("{prefix}Question {q}?"));
         assert!(
@@ -388,16 +400,14 @@ fn standalone_routers_share_decisions_and_follow_the_prefix() {
         .find(|&i| after_first[i] == 1.0)
         .expect("one decision");
     // Both routers must have the owner's KV events before the rest.
-    let deadline = Instant::now() + Duration::from_secs(20);
     for r in [&r1, &r2] {
-        while r.metric("rotor_frontend_kv_router_events_applied_total", &[]) == 0.0 {
-            assert!(
-                Instant::now() < deadline,
-                "no KV event reached a router:\n{}",
-                r.metrics_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_metric(
+            r,
+            "rotor_frontend_kv_router_events_applied_total",
+            Duration::from_secs(20),
+            "no KV event reached a router",
+            |v| v > 0.0,
+        );
     }
     for q in 1..=4 {
         let cached = complete(&f, &format!("{prefix}Question {q}?"));
