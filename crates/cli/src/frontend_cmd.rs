@@ -115,13 +115,16 @@ pub async fn run(args: FrontendArgs, shutdown: CancellationToken) -> Result<()> 
     let mut server = tokio::spawn(rotor_frontend::serve(listener, frontend, async move {
         stop.cancelled().await
     }));
+    // Shutdown first: the server also ends once shutdown is requested, and that is not "on its
+    // own" (without `biased` the select could see the ended server before the signal).
     tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => {}
         ended = &mut server => {
             watcher.stop().await;
             ended.context("the HTTP server task failed")?.context("HTTP server")?;
             bail!("the HTTP server stopped on its own");
         }
-        _ = shutdown.cancelled() => {}
     }
     tracing::info!(grace = ?cfg.drain_timeout, "stopped accepting; draining HTTP streams");
     match tokio::time::timeout(cfg.drain_timeout, &mut server).await {

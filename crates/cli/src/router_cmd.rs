@@ -130,13 +130,16 @@ pub async fn run(args: RouterArgs, shutdown: CancellationToken) -> Result<()> {
         service.metrics(),
         async move { stop.cancelled().await },
     ));
+    // Shutdown first: the server also ends once shutdown is requested, and that is not "on its
+    // own" (without `biased` the select could see the ended server before the signal).
     tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => {}
         ended = &mut http => {
             service.shutdown().await;
             ended.context("the HTTP task failed")?.context("HTTP server")?;
             bail!("the HTTP server stopped on its own");
         }
-        _ = shutdown.cancelled() => {}
     }
     eprintln!("rotor: router stopping: deregistering and draining");
     service.shutdown().await;
