@@ -37,12 +37,21 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Debug, clap::Args)]
+struct FetchModelArgs {
+    /// Which model: `smollm2-135m-instruct` (the default model) or `gemma3-270m` (Gemma 3 270M
+    /// Q4_K_M, under Gemma's terms of use).
+    #[arg(default_value = model_cache::DEFAULT_MODEL.name)]
+    model: String,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the OpenAI-compatible server and a native engine in one process.
     Serve(args::ServeArgs),
-    /// Make sure the default model is in the local cache (download and verify it if not); print its path.
-    FetchModel,
+    /// Make sure a model is in the local cache (download and verify it if not); print its path, and
+    /// nothing else, on stdout.
+    FetchModel(FetchModelArgs),
     /// Drive an OpenAI-compatible server with synthetic load or a trace and report latency and throughput.
     Bench(rotor_bench::BenchArgs),
     /// Serve one engine to frontends over the runtime (discovery, request plane, event plane).
@@ -84,10 +93,11 @@ fn main() -> ExitCode {
                 let cfg = a.validate(args::total_ram_bytes(), cores)?;
                 serve::run(cfg, shutdown).await
             }
-            Command::FetchModel => {
+            Command::FetchModel(a) => {
+                let model = model_cache::known_model(&a.model)?;
                 let dir = serve::default_models_dir()?;
                 let path =
-                    tokio::task::spawn_blocking(move || model_cache::ensure_default_model(&dir))
+                    tokio::task::spawn_blocking(move || model_cache::ensure_model(model, &dir))
                         .await??;
                 println!("{}", path.display());
                 Ok(())
@@ -102,7 +112,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rotor: error: {e:#}");
+            eprintln!("rotor: error: {}", error_report(&e));
             ExitCode::FAILURE
         }
     }
@@ -130,4 +140,52 @@ async fn cancel_on_signal(token: CancellationToken) {
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
     token.cancel();
+}
+
+/// An error and its causes on one line, `outer: cause: root`. A cause whose text its parent already
+/// ends with is left out, so an error that both shows its source and returns it from `source()`
+/// is not said twice.
+fn error_report(error: &anyhow::Error) -> String {
+    let mut report = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if report.ends_with(&text) {
+            continue;
+        }
+        if !report.is_empty() {
+            report.push_str(": ");
+        }
+        report.push_str(&text);
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_report;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("unsupported model architecture \"gemma3\"")]
+    struct Root;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("model x.gguf: {source}")]
+    struct ShowsItsSource {
+        source: Root,
+    }
+
+    #[test]
+    fn a_cause_already_shown_is_said_once() {
+        let e = anyhow::Error::new(ShowsItsSource { source: Root }).context("loading the engine");
+        assert_eq!(
+            error_report(&e),
+            "loading the engine: model x.gguf: unsupported model architecture \"gemma3\""
+        );
+    }
+
+    #[test]
+    fn distinct_causes_are_all_said() {
+        let e = anyhow::anyhow!("root cause").context("middle").context("top");
+        assert_eq!(error_report(&e), "top: middle: root cause");
+    }
 }

@@ -5,14 +5,11 @@
 //! `cargo bench -p rotor-engine --bench sampler`. The model is found via `ROTOR_TEST_MODEL`, else
 //! the default cache path.
 
-use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rotor_engine::{seeded_rng, PenaltyState, Sampler};
 use rotor_model::{GgufFile, KvDtype, KvStorage, LlamaModel, LoadOptions, SeqChunk};
 use rotor_protocol::SamplingParams;
-
-const DEFAULT_MODEL: &str = "/root/.cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// SmolLM2's chat template around "What color is the sky on a clear day?".
 const CHAT_PROMPT: [u32; 40] = [
@@ -23,9 +20,7 @@ const CHAT_PROMPT: [u32; 40] = [
 
 /// The model's next-token logits after the chat prompt (the first answer token).
 fn real_logits() -> Vec<f32> {
-    let path = std::env::var_os("ROTOR_TEST_MODEL")
-        .map_or_else(|| PathBuf::from(DEFAULT_MODEL), PathBuf::from);
-    assert!(path.exists(), "model missing at {}", path.display());
+    let path = rotor_testing::model_path();
     let gguf = GgufFile::open(&path).expect("the model parses");
     let model = LlamaModel::load(&gguf, LoadOptions { threads: 1 }).expect("the model loads");
     let mut kv = KvStorage::new(model.config(), 4, 16, KvDtype::F32);

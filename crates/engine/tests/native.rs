@@ -4,24 +4,16 @@
 //! The model is found via `ROTOR_TEST_MODEL`, else the default cache path; the test FAILS if it
 //! is missing.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use rotor_engine::{Engine, EngineConfig, EngineHandle, NativeRunner, OutputStream};
 use rotor_model::{GgufFile, KvDtype, KvStorage, LlamaModel, LoadOptions, SeqChunk};
 use rotor_protocol::{FinishReason, GenerateRequest, SamplingParams, StopConditions};
 
-const DEFAULT_MODEL: &str = "/root/.cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const NEW_TOKENS: u32 = 24;
 
 fn load_model() -> Arc<LlamaModel> {
-    let path = std::env::var_os("ROTOR_TEST_MODEL")
-        .map_or_else(|| PathBuf::from(DEFAULT_MODEL), PathBuf::from);
-    assert!(
-        path.exists(),
-        "test model missing at {} (set ROTOR_TEST_MODEL to a SmolLM2-135M-Instruct GGUF)",
-        path.display()
-    );
+    let path = rotor_testing::model_path();
     let gguf = GgufFile::open(&path).expect("the test model parses");
     // One thread: test binaries may run beside other multi-threaded work on this 2-core machine.
     Arc::new(LlamaModel::load(&gguf, LoadOptions { threads: 1 }).expect("the test model loads"))

@@ -18,7 +18,6 @@
 //! is missing. Both tests share the allocator counters, so they run one after the other.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -27,7 +26,6 @@ use rotor_model::{GgufFile, KvDtype, LlamaModel, LoadOptions};
 use rotor_protocol::{GenerateRequest, SamplingParams, StopConditions};
 use tokio::sync::mpsc::unbounded_channel;
 
-const DEFAULT_MODEL: &str = "/root/.cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 const BATCH: usize = 4;
 const PROMPT_LEN: usize = 20;
 
@@ -108,13 +106,7 @@ fn count_during(f: impl FnOnce()) -> (Counts, Vec<usize>) {
 }
 
 fn load_model() -> Arc<LlamaModel> {
-    let path = std::env::var_os("ROTOR_TEST_MODEL")
-        .map_or_else(|| PathBuf::from(DEFAULT_MODEL), PathBuf::from);
-    assert!(
-        path.exists(),
-        "test model missing at {} (set ROTOR_TEST_MODEL to a SmolLM2-135M-Instruct GGUF)",
-        path.display()
-    );
+    let path = rotor_testing::model_path();
     let gguf = GgufFile::open(&path).expect("the test model parses");
     // Two threads, so the pool workers' allocations are counted too.
     Arc::new(LlamaModel::load(&gguf, LoadOptions { threads: 2 }).expect("the test model loads"))

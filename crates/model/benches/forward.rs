@@ -8,7 +8,6 @@
 //!
 //! Run: `cargo bench -p rotor-model --bench forward`.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use rotor_model::{GgufFile, KvDtype, KvStorage, LlamaModel, LoadOptions, SeqChunk};
@@ -107,11 +106,7 @@ fn decode(model: &LlamaModel, n_seqs: usize, steps: usize) -> f64 {
 }
 
 fn main() {
-    let path = std::env::var_os("ROTOR_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from("/root/.cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+    let path = rotor_testing::model_path();
     let threads = env_usize("ROTOR_THREADS", 2);
     let runs = env_usize("ROTOR_BENCH_RUNS", 3).max(1);
     let gguf = GgufFile::open(&path).expect("open model (set ROTOR_TEST_MODEL)");

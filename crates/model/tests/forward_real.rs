@@ -1,5 +1,5 @@
 //! The real SmolLM2-135M Q4_1 model: the fast batched forward against the naive reference forward.
-//! Needs the model file (`ROTOR_TEST_MODEL` or ~/.cache/rotor/models/...); fails if it is missing.
+//! Needs the model file (`ROTOR_TEST_MODEL` or the model cache, see `rotor_testing::model_path`); fails if it is missing.
 
 use std::path::PathBuf;
 
@@ -7,17 +7,7 @@ use rotor_model::llama::ReferenceForward;
 use rotor_model::{GgufFile, KvDtype, KvStorage, LlamaModel, LoadOptions, SeqChunk};
 
 fn model_path() -> PathBuf {
-    let path = std::env::var_os("ROTOR_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from("/root/.cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.exists(),
-        "test model not found at {} (set ROTOR_TEST_MODEL to SmolLM2-135M-Instruct.Q4_1.gguf)",
-        path.display()
-    );
-    path
+    rotor_testing::model_path()
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

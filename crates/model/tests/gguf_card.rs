@@ -8,17 +8,7 @@ use rotor_model::gguf::MetaValue;
 use rotor_model::{Error, GgufFile};
 
 fn model_path() -> PathBuf {
-    let path = std::env::var_os("ROTOR_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from("/root/.cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.exists(),
-        "test model missing at {} (set ROTOR_TEST_MODEL to the SmolLM2-135M-Instruct Q4_1 GGUF)",
-        path.display()
-    );
-    path
+    rotor_testing::model_path()
 }
 
 #[test]

@@ -35,17 +35,7 @@ struct Prompt {
 }
 
 fn model_path() -> PathBuf {
-    let path = std::env::var_os("ROTOR_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from("/root/.cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.exists(),
-        "test model not found at {} (set ROTOR_TEST_MODEL to SmolLM2-135M-Instruct.Q4_1.gguf)",
-        path.display()
-    );
-    path
+    rotor_testing::model_path()
 }
 
 /// One model shared by all tests of this binary (its forward calls are serialised).

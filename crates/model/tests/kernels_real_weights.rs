@@ -1,6 +1,5 @@
 //! Kernels on the real SmolLM2 weights (mmap-backed), against the naive reference.
 
-use std::path::PathBuf;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -9,17 +8,7 @@ use rotor_model::quant::GgmlType;
 use rotor_model::{Error, GgufFile};
 
 fn model() -> GgufFile {
-    let path = std::env::var_os("ROTOR_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from("/root/.cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
-    assert!(
-        path.exists(),
-        "test model missing at {} (set ROTOR_TEST_MODEL to the SmolLM2-135M-Instruct Q4_1 GGUF)",
-        path.display()
-    );
-    GgufFile::open(&path).unwrap()
+    GgufFile::open(rotor_testing::model_path()).unwrap()
 }
 
 fn assert_send_sync_static<T: Send + Sync + 'static>(_: &T) {}

@@ -2,19 +2,36 @@
 
 use std::path::PathBuf;
 
-/// The test model: `ROTOR_TEST_MODEL` if set, else the default model in Rotor's cache
-/// (`~/.cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf`, where `.ci/run` puts it). Panics with
-/// what to do if the file is missing: tests that need the model fail rather than skip.
+/// File name of the default model in Rotor's model cache.
+pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Rotor's model cache as `rotor fetch-model` resolves it: `$ROTOR_CACHE_DIR/models`, else
+/// `$XDG_CACHE_HOME/rotor/models`, else `~/.cache/rotor/models`.
+pub fn models_dir() -> PathBuf {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = env("ROTOR_CACHE_DIR") {
+        return dir.join("models");
+    }
+    if let Some(dir) = env("XDG_CACHE_HOME") {
+        return dir.join("rotor/models");
+    }
+    env("HOME")
+        .unwrap_or_else(|| PathBuf::from("/root"))
+        .join(".cache/rotor/models")
+}
+
+/// The test model: `ROTOR_TEST_MODEL` if set, else the default model in Rotor's cache (where
+/// `scripts/test` has `rotor fetch-model` put it). Panics with what to do if the file is missing:
+/// tests that need the model fail rather than skip.
 pub fn model_path() -> PathBuf {
     let path = std::env::var_os("ROTOR_TEST_MODEL")
+        .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME is set");
-            PathBuf::from(home).join(".cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        });
+        .unwrap_or_else(|| models_dir().join(DEFAULT_MODEL_FILE));
     assert!(
         path.is_file(),
-        "test model missing at {} (run .ci/run or set ROTOR_TEST_MODEL)",
+        "test model missing at {} (run scripts/test, or `rotor fetch-model` and set \
+         ROTOR_TEST_MODEL to the path it prints)",
         path.display()
     );
     path

@@ -22,16 +22,7 @@ pub const MODEL: &str = "smollm2";
 pub fn smollm2_card() -> ModelCard {
     static CARD: OnceLock<ModelCard> = OnceLock::new();
     CARD.get_or_init(|| {
-        let path = std::env::var_os("ROTOR_TEST_MODEL")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from("/root/.cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-            });
-        assert!(
-            path.exists(),
-            "test model missing: {} (set ROTOR_TEST_MODEL to SmolLM2-135M-Instruct.Q4_1.gguf)",
-            path.display()
-        );
+        let path = rotor_testing::model_path();
         let gguf = rotor_model::GgufFile::open(&path).expect("open the test GGUF");
         ModelCard {
             name: MODEL.to_string(),
