@@ -2,7 +2,10 @@
 //!
 //! Shapes: 576×1536 (the FFN down-projection's transpose size class) in Q4_1 and Q8_0, and the
 //! 49152×576 Q8_0 lm_head, at batch 1 (decode), 16 (batched decode) and, for Q4_1, 128 (a
-//! prefill chunk).
+//! prefill chunk). The K-quants and BF16 run on 576×1536 (the SmolLM2 FFN down-projection, the
+//! one SmolLM2 matrix whose rows are whole 256-blocks), beside Q4_1 as the peer. Q5_0 and Q5_1
+//! (what llama.cpp's K-quant files use for rows that are not whole 256-blocks) run on 1536×576
+//! beside the Q4_1 of the same shape.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use rand::rngs::StdRng;
@@ -75,8 +78,16 @@ fn matmul(c: &mut Criterion) {
     // Batch 128: a prefill chunk.
     bench_shape(c, GgmlType::Q4_1, 576, 1536, true, &[1, 16, 128]);
     bench_shape(c, GgmlType::Q4_1, 1536, 576, false, &[1, 16, 128]);
+    bench_shape(c, GgmlType::Q5_0, 1536, 576, false, &[1, 16, 128]);
+    bench_shape(c, GgmlType::Q5_1, 1536, 576, false, &[1, 16]);
     bench_shape(c, GgmlType::Q8_0, 576, 1536, true, &[1, 16]);
     bench_shape(c, GgmlType::Q8_0, 49152, 576, false, &[1, 16]);
+    bench_shape(c, GgmlType::Q4_K, 576, 1536, false, &[1, 16, 128]);
+    bench_shape(c, GgmlType::Q5_K, 576, 1536, false, &[1, 16]);
+    bench_shape(c, GgmlType::Q6_K, 576, 1536, false, &[1, 16, 128]);
+    bench_shape(c, GgmlType::Q3_K, 576, 1536, false, &[1, 16]);
+    bench_shape(c, GgmlType::Q2_K, 576, 1536, false, &[1, 16]);
+    bench_shape(c, GgmlType::BF16, 576, 1536, false, &[1, 16]);
 }
 
 criterion_group!(benches, matmul);

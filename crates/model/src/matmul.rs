@@ -1,16 +1,21 @@
 //! Weight-matrix × activation products, the engine's hot kernel.
 //!
 //! `out[b][r] = Σ_c W[r][c] · x[b][c]` for a row range of `W`, so callers can split rows across
-//! threads. Quantized weights (Q8_0, Q4_0, Q4_1) are multiplied in integers against activations
-//! quantized once per matmul to 8 bits per 32-block ([`Activations`]), as llama.cpp does; F32/F16
-//! weights use f32 FMA. Each weight block is decoded once and applied to a tile of batch rows.
+//! threads. Quantized weights are multiplied in integers against activations quantized once per
+//! matmul to 8 bits ([`Activations`]), as llama.cpp does: per 32-block for Q8_0, Q4_0, Q4_1, Q5_0,
+//! Q5_1, per
+//! 256-block with per-16 code sums for the K-quants (Q2_K..Q6_K); F32/F16/BF16 weights use f32
+//! FMA. Each weight block is decoded once and applied to a tile of batch rows.
 //!
-//! Kernels: [`Kernel::Avx2`] (x86-64 AVX2+FMA+F16C, chosen at run time) and [`Kernel::Scalar`]
-//! (portable). [`naive`] holds the reference implementations the fast kernels are tested against.
+//! Kernels: [`Kernel::Avx2`] (x86-64 AVX2+FMA+F16C, chosen at run time; `avx2.rs` for the 32-blocks
+//! and floats, `avx2_k.rs` for the K-quants) and [`Kernel::Scalar`] (portable). [`naive`] holds
+//! the reference implementations the fast kernels are tested against.
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx2_k;
 pub mod naive;
 mod scalar;
 
@@ -18,7 +23,7 @@ use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
-pub use activations::Activations;
+pub use activations::{ActivationFormat, Activations};
 
 use crate::gguf::{Backing, TensorView};
 use crate::pool::SharedMut;
@@ -327,20 +332,20 @@ impl WeightMatrix {
             self.rows,
             self.name
         );
-        if needs_quantized_activations(self.dtype) {
-            assert!(
-                x.is_quantized(),
-                "{} is {:?}: prepare the activations for it (they are f32-only)",
-                self.name,
-                self.dtype
-            );
-        }
+        assert!(
+            x.format().serves(self.dtype),
+            "{} is {:?}: prepare the activations for it (they are {:?})",
+            self.name,
+            self.dtype,
+            x.format()
+        );
     }
 }
 
-/// Whether weights of `dtype` are multiplied against 8-bit-quantized activations.
+/// Whether weights of `dtype` are multiplied against 8-bit-quantized activations (the encoding:
+/// [`ActivationFormat::for_weights`]).
 pub fn needs_quantized_activations(dtype: GgmlType) -> bool {
-    matches!(dtype, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1)
+    ActivationFormat::for_weights(dtype) != ActivationFormat::F32
 }
 
 /// One call's operands, handed to a kernel. Results go to `out[b * ld + (r - col0)]` for batch
@@ -382,14 +387,26 @@ mod tests {
     /// one computes, at `b * ld + r`, adds it when asked, and touches nothing else.
     #[test]
     fn strided_output_matches_dense_and_accumulates_in_place() {
-        let (rows, cols, batch, ld) = (32, 64, 5, 40);
+        let (rows, cols, batch, ld) = (32, 256, 5, 40);
         let values: Vec<f32> = (0..rows * cols)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
             .collect();
         let x: Vec<f32> = (0..batch * cols)
             .map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0)
             .collect();
-        for dtype in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::F32] {
+        for dtype in [
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q5_1,
+            GgmlType::Q8_0,
+            GgmlType::F32,
+            GgmlType::BF16,
+            GgmlType::Q2_K,
+            GgmlType::Q3_K,
+            GgmlType::Q4_K,
+            GgmlType::Q5_K,
+            GgmlType::Q6_K,
+        ] {
             let w = WeightMatrix::from_f32("w", dtype, rows, cols, &values).unwrap();
             let mut acts = Activations::new();
             acts.prepare(&x, batch, cols, dtype);

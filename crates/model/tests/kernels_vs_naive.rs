@@ -5,22 +5,43 @@
 //!   and summation order differ; the integer block sums are exact);
 //! - fast kernel vs naive on full-precision x: |Δ| ≤ 1.5e-2·A (8-bit activation quantization,
 //!   relative error ≤ 1/254 per element, plus f16 rounding of nothing else);
-//! - F32/F16 weights (no activation quantization): |Δ| ≤ 1e-5·A + 1e-6.
+//! - F32/F16/BF16 weights (no activation quantization): |Δ| ≤ 1e-5·A + 1e-6.
+//!
+//! K-quants (rows of whole 256-blocks) run on their own column set and the batch sizes 1, 3, 16
+//! and 17 (a full tile of 4 and a remainder); their activations are Q8_K-like (one scale per 256),
+//! whose quantization error stays within the same 1.5e-2·A on this data.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rotor_model::matmul::{naive, Activations, Kernel, WeightMatrix};
-use rotor_model::quant::{self, GgmlType, QuantFormat, Q4_0, Q4_1, Q8_0};
+use rotor_model::matmul::{naive, ActivationFormat, Activations, Kernel, WeightMatrix};
+use rotor_model::quant::{self, GgmlType, QuantFormat, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0};
 
 const COLS: [usize; 4] = [32, 64, 576, 1536];
 const BATCHES: [usize; 5] = [1, 3, 6, 8, 17];
-const DTYPES: [GgmlType; 5] = [
+const DTYPES: [GgmlType; 8] = [
     GgmlType::Q8_0,
     GgmlType::Q4_0,
     GgmlType::Q4_1,
+    GgmlType::Q5_0,
+    GgmlType::Q5_1,
     GgmlType::F16,
+    GgmlType::BF16,
     GgmlType::F32,
 ];
+const K_COLS: [usize; 3] = [256, 512, 1536];
+const K_BATCHES: [usize; 4] = [1, 3, 16, 17];
+const K_DTYPES: [GgmlType; 5] = [
+    GgmlType::Q2_K,
+    GgmlType::Q3_K,
+    GgmlType::Q4_K,
+    GgmlType::Q5_K,
+    GgmlType::Q6_K,
+];
+
+/// A column count that is whole blocks of `dtype` (64, or 256 for the K-quants).
+fn small_cols(dtype: GgmlType) -> usize {
+    dtype.block_size().max(64)
+}
 
 fn random(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
     (0..n)
@@ -91,18 +112,32 @@ fn all_kernels_match_naive_on_every_shape() {
 }
 
 #[test]
+fn k_quant_kernels_match_naive_on_every_shape() {
+    let mut rng = StdRng::seed_from_u64(8);
+    for dtype in K_DTYPES {
+        for cols in K_COLS {
+            for batch in K_BATCHES {
+                run_case(&mut rng, dtype, 13, cols, batch);
+            }
+        }
+    }
+}
+
+#[test]
 fn odd_row_counts_and_single_rows() {
     let mut rng = StdRng::seed_from_u64(11);
-    for dtype in DTYPES {
+    for dtype in DTYPES.into_iter().chain(K_DTYPES) {
+        let cols = small_cols(dtype);
         for rows in [6, 7] {
-            run_case(&mut rng, dtype, rows, 64, 2);
-            run_case(&mut rng, dtype, rows, 64, 1);
+            run_case(&mut rng, dtype, rows, cols, 2);
+            run_case(&mut rng, dtype, rows, cols, 1);
         }
         // A one-row range at the end of the matrix.
-        let w = WeightMatrix::from_f32("w", dtype, 5, 64, &random(&mut rng, 5 * 64, 1.0)).unwrap();
-        let x = random(&mut rng, 64, 1.0);
+        let w =
+            WeightMatrix::from_f32("w", dtype, 5, cols, &random(&mut rng, 5 * cols, 1.0)).unwrap();
+        let x = random(&mut rng, cols, 1.0);
         let mut acts = Activations::new();
-        acts.prepare(&x, 1, 64, dtype);
+        acts.prepare(&x, 1, cols, dtype);
         let mut want = [0.0f32];
         naive::matmul_f32(&w, &x, 1, 4..5, &mut want);
         for kernel in kernels() {
@@ -124,7 +159,7 @@ fn odd_row_counts_and_single_rows() {
 #[test]
 fn float_weights_with_ragged_columns() {
     let mut rng = StdRng::seed_from_u64(3);
-    for dtype in [GgmlType::F32, GgmlType::F16] {
+    for dtype in [GgmlType::F32, GgmlType::F16, GgmlType::BF16] {
         for cols in [1, 7, 13, 35] {
             run_case(&mut rng, dtype, 9, cols, 3);
         }
@@ -135,8 +170,17 @@ fn float_weights_with_ragged_columns() {
 fn forced_scalar_fallback_matches_detected_kernel_exactly_in_integers() {
     // Integer block sums are exact in both kernels, so they may differ only by f32 rounding.
     let mut rng = StdRng::seed_from_u64(5);
-    for dtype in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
-        let (rows, cols, batch) = (20, 576, 5);
+    for dtype in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+    ]
+    .into_iter()
+    .chain(K_DTYPES)
+    {
+        let (rows, cols, batch) = (20, if dtype.block_size() == 256 { 1536 } else { 576 }, 5);
         let w = WeightMatrix::from_f32("w", dtype, rows, cols, &random(&mut rng, rows * cols, 1.0))
             .unwrap();
         let x = random(&mut rng, batch * cols, 1.0);
@@ -201,13 +245,54 @@ fn ggml_layouts_dequantize_exactly() {
     for (j, v) in out.iter().enumerate() {
         assert_eq!(*v, (j as f32 - 16.0) * 2.0);
     }
+    // Q5_0: d = 0.5, code j at element j: low nibbles as Q4's, the fifth bits in qh (bit j for
+    // element j, little-endian), so qh = 0xffff0000.
+    let mut b = vec![0u8; 22];
+    b[..2].copy_from_slice(&half::f16::from_f32(0.5).to_bits().to_le_bytes());
+    b[2..6].copy_from_slice(&0xffff_0000u32.to_le_bytes());
+    for j in 0..16 {
+        b[6 + j] = (j as u8) | ((j as u8) << 4);
+    }
+    Q5_0::dequantize_block(&b, &mut out);
+    for (j, v) in out.iter().enumerate() {
+        assert_eq!(*v, (j as f32 - 16.0) * 0.5, "Q5_0 element {j}");
+    }
+    // Q5_1: d = 0.25, m = -1, fifth bit on the odd elements only (qh = 0xaaaaaaaa).
+    let mut b = vec![0u8; 24];
+    b[..2].copy_from_slice(&half::f16::from_f32(0.25).to_bits().to_le_bytes());
+    b[2..4].copy_from_slice(&half::f16::from_f32(-1.0).to_bits().to_le_bytes());
+    b[4..8].copy_from_slice(&0xaaaa_aaaau32.to_le_bytes());
+    for j in 0..16 {
+        b[8 + j] = (j as u8) | (((15 - j) as u8) << 4);
+    }
+    Q5_1::dequantize_block(&b, &mut out);
+    for j in 0..16 {
+        let high = |e: usize| if e % 2 == 1 { 16.0 } else { 0.0 };
+        assert_eq!(
+            out[j],
+            (j as f32 + high(j)) * 0.25 - 1.0,
+            "Q5_1 element {j}"
+        );
+        let e = 16 + j;
+        assert_eq!(
+            out[e],
+            ((15 - j) as f32 + high(e)) * 0.25 - 1.0,
+            "Q5_1 element {e}"
+        );
+    }
 }
 
 #[test]
 fn quantize_round_trip_error_is_bounded() {
     let mut rng = StdRng::seed_from_u64(9);
     let x = random(&mut rng, 32 * 64, 3.0);
-    for dtype in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+    for dtype in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+    ] {
         let bytes = quant::quantize_row(dtype, &x).unwrap();
         let mut back = vec![0.0; x.len()];
         quant::dequantize_row(dtype, &bytes, &mut back).unwrap();
@@ -216,11 +301,13 @@ fn quantize_round_trip_error_is_bounded() {
             let (lo, hi) = a
                 .iter()
                 .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
-            // Half a step (Q4_0: a whole step, as its grid -8..7 clips the side opposite the
-            // extreme), plus f16 rounding of the scale and min.
+            // Half a step (Q4_0/Q5_0: a whole step, as their grids -8..7 / -16..15 clip the
+            // side opposite the extreme), plus f16 rounding of the scale and min.
             let bound = match dtype {
                 GgmlType::Q8_0 => 0.5 * amax / 127.0,
                 GgmlType::Q4_0 => amax / 8.0,
+                GgmlType::Q5_0 => amax / 16.0,
+                GgmlType::Q5_1 => 0.5 * (hi - lo) / 31.0,
                 _ => 0.5 * (hi - lo) / 15.0,
             };
             let tol = bound * 1.01 + amax * 2.0f32.powi(-9);
@@ -295,4 +382,62 @@ fn q8_0_weights_of_minus_128_are_exact() {
         w.matmul_rows_with(kernel, &acts, 0..rows, &mut got);
         check_close(&format!("{kernel:?} -128"), &got, &want, &scale, 1e-5, 1e-6);
     }
+}
+
+#[test]
+fn q8k_activations_are_identical_on_every_kernel_and_follow_llama_cpp() {
+    let mut rng = StdRng::seed_from_u64(22);
+    let (batch, cols) = (3, 512);
+    let mut x = random(&mut rng, batch * cols, 4.0);
+    // Row 0, block 0: max |x| = 127, so the scale is 1 and x.5 values are exact ties; block 1 is
+    // all zero.
+    for (i, v) in x[..256].iter_mut().enumerate() {
+        *v = if i == 0 {
+            -127.0
+        } else {
+            (i % 64) as f32 - 31.5
+        };
+    }
+    x[256..512].fill(0.0);
+    let mut reference = Activations::new();
+    reference.prepare_with(Kernel::Scalar, &x, batch, cols, GgmlType::Q4_K);
+    assert_eq!(reference.format(), ActivationFormat::Q8K);
+    assert_eq!(reference.d_row(0), &[1.0, 0.0]);
+    let q0 = reference.q_row(0);
+    assert_eq!(q0[0], -127);
+    assert_eq!(q0[1], -30, "-30.5 rounds half to even");
+    assert_eq!(q0[2], -30, "-29.5 rounds half to even");
+    assert!(q0[256..].iter().all(|&v| v == 0));
+    for (g, &sum) in reference.bsums_row(0).iter().enumerate() {
+        let want: i32 = q0[16 * g..16 * (g + 1)].iter().map(|&v| i32::from(v)).sum();
+        assert_eq!(i32::from(sum), want, "code sum {g}");
+    }
+    // Elsewhere: d = 1 / (127 / max|x|), as llama.cpp stores it.
+    let amax = x[cols..cols + 256]
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    assert_eq!(reference.d_row(1)[0], 1.0 / (127.0 / amax));
+    for kernel in kernels() {
+        let mut a = Activations::new();
+        a.prepare_with(kernel, &x, batch, cols, GgmlType::Q6_K);
+        for b in 0..batch {
+            assert_eq!(a.q_row(b), reference.q_row(b), "{kernel:?} codes, row {b}");
+            assert_eq!(a.d_row(b), reference.d_row(b), "{kernel:?} scales, row {b}");
+            assert_eq!(
+                a.bsums_row(b),
+                reference.bsums_row(b),
+                "{kernel:?} sums, row {b}"
+            );
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "prepare the activations for it")]
+fn k_quant_weights_reject_activations_prepared_for_32_blocks() {
+    let w = WeightMatrix::from_f32("w", GgmlType::Q4_K, 2, 256, &[0.5; 512]).unwrap();
+    let mut acts = Activations::new();
+    acts.prepare(&[1.0; 256], 1, 256, GgmlType::Q8_0);
+    let mut out = [0.0f32; 2];
+    w.matmul_rows(&acts, 0..2, &mut out);
 }

@@ -3,8 +3,9 @@
 //! Quantized weights: per 32-block, the 32 weight codes are multiplied with the 32 activation
 //! codes by `vpmaddubsw` (u8 × i8 → pairs summed to i16) then `vpmaddwd` against ones (→ 8 × i32),
 //! converted to f32 and accumulated with the block's `d_w · d_x` by FMA. `vpmaddubsw` needs an
-//! unsigned left operand: 4-bit codes are already 0..=15 (Q4_0's −8 is applied afterwards through
-//! the activation block sum `s_x`), and Q8_0 uses |w| with the sign moved onto x (`vpsignb`).
+//! unsigned left operand: 4- and 5-bit codes are already 0..=15 / 0..=31 (Q4_0's −8 and Q5_0's
+//! −16 are applied afterwards through the activation block sum `s_x`), and Q8_0 uses |w| with the
+//! sign moved onto x (`vpsignb`). A 5-bit code is its nibble OR 16 where its bit of `qh` is set.
 //! The same algebra as the scalar kernel (see `scalar.rs`).
 //!
 //! Tiling: a tile is R weight rows × N batch rows (N ≤ 4; R = 2 when N ≤ 2) so each weight block
@@ -21,6 +22,13 @@ const PREFETCH_AHEAD: usize = 1024;
 const Q8_0: u8 = 0;
 const Q4_0: u8 = 1;
 const Q4_1: u8 = 2;
+const Q5_0: u8 = 3;
+const Q5_1: u8 = 4;
+
+/// Float weight kinds for [`float`].
+const F32: u8 = 0;
+const F16: u8 = 1;
+const BF16: u8 = 2;
 
 /// Runs `job` on AVX2.
 ///
@@ -32,15 +40,21 @@ pub(crate) unsafe fn matmul(job: MatmulJob<'_>) {
         GgmlType::Q8_0 => quantized::<Q8_0>(job),
         GgmlType::Q4_0 => quantized::<Q4_0>(job),
         GgmlType::Q4_1 => quantized::<Q4_1>(job),
-        GgmlType::F32 => float::<false>(job),
-        GgmlType::F16 => float::<true>(job),
+        GgmlType::Q5_0 => quantized::<Q5_0>(job),
+        GgmlType::Q5_1 => quantized::<Q5_1>(job),
+        GgmlType::F32 => float::<F32>(job),
+        GgmlType::F16 => float::<F16>(job),
+        GgmlType::BF16 => float::<BF16>(job),
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => {
+            super::avx2_k::matmul(job)
+        }
         other => unreachable!("invariant: WeightMatrix never holds {other:?}"),
     }
 }
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(super) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
@@ -51,8 +65,49 @@ const fn block_bytes(fmt: u8) -> usize {
     match fmt {
         Q8_0 => 34,
         Q4_0 => 18,
-        _ => 20,
+        Q4_1 => 20,
+        Q5_0 => 22,
+        _ => 24,
     }
+}
+
+/// Whether the format has a min `m` (stored as the f16 after `d`).
+const fn has_min(fmt: u8) -> bool {
+    fmt == Q4_1 || fmt == Q5_1
+}
+
+/// Byte offset of the 16 bytes of nibbles in a block.
+const fn nibbles_at(fmt: u8) -> usize {
+    match fmt {
+        Q4_0 => 2,
+        Q4_1 => 4,
+        Q5_0 => 6,
+        _ => 8,
+    }
+}
+
+/// 16 in byte `j` where bit `j` of the little-endian `u32` at `p` is set, else 0: the fifth bits
+/// of a Q5 block's codes.
+///
+/// # Safety
+/// `p` must be readable for 4 bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn fifth_bits(p: *const u8) -> __m256i {
+    let qh = (p as *const i32).read_unaligned();
+    // Byte j takes byte j / 8 of qh, then keeps only its bit j % 8.
+    let spread = _mm256_shuffle_epi8(
+        _mm256_set1_epi32(qh),
+        _mm256_setr_epi64x(
+            0,
+            0x0101_0101_0101_0101,
+            0x0202_0202_0202_0202,
+            0x0303_0303_0303_0303,
+        ),
+    );
+    let bit = _mm256_set1_epi64x(0x8040_2010_0804_0201u64 as i64);
+    let set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    _mm256_and_si256(set, _mm256_set1_epi8(16))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -83,7 +138,7 @@ unsafe fn quantized<const FMT: u8>(mut job: MatmulJob<'_>) {
 }
 
 #[inline(always)]
-fn store<const R: usize, const N: usize>(
+pub(super) fn store<const R: usize, const N: usize>(
     job: &mut MatmulJob<'_>,
     r: usize,
     b0: usize,
@@ -122,8 +177,8 @@ unsafe fn quant_tile<const FMT: u8, const R: usize, const N: usize>(
     // Shifts the upper 128-bit lane's copy of the nibbles right by 4 (high nibbles → elements 16..32).
     let nibble_shift = _mm256_setr_epi64x(0, 0, 4, 4);
     let mut acc = [[_mm256_setzero_ps(); N]; R];
-    // Lane 1 accumulates the per-block correction: Q4_1 m_w·s_x, Q4_0 d_w·s_x (scaled by −8 at
-    // the end). Lane 0 collects unused products.
+    // Lane 1 accumulates the per-block correction: Q4_1/Q5_1 m_w·s_x, Q4_0/Q5_0 d_w·s_x (scaled
+    // by −8/−16 at the end). Lane 0 collects unused products.
     let mut off = [[_mm_setzero_ps(); N]; R];
     for blk in 0..nb {
         let mut xv = [_mm256_setzero_si256(); N];
@@ -139,20 +194,30 @@ unsafe fn quant_tile<const FMT: u8, const R: usize, const N: usize>(
             // Weights stream from DRAM for large matrices: ask for bytes ~1 KiB ahead (prefetches
             // never fault, so running past the row's end is harmless).
             _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD) as *const i8);
-            // [d_w, c_w, 0, 0] with c_w = m_w (Q4_1) or d_w (Q4_0, Q8_0).
-            let head = if FMT == Q4_1 {
+            // [d_w, c_w, 0, 0] with c_w = m_w (Q4_1, Q5_1) or d_w (Q4_0, Q5_0, Q8_0).
+            let head = if has_min(FMT) {
                 (p as *const u32).read_unaligned() as i32
             } else {
                 i32::from((p as *const u16).read_unaligned())
             };
             let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(head));
-            let dm = if FMT == Q4_1 { dm } else { _mm_moveldup_ps(dm) };
+            let dm = if has_min(FMT) {
+                dm
+            } else {
+                _mm_moveldup_ps(dm)
+            };
             let wv = if FMT == Q8_0 {
                 _mm256_loadu_si256(p.add(2) as *const __m256i)
             } else {
-                let at = if FMT == Q4_1 { 4 } else { 2 };
+                let at = nibbles_at(FMT);
                 let raw = _mm256_broadcastsi128_si256(_mm_loadu_si128(p.add(at) as *const __m128i));
-                _mm256_and_si256(_mm256_srlv_epi64(raw, nibble_shift), low4)
+                let low = _mm256_and_si256(_mm256_srlv_epi64(raw, nibble_shift), low4);
+                if FMT == Q5_0 || FMT == Q5_1 {
+                    // qh sits just before the nibbles.
+                    _mm256_or_si256(low, fifth_bits(p.add(at - 4)))
+                } else {
+                    low
+                }
             };
             let wabs = if FMT == Q8_0 {
                 _mm256_sign_epi8(wv, wv)
@@ -176,7 +241,11 @@ unsafe fn quant_tile<const FMT: u8, const R: usize, const N: usize>(
             }
         }
     }
-    let correction = if FMT == Q4_0 { -8.0 } else { 1.0 };
+    let correction = match FMT {
+        Q4_0 => -8.0,
+        Q5_0 => -16.0,
+        _ => 1.0,
+    };
     let mut out = [[0.0f32; N]; R];
     for j in 0..R {
         for i in 0..N {
@@ -192,7 +261,7 @@ unsafe fn quant_tile<const FMT: u8, const R: usize, const N: usize>(
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn float<const HALF: bool>(mut job: MatmulJob<'_>) {
+unsafe fn float<const KIND: u8>(mut job: MatmulJob<'_>) {
     let batch = job.x.batch();
     for r in job.rows.clone() {
         let mut b0 = 0;
@@ -200,10 +269,10 @@ unsafe fn float<const HALF: bool>(mut job: MatmulJob<'_>) {
             let n = (batch - b0).min(4);
             let (w, x) = (job.w, job.x);
             match n {
-                1 => store(&mut job, r, b0, [float_tile::<HALF, 1>(w, x, r, b0)]),
-                2 => store(&mut job, r, b0, [float_tile::<HALF, 2>(w, x, r, b0)]),
-                3 => store(&mut job, r, b0, [float_tile::<HALF, 3>(w, x, r, b0)]),
-                _ => store(&mut job, r, b0, [float_tile::<HALF, 4>(w, x, r, b0)]),
+                1 => store(&mut job, r, b0, [float_tile::<KIND, 1>(w, x, r, b0)]),
+                2 => store(&mut job, r, b0, [float_tile::<KIND, 2>(w, x, r, b0)]),
+                3 => store(&mut job, r, b0, [float_tile::<KIND, 3>(w, x, r, b0)]),
+                _ => store(&mut job, r, b0, [float_tile::<KIND, 4>(w, x, r, b0)]),
             }
             b0 += n;
         }
@@ -212,7 +281,7 @@ unsafe fn float<const HALF: bool>(mut job: MatmulJob<'_>) {
 
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn float_tile<const HALF: bool, const N: usize>(
+unsafe fn float_tile<const KIND: u8, const N: usize>(
     w: &WeightMatrix,
     x: &Activations,
     r: usize,
@@ -225,34 +294,69 @@ unsafe fn float_tile<const HALF: bool, const N: usize>(
     for (i, p) in xp.iter_mut().enumerate() {
         *p = x.row(b0 + i).as_ptr();
     }
-    let mut acc = [_mm256_setzero_ps(); N];
+    // Independent FMA chains per batch row, so narrow tiles are not bound by FMA latency.
+    let chains: usize = match N {
+        1 => 4,
+        2 => 2,
+        _ => 1,
+    };
+    let mut acc = [[_mm256_setzero_ps(); N]; 4];
     let full = cols / 8 * 8;
     let mut c = 0;
     while c < full {
-        // SAFETY: c + 8 ≤ cols elements in both the weight row and every x row.
-        let wv = if HALF {
-            _mm256_cvtph_ps(_mm_loadu_si128(wp.add(c * 2) as *const __m128i))
-        } else {
-            _mm256_loadu_ps(wp.add(c * 4) as *const f32)
-        };
-        for i in 0..N {
-            acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(xp[i].add(c)), acc[i]);
+        // `chains` steps of 8 (fewer at the end of the row), one chain each.
+        for chain in acc.iter_mut().take(chains) {
+            if c >= full {
+                break;
+            }
+            // SAFETY: c + 8 ≤ cols elements in both the weight row and every x row.
+            let wv = load_float::<KIND>(wp, c);
+            for (a, &p) in chain.iter_mut().zip(&xp) {
+                *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(p.add(c)), *a);
+            }
+            c += 8;
         }
-        c += 8;
+    }
+    let mut sums = [_mm256_setzero_ps(); N];
+    for (i, sum) in sums.iter_mut().enumerate() {
+        *sum = _mm256_add_ps(
+            _mm256_add_ps(acc[0][i], acc[1][i]),
+            _mm256_add_ps(acc[2][i], acc[3][i]),
+        );
     }
     let mut out = [0.0f32; N];
     let mut tail = vec![0.0f32; cols - full];
     if !tail.is_empty() {
-        let bytes_per = if HALF { 2 } else { 4 };
-        let dtype = if HALF { GgmlType::F16 } else { GgmlType::F32 };
+        let (bytes_per, dtype) = match KIND {
+            F16 => (2, GgmlType::F16),
+            BF16 => (2, GgmlType::BF16),
+            _ => (4, GgmlType::F32),
+        };
         crate::quant::dequantize_row(dtype, &row[full * bytes_per..], &mut tail)
             .expect("invariant: float types decode");
     }
     for i in 0..N {
         let xt = &x.row(b0 + i)[full..];
-        out[i] = hsum(acc[i]) + tail.iter().zip(xt).map(|(a, b)| a * b).sum::<f32>();
+        out[i] = hsum(sums[i]) + tail.iter().zip(xt).map(|(a, b)| a * b).sum::<f32>();
     }
     out
+}
+
+/// Eight weights of a float row from element `c` on, as f32.
+///
+/// # Safety
+/// `wp` must hold at least `c + 8` elements of kind `KIND`.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load_float<const KIND: u8>(wp: *const u8, c: usize) -> __m256 {
+    match KIND {
+        F16 => _mm256_cvtph_ps(_mm_loadu_si128(wp.add(c * 2) as *const __m128i)),
+        // bf16 is the top half of an f32: widen to 32 bits and shift into place.
+        BF16 => _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(
+            _mm_loadu_si128(wp.add(c * 2) as *const __m128i),
+        ))),
+        _ => _mm256_loadu_ps(wp.add(c * 4) as *const f32),
+    }
 }
 
 /// Quantizes `x` (whole 32-blocks) to 8-bit codes `q`, scales `d` and `s = d · Σq` per block,

@@ -19,22 +19,18 @@ pub fn matmul_quantized(w: &WeightMatrix, x: &Activations, rows: Range<usize>, o
     let rows_x: Vec<Vec<f32>> = (0..x.batch()).map(|b| x.dequantized_row(b)).collect();
     let xs: Vec<&[f32]> = rows_x.iter().map(Vec::as_slice).collect();
     run(w, &xs, rows.clone(), out);
-    if w.dtype() == GgmlType::Q4_1 {
-        add_q4_1_min_term_rounding(w, x, rows, out);
+    if matches!(w.dtype(), GgmlType::Q4_1 | GgmlType::Q5_1) {
+        add_min_term_rounding(w, x, rows, out);
     }
 }
 
-/// A Q4_1 block is `q·d + m`, so its dot with an activation block is `d·dₓ·Σq·qₓ + m·(dₓ·Σqₓ)`;
-/// the integer kernels take `dₓ·Σqₓ` from the block's stored sum `s`, which (as in ggml's Q8_1)
-/// is rounded to f16 on its own. Add `m·(s − dₓ·Σqₓ)` per block so the reference is exactly that.
-fn add_q4_1_min_term_rounding(
-    w: &WeightMatrix,
-    x: &Activations,
-    rows: Range<usize>,
-    out: &mut [f32],
-) {
+/// A Q4_1/Q5_1 block is `q·d + m`, so its dot with an activation block is
+/// `d·dₓ·Σq·qₓ + m·(dₓ·Σqₓ)`; the integer kernels take `dₓ·Σqₓ` from the block's stored sum `s`,
+/// which (as in ggml's Q8_1) is rounded to f16 on its own. Add `m·(s − dₓ·Σqₓ)` per block so the
+/// reference is exactly that. Both formats store `m` as the f16 at byte 2 of the block.
+fn add_min_term_rounding(w: &WeightMatrix, x: &Activations, rows: Range<usize>, out: &mut [f32]) {
     const QK: usize = 32;
-    const BLOCK_BYTES: usize = 20;
+    let block_bytes = w.dtype().type_size();
     let n = rows.len();
     for r in rows.clone() {
         let data = w.row_data(r);
@@ -42,7 +38,7 @@ fn add_q4_1_min_term_rounding(
             let (d, s, q) = (x.d_row(b), x.s_row(b), x.q_row(b));
             let mut correction = 0.0f64;
             for blk in 0..w.cols() / QK {
-                let at = blk * BLOCK_BYTES + 2;
+                let at = blk * block_bytes + 2;
                 let m = half::f16::from_le_bytes([data[at], data[at + 1]]).to_f32();
                 let sum_q: i32 = q[blk * QK..(blk + 1) * QK]
                     .iter()

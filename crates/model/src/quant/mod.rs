@@ -1,18 +1,26 @@
 //! ggml tensor types: block geometry for every known type id, and exact dequantize/quantize for the
-//! formats this crate computes with (F32, F16, Q8_0, Q8_1, Q4_0, Q4_1).
+//! formats this crate computes with (F32, F16, BF16, Q8_0, Q8_1, Q4_0, Q4_1, Q5_0, Q5_1, and the
+//! K-quants
+//! Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
 //!
-//! Block layouts follow ggml bit for bit, so weights from a GGUF file are used in place. K-quants
-//! (Q4_K, Q5_K, Q6_K) slot in later as further [`QuantFormat`] implementations in their own file.
+//! Block layouts follow ggml bit for bit, so weights from a GGUF file are used in place. Each
+//! format is one [`QuantFormat`] implementation in its own file: `float.rs`, `q4.rs`, `q5.rs`, `q8.rs`,
+//! `k_quants/` (one file per K-quant, the shared super-block machinery in its `mod.rs`).
 
 mod float;
+pub(crate) mod k_quants;
 pub(crate) mod q4;
+pub(crate) mod q5;
 mod q8;
 
-pub use float::{F16, F32};
+pub use float::{BF16, F16, F32};
+pub use k_quants::{Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, QK_K};
 pub use q4::{Q4_0, Q4_1};
+pub use q5::{Q5_0, Q5_1};
+pub(crate) use q8::round_half_even;
 pub use q8::{quantize_q8_block, Q8_0, Q8_1};
 
-/// Elements per block shared by all the 32-element formats (Q4_0, Q4_1, Q8_0, Q8_1).
+/// Elements per block shared by all the 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1).
 pub const QK: usize = 32;
 
 /// A ggml tensor element type, by its on-disk id.
@@ -161,9 +169,10 @@ impl GgmlType {
 
     /// Whether this crate can dequantize and multiply with this type.
     pub fn is_supported_for_compute(self) -> bool {
+        use GgmlType::*;
         matches!(
             self,
-            GgmlType::F32 | GgmlType::F16 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0
+            F32 | F16 | BF16 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
         )
     }
 }
@@ -220,10 +229,18 @@ pub fn dequantize_row(dtype: GgmlType, bytes: &[u8], out: &mut [f32]) -> Option<
     match dtype {
         GgmlType::F32 => dequantize_row_of::<F32>(bytes, out),
         GgmlType::F16 => dequantize_row_of::<F16>(bytes, out),
+        GgmlType::BF16 => dequantize_row_of::<BF16>(bytes, out),
         GgmlType::Q4_0 => dequantize_row_of::<Q4_0>(bytes, out),
         GgmlType::Q4_1 => dequantize_row_of::<Q4_1>(bytes, out),
+        GgmlType::Q5_0 => dequantize_row_of::<Q5_0>(bytes, out),
+        GgmlType::Q5_1 => dequantize_row_of::<Q5_1>(bytes, out),
         GgmlType::Q8_0 => dequantize_row_of::<Q8_0>(bytes, out),
         GgmlType::Q8_1 => dequantize_row_of::<Q8_1>(bytes, out),
+        GgmlType::Q2_K => dequantize_row_of::<Q2_K>(bytes, out),
+        GgmlType::Q3_K => dequantize_row_of::<Q3_K>(bytes, out),
+        GgmlType::Q4_K => dequantize_row_of::<Q4_K>(bytes, out),
+        GgmlType::Q5_K => dequantize_row_of::<Q5_K>(bytes, out),
+        GgmlType::Q6_K => dequantize_row_of::<Q6_K>(bytes, out),
         _ => return None,
     }
     Some(())
@@ -237,10 +254,18 @@ pub fn quantize_row(dtype: GgmlType, x: &[f32]) -> Option<Vec<u8>> {
     Some(match dtype {
         GgmlType::F32 => quantize_row_of::<F32>(x),
         GgmlType::F16 => quantize_row_of::<F16>(x),
+        GgmlType::BF16 => quantize_row_of::<BF16>(x),
         GgmlType::Q4_0 => quantize_row_of::<Q4_0>(x),
         GgmlType::Q4_1 => quantize_row_of::<Q4_1>(x),
+        GgmlType::Q5_0 => quantize_row_of::<Q5_0>(x),
+        GgmlType::Q5_1 => quantize_row_of::<Q5_1>(x),
         GgmlType::Q8_0 => quantize_row_of::<Q8_0>(x),
         GgmlType::Q8_1 => quantize_row_of::<Q8_1>(x),
+        GgmlType::Q2_K => quantize_row_of::<Q2_K>(x),
+        GgmlType::Q3_K => quantize_row_of::<Q3_K>(x),
+        GgmlType::Q4_K => quantize_row_of::<Q4_K>(x),
+        GgmlType::Q5_K => quantize_row_of::<Q5_K>(x),
+        GgmlType::Q6_K => quantize_row_of::<Q6_K>(x),
         _ => return None,
     })
 }
