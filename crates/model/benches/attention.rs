@@ -29,6 +29,7 @@ fn config() -> LlamaConfig {
         rope_dim: 64,
         rms_eps: 1e-5,
         tied_output: true,
+        features: Default::default(),
     }
 }
 

@@ -13,7 +13,9 @@
 //!   paged cache, each beside a naive reference.
 //! - [`kv`]: [`KvStorage`], per-layer paged K/V pools (f32 or f16) addressed by block tables.
 //! - [`llama`]: [`LlamaConfig`] from GGUF metadata and [`LlamaModel::forward`], one batched step
-//!   over [`SeqChunk`]s; `llama::ReferenceForward` is its naive single-sequence oracle.
+//!   over [`SeqChunk`]s; `llama::ReferenceForward` is its naive single-sequence oracle. One
+//!   forward serves every architecture in `llama::SUPPORTED_ARCHS` (llama, mistral, qwen2, qwen3,
+//!   gemma3, phi3); `llama::ArchFeatures` holds what each changes.
 //!
 //! Must not depend on tokio, sockets or any other Rotor crate than `rotor-protocol`.
 

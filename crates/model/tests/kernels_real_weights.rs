@@ -1,6 +1,5 @@
 //! Kernels on the real SmolLM2 weights (mmap-backed), against the naive reference.
 
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rotor_model::matmul::{naive, Activations, Kernel, WeightMatrix};
@@ -8,7 +7,7 @@ use rotor_model::quant::GgmlType;
 use rotor_model::{Error, GgufFile};
 
 fn model() -> GgufFile {
-    GgufFile::open(rotor_testing::model_path()).unwrap()
+    GgufFile::open(&rotor_testing::model_path()).unwrap()
 }
 
 fn assert_send_sync_static<T: Send + Sync + 'static>(_: &T) {}

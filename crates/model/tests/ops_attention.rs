@@ -23,6 +23,7 @@ fn config(n_layers: usize, n_heads: usize, n_kv_heads: usize, head_dim: usize) -
         rope_dim: head_dim,
         rms_eps: 1e-5,
         tied_output: true,
+        features: Default::default(),
     }
 }
 
@@ -192,10 +193,24 @@ fn both_tile_kernels_match_naive_at_smollm2_head_size_and_an_odd_one() {
 /// Both tiles on the same inputs: outputs must be bit-identical (the fast tile repeats the
 /// portable one's arithmetic in the same order), so greedy decoding never depends on the CPU.
 fn tiles_bitwise(hd: usize, dtype: KvDtype, n_heads: usize, n_kv: usize, start: usize, n: usize) {
+    tiles_bitwise_windowed(hd, dtype, (n_heads, n_kv), start, n, None);
+}
+
+fn tiles_bitwise_windowed(
+    hd: usize,
+    dtype: KvDtype,
+    (n_heads, n_kv): (usize, usize),
+    start: usize,
+    n: usize,
+    window: Option<usize>,
+) {
     let mut rng = StdRng::seed_from_u64(1000 + start as u64 + hd as u64);
     let bs = 16;
     let cfg = config(1, n_heads, n_kv, hd);
-    let geo: AttnGeometry = cfg.attn_geometry();
+    let geo = AttnGeometry {
+        window,
+        ..cfg.attn_geometry()
+    };
     let table: Vec<u32> = (0..16u32).map(|b| (b * 5) % 16).collect();
     let mut kv = KvStorage::new(&cfg, 16, bs, dtype);
     for p in 0..start + n {
@@ -234,5 +249,72 @@ fn fast_and_portable_tiles_agree_bit_for_bit() {
         tiles_bitwise(16, dtype, 6, 2, 77, 5);
         tiles_bitwise(32, dtype, 4, 1, 12, 9);
         tiles_bitwise(128, dtype, 2, 2, 40, 3);
+        tiles_bitwise(256, dtype, 4, 1, 20, 7); // Gemma 3 270M's head size
+        tiles_bitwise_windowed(64, dtype, (9, 3), 130, 18, Some(5));
+        tiles_bitwise_windowed(32, dtype, (4, 1), 40, 1, Some(512));
+        tiles_bitwise_windowed(256, dtype, (4, 1), 33, 20, Some(16));
+    }
+}
+
+/// Sliding-window attention on both tiles against the naive reference, with every position
+/// before the first token's window holding NaN: no kernel may read them. `scale` is not
+/// `1 / sqrt(head_dim)`, as with Gemma 3 27B's query scale.
+fn windowed_vs_naive(kernel: TileKernel, hd: usize, window: usize, start_pos: usize, n_new: usize) {
+    let mut rng = StdRng::seed_from_u64(7 + start_pos as u64 + window as u64);
+    let (bs, n_heads, n_kv) = (4, 4, 2);
+    let cfg = config(1, n_heads, n_kv, hd);
+    let geo = AttnGeometry {
+        scale: 0.3,
+        window: Some(window),
+        ..cfg.attn_geometry()
+    };
+    let table: Vec<u32> = (0..32u32).map(|b| (b * 7) % 32).collect();
+    let mut kv = KvStorage::new(&cfg, 32, bs, KvDtype::F32);
+    let first_read = geo.first_visible(start_pos);
+    let nan = vec![f32::NAN; n_kv * hd];
+    for p in 0..start_pos + n_new {
+        let (k, v) = (random(&mut rng, n_kv * hd), random(&mut rng, n_kv * hd));
+        let (k, v) = if p < first_read {
+            (&nan, &nan)
+        } else {
+            (&k, &v)
+        };
+        kv.write(0, table[p / bs] as usize, p % bs, k, v);
+    }
+    let q = random(&mut rng, n_new * geo.q_dim());
+    let chunk = AttnChunk {
+        q: &q,
+        start_pos,
+        block_table: &table,
+    };
+    let mut fast = vec![0.0f32; q.len()];
+    attention_chunk_with(kernel, &geo, &kv, 0, &chunk, &mut fast);
+    let qd = geo.q_dim();
+    for t in 0..n_new {
+        let mut naive = vec![0.0f32; qd];
+        let q_row = &q[t * qd..(t + 1) * qd];
+        attention_naive(&geo, &kv, 0, &table, q_row, start_pos + t, &mut naive);
+        let diff = fast[t * qd..(t + 1) * qd]
+            .iter()
+            .zip(&naive)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(
+            diff < 1e-5,
+            "{kernel:?} hd {hd} window {window} start {start_pos} token {t}: {diff}"
+        );
+    }
+}
+
+#[test]
+fn sliding_window_attention_matches_naive_and_skips_older_positions() {
+    for kernel in [TileKernel::Best, TileKernel::Portable] {
+        for hd in [16, 12, 256] {
+            windowed_vs_naive(kernel, hd, 4, 0, 11); // prefill longer than the window
+            windowed_vs_naive(kernel, hd, 4, 29, 1); // decode, older blocks unreadable
+            windowed_vs_naive(kernel, hd, 5, 17, 23); // chunk, window across block edges
+            windowed_vs_naive(kernel, hd, 1, 6, 3); // each token sees only itself
+            windowed_vs_naive(kernel, hd, 64, 10, 5); // window wider than the sequence
+        }
     }
 }

@@ -3,8 +3,10 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rotor_model::ops::{
-    add_assign, axpy, dot, rmsnorm, rmsnorm_naive, rope_naive, silu_mul, silu_mul_naive, softmax,
-    softmax_naive, RopeTable,
+    add_assign, axpy, dot, gelu_tanh_mul, gelu_tanh_mul_naive, rmsnorm, rmsnorm_add,
+    rmsnorm_add_naive, rmsnorm_heads, rmsnorm_heads_naive, rmsnorm_naive, rope_naive, silu_mul,
+    silu_mul_naive, softcap, softcap_naive, softmax, softmax_naive, Activation, RopeSpec,
+    RopeStyle, RopeTable,
 };
 
 fn random(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
@@ -60,7 +62,7 @@ fn rmsnorm_matches_reference_and_a_hand_value() {
 #[test]
 fn rope_rotates_adjacent_pairs_by_position_times_frequency() {
     // head_dim 4, rope_dim 4, base 10000: pair 0 turns by pos rad, pair 1 by pos * 0.01 rad.
-    let table = RopeTable::new(4, 10_000.0, 8);
+    let table = RopeTable::new(RopeSpec::normal(4, 10_000.0), 8);
     let mut x = [1.0, 0.0, 0.0, 1.0];
     table.apply(&mut x, 4, 3);
     let expected = [3f32.cos(), 3f32.sin(), -(0.03f32.sin()), 0.03f32.cos()];
@@ -77,12 +79,12 @@ fn rope_rotates_adjacent_pairs_by_position_times_frequency() {
 fn rope_table_matches_reference_and_leaves_dims_past_rope_dim_alone() {
     let mut rng = StdRng::seed_from_u64(3);
     let (heads, head_dim, rope_dim, base) = (3, 64, 48, 10_000.0);
-    let table = RopeTable::new(rope_dim, base, 2048);
+    let table = RopeTable::new(RopeSpec::normal(rope_dim, base), 2048);
     for pos in [0, 1, 17, 100, 2047, 5000] {
         let x = random(&mut rng, heads * head_dim, 1.0);
         let (mut fast, mut naive) = (x.clone(), x.clone());
         table.apply(&mut fast, head_dim, pos);
-        rope_naive(&mut naive, head_dim, rope_dim, base, pos);
+        rope_naive(&mut naive, head_dim, table.spec(), pos);
         assert!(max_rel_err(&fast, &naive) < 2e-6, "pos {pos}");
         for h in 0..heads {
             let tail = h * head_dim + rope_dim..(h + 1) * head_dim;
@@ -129,4 +131,99 @@ fn add_assign_adds_elementwise() {
     let mut x = [1.0, 2.0, 3.0];
     add_assign(&mut x, &[0.5, -2.0, 10.0]);
     assert_eq!(x, [1.5, 0.0, 13.0]);
+}
+
+#[test]
+fn neox_rope_rotates_the_two_halves_and_scales_positions() {
+    // head_dim 6, rope_dim 4: pairs (0, 2) and (1, 3); dims 4 and 5 untouched.
+    let spec = RopeSpec {
+        dim: 4,
+        base: 10_000.0,
+        freq_scale: 0.5,
+        style: RopeStyle::Neox,
+    };
+    let table = RopeTable::new(spec, 8);
+    let mut x = [1.0, 0.0, 0.0, 1.0, 7.0, 8.0];
+    table.apply(&mut x, 6, 6); // angles 6 × 0.5 × (1, 0.01) = (3, 0.03)
+    let expected = [
+        3f32.cos(),
+        -(0.03f32.sin()),
+        3f32.sin(),
+        0.03f32.cos(),
+        7.0,
+        8.0,
+    ];
+    for i in 0..6 {
+        assert!((x[i] - expected[i]).abs() < 1e-6, "{x:?} vs {expected:?}");
+    }
+    let mut rng = StdRng::seed_from_u64(9);
+    let spec = RopeSpec {
+        dim: 48,
+        base: 1e6,
+        freq_scale: 0.125,
+        style: RopeStyle::Neox,
+    };
+    let table = RopeTable::new(spec, 512);
+    for pos in [0, 3, 511, 4000] {
+        let x = random(&mut rng, 2 * 64, 1.0);
+        let (mut fast, mut naive) = (x.clone(), x.clone());
+        table.apply(&mut fast, 64, pos);
+        rope_naive(&mut naive, 64, &spec, pos);
+        assert!(max_rel_err(&fast, &naive) < 2e-6, "pos {pos}");
+    }
+}
+
+#[test]
+fn per_head_and_post_norms_match_reference() {
+    let mut rng = StdRng::seed_from_u64(10);
+    let w = random(&mut rng, 32, 2.0);
+    let x = random(&mut rng, 4 * 32, 3.0);
+    let (mut fast, mut naive) = (x.clone(), x.clone());
+    rmsnorm_heads(&mut fast, &w, 1e-6);
+    rmsnorm_heads_naive(&mut naive, &w, 1e-6);
+    assert!(max_rel_err(&fast, &naive) < 1e-5);
+    // Each head is normalised on its own: head 1 equals rmsnorm of x[32..64].
+    let mut head1 = vec![0.0; 32];
+    rmsnorm_naive(&x[32..64], &w, 1e-6, &mut head1);
+    assert!(max_rel_err(&naive[32..64], &head1) < 1e-7);
+    let (w, y) = (random(&mut rng, 96, 2.0), random(&mut rng, 96, 5.0));
+    let r = random(&mut rng, 96, 1.0);
+    let (mut fast, mut naive) = (r.clone(), r.clone());
+    rmsnorm_add(&mut fast, &y, &w, 1e-6);
+    rmsnorm_add_naive(&mut naive, &y, &w, 1e-6);
+    assert!(max_rel_err(&fast, &naive) < 1e-5);
+    let mut normed = vec![0.0; 96];
+    rmsnorm(&y, &w, 1e-6, &mut normed);
+    for i in 0..96 {
+        assert!((naive[i] - (r[i] + normed[i])).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn gelu_gating_and_softcap_match_reference_and_hand_values() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let g = random(&mut rng, 1536, 8.0);
+    let u = random(&mut rng, 1536, 2.0);
+    let (mut fast, mut naive) = (g.clone(), g.clone());
+    Activation::GeluTanh.gated(&mut fast, &u);
+    Activation::GeluTanh.gated_naive(&mut naive, &u);
+    assert!(max_rel_err(&fast, &naive) < 1e-5);
+    // gelu(0) = 0, gelu(1) = 0.841192 (tanh form), gelu(-3) = -0.003637.
+    let mut h = [0.0, 1.0, -3.0];
+    gelu_tanh_mul(&mut h, &[5.0, 2.0, 1.0]);
+    assert_eq!(h[0], 0.0);
+    assert!((h[1] - 2.0 * 0.841_192).abs() < 1e-5, "{h:?}");
+    assert!((h[2] + 0.003_637_4).abs() < 1e-6, "{h:?}");
+    let mut n = [1.0, -3.0];
+    gelu_tanh_mul_naive(&mut n, &[2.0, 1.0]);
+    assert!((n[0] - h[1]).abs() < 1e-6 && (n[1] - h[2]).abs() < 1e-7);
+    let x = random(&mut rng, 100, 100.0);
+    let (mut fast, mut naive) = (x.clone(), x.clone());
+    softcap(&mut fast, 30.0);
+    softcap_naive(&mut naive, 30.0);
+    assert!(max_rel_err(&fast, &naive) < 1e-6);
+    assert!(fast.iter().all(|v| v.abs() < 30.0));
+    let mut small = [0.3];
+    softcap(&mut small, 30.0);
+    assert!((small[0] - 0.3).abs() < 1e-5);
 }

@@ -80,6 +80,35 @@ impl<'a> TensorView<'a> {
         let start = self.file.inner.data_start as usize + self.info.offset as usize;
         start..start + self.data.len()
     }
+
+    /// Describes rows `rows` of this 2-D tensor as a tensor of its own named `name` (a part of a
+    /// fused weight, such as the Q rows of `attn_qkv`); [`TensorView::narrow`] views it.
+    /// `None` if the tensor is not 2-D or the rows are out of range.
+    pub(crate) fn rows_info(&self, name: String, rows: std::ops::Range<u64>) -> Option<TensorInfo> {
+        let &[cols, n_rows] = self.info.dims.as_slice() else {
+            return None;
+        };
+        if rows.start > rows.end || rows.end > n_rows {
+            return None;
+        }
+        let row_bytes = self.info.dtype.bytes_for(cols)?;
+        Some(TensorInfo {
+            name,
+            dims: vec![cols, rows.end - rows.start],
+            dtype: self.info.dtype,
+            offset: self.info.offset + rows.start * row_bytes,
+        })
+    }
+
+    /// The bytes of `info`, which must come from [`TensorView::rows_info`] on this view.
+    pub(crate) fn narrow<'b>(&'b self, info: &'b TensorInfo) -> TensorView<'b> {
+        let start = (info.offset - self.info.offset) as usize;
+        TensorView {
+            info,
+            data: &self.data[start..start + info.size_bytes() as usize],
+            file: self.file,
+        }
+    }
 }
 
 impl std::fmt::Debug for TensorView<'_> {

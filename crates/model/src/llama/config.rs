@@ -1,14 +1,14 @@
-//! Llama-family hyperparameters read from GGUF metadata.
+//! Decoder hyperparameters read from GGUF metadata: the shapes every supported architecture shares,
+//! plus its [`ArchFeatures`] (see `arch.rs`).
 
 use crate::gguf::GgufFile;
+use crate::llama::arch::{self, Dims, SUPPORTED_ARCHS, SUPPORTED_ARCHS_TEXT};
+use crate::llama::ArchFeatures;
 use crate::ops::attention::{AttnGeometry, MAX_HEAD_DIM};
+use crate::ops::RopeSpec;
 use crate::Error;
 
-/// Architectures whose GGUF keys and tensors follow the `llama` layout (no biases, RMS norm,
-/// SwiGLU, "normal" RoPE).
-pub const SUPPORTED_ARCHS: &[&str] = &["llama", "mistral"];
-
-/// Validated hyperparameters of a Llama-family model.
+/// Validated hyperparameters of a Llama-family decoder (any of [`SUPPORTED_ARCHS`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlamaConfig {
     /// `general.architecture`, the prefix of every other key.
@@ -27,18 +27,20 @@ pub struct LlamaConfig {
     pub rms_eps: f32,
     /// No `output.weight`: the LM head reuses `token_embd.weight`.
     pub tied_output: bool,
+    /// What the architecture changes in the block (plain Llama by default).
+    pub features: ArchFeatures,
 }
 
 impl LlamaConfig {
     /// Reads `<arch>.*` keys. Optional keys default as llama.cpp does: `head_count_kv` = heads,
-    /// `rope.freq_base` = 10000, `rope.dimension_count` = head_dim, `layer_norm_rms_epsilon` = 1e-5,
-    /// vocab size = rows of `token_embd.weight`.
+    /// `key_length` = embedding / heads, `rope.freq_base` = 10000, `rope.dimension_count` =
+    /// head_dim, `layer_norm_rms_epsilon` = 1e-5, vocab size = rows of `token_embd.weight`.
     pub fn from_gguf(g: &GgufFile) -> Result<LlamaConfig, Error> {
         let arch = g.get_str("general.architecture")?.to_string();
         if !SUPPORTED_ARCHS.contains(&arch.as_str()) {
             return Err(Error::UnsupportedArchitecture {
                 arch,
-                supported: "llama, mistral",
+                supported: SUPPORTED_ARCHS_TEXT,
             });
         }
         let key = |k: &str| format!("{arch}.{k}");
@@ -74,13 +76,19 @@ impl LlamaConfig {
             None => embd.info.dims.get(1).copied().unwrap_or(0) as usize,
         };
         let tied_output = g.tensor("output.weight").is_err();
-        if let Some(scaling) = g.get(&key("rope.scaling.type")) {
-            if !matches!(scaling, crate::gguf::MetaValue::Str(s) if s == "none") {
+        if let Some(v) = opt("attention.value_length")? {
+            if v != head_dim {
                 return Err(invalid(format!(
-                    "rope scaling {scaling:?} is not supported"
+                    "attention.value_length {v} differs from key_length {head_dim}"
                 )));
             }
         }
+        let dims = Dims {
+            n_layers,
+            n_heads,
+            embedding_dim,
+        };
+        let features = arch::features(g, &arch, &dims)?;
         let cfg = LlamaConfig {
             arch,
             n_layers,
@@ -95,6 +103,7 @@ impl LlamaConfig {
             rope_dim,
             rms_eps,
             tied_output,
+            features,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -137,15 +146,78 @@ impl LlamaConfig {
                 c.rope_base, c.rms_eps
             )));
         }
+        if let Some(sw) = &c.features.sliding_window {
+            if sw.tokens == 0
+                || sw.layers.len() != c.n_layers
+                || !(sw.rope_base.is_finite() && sw.rope_base > 0.0)
+            {
+                return Err(invalid(format!(
+                    "sliding window of {} tokens over {} layer flags (model has {}), rope base {}",
+                    sw.tokens,
+                    sw.layers.len(),
+                    c.n_layers,
+                    sw.rope_base
+                )));
+            }
+        }
+        let f = &c.features;
+        let scales = [
+            Some(f.rope_freq_scale),
+            f.embedding_scale,
+            f.query_scale,
+            f.final_logit_softcap,
+        ];
+        if scales
+            .iter()
+            .flatten()
+            .any(|s| !(s.is_finite() && *s > 0.0))
+        {
+            return Err(invalid(format!("unusable scale factor in {f:?}")));
+        }
         Ok(())
     }
 
+    /// Attention of the layers without a sliding window.
     pub fn attn_geometry(&self) -> AttnGeometry {
-        AttnGeometry {
-            n_heads: self.n_heads,
-            n_kv_heads: self.n_kv_heads,
-            head_dim: self.head_dim,
+        let mut geo = AttnGeometry::causal(self.n_heads, self.n_kv_heads, self.head_dim);
+        if let Some(scale) = self.features.query_scale {
+            geo.scale = scale;
         }
+        geo
+    }
+
+    /// Whether layer `layer` attends through the sliding window.
+    pub fn is_windowed(&self, layer: usize) -> bool {
+        self.features
+            .sliding_window
+            .as_ref()
+            .is_some_and(|sw| sw.layers[layer])
+    }
+
+    /// Attention of layer `layer` (windowed or not).
+    pub fn layer_geometry(&self, layer: usize) -> AttnGeometry {
+        let mut geo = self.attn_geometry();
+        if self.is_windowed(layer) {
+            geo.window = self.features.sliding_window.as_ref().map(|sw| sw.tokens);
+        }
+        geo
+    }
+
+    /// RoPE of layer `layer`: windowed layers use the window's unscaled base.
+    pub fn layer_rope(&self, layer: usize) -> RopeSpec {
+        let mut spec = RopeSpec {
+            dim: self.rope_dim,
+            base: self.rope_base,
+            freq_scale: self.features.rope_freq_scale,
+            style: self.features.rope_style,
+        };
+        if let Some(sw) = &self.features.sliding_window {
+            if sw.layers[layer] {
+                spec.base = sw.rope_base;
+                spec.freq_scale = 1.0;
+            }
+        }
+        spec
     }
 
     /// Width of the query projection output.

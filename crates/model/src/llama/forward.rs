@@ -1,10 +1,12 @@
 //! The batched forward step.
 //!
-//! Per layer: RMS norm → fused Q/K/V products → RoPE → K/V rows into the paged cache → attention
-//! tiles (chunk × KV head × token run) → output product added to the residual → RMS norm → fused
-//! gate/up products with SwiGLU → down product added to the residual. Every stage that is
-//! O(tokens × dim) or larger runs on the pool; the final norm and LM head only run for the rows
-//! whose logits were asked for.
+//! Per layer: RMS norm → fused Q/K/V products (+ biases) → [QK-norm] → RoPE → K/V rows into the
+//! paged cache → attention tiles (chunk × KV head × token run; windowed on sliding-window layers)
+//! → output product added to the residual ([post-norm] first) → RMS norm → fused gate/up products
+//! with SwiGLU or GeGLU → down product added to the residual ([post-norm] first). Bracketed steps
+//! and the embedding scale and logit soft-cap are the architecture's hooks (`ArchFeatures`).
+//! Every stage that is O(tokens × dim) or larger runs on the pool; the final norm and LM head only
+//! run for the rows whose logits were asked for.
 
 use std::ops::Range;
 use std::sync::PoisonError;
@@ -14,7 +16,7 @@ use crate::llama::parallel::{for_each_row, run_gate_up, run_matmuls, MatJob};
 use crate::llama::{LlamaModel, SeqChunk};
 use crate::matmul::{Activations, WeightMatrix};
 use crate::ops::attention::{attention_tile, AttnChunk};
-use crate::ops::rmsnorm;
+use crate::ops::{add_assign, rmsnorm, rmsnorm_add, rmsnorm_heads, softcap};
 use crate::pool::SharedMut;
 use crate::Error;
 
@@ -34,6 +36,8 @@ pub(crate) struct Scratch {
     k: Vec<f32>,
     v: Vec<f32>,
     attn: Vec<f32>,
+    /// Attention or FFN output `[n][dim]` awaiting its post-norm (Gemma).
+    proj: Vec<f32>,
     ffn: Vec<f32>,
     tokens: Vec<u32>,
     positions: Vec<usize>,
@@ -55,6 +59,7 @@ impl Default for Scratch {
             k: Vec::new(),
             v: Vec::new(),
             attn: Vec::new(),
+            proj: Vec::new(),
             ffn: Vec::new(),
             tokens: Vec::new(),
             positions: Vec::new(),
@@ -122,12 +127,19 @@ impl LlamaModel {
         s.k.resize(n * cfg.kv_dim(), 0.0);
         s.v.resize(n * cfg.kv_dim(), 0.0);
         s.attn.resize(n * cfg.q_dim(), 0.0);
+        if cfg.features.post_norms {
+            s.proj.resize(n * d, 0.0);
+        }
         s.ffn.resize(n * cfg.ffn_dim, 0.0);
 
         let tokens = &s.tokens;
         let embd = &self.weights.embd;
+        let scale = cfg.features.embedding_scale;
         for_each_row(&self.pool, &mut s.x, d, |r, row| {
-            embd.dequantize_row(tokens[r] as usize, row)
+            embd.dequantize_row(tokens[r] as usize, row);
+            if let Some(scale) = scale {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
         });
         for layer in 0..cfg.n_layers {
             self.layer_step(layer, batch, kv, s);
@@ -159,13 +171,18 @@ impl LlamaModel {
                 ],
             )
         };
-        let (positions, rope) = (&s.positions, &self.rope);
+        let (positions, rope, eps) = (&s.positions, self.rope_of(li), cfg.rms_eps);
         for_each_row(&self.pool, &mut s.q, qd, |r, row| {
+            bias_and_norm(row, lw.q_bias.as_deref(), lw.q_norm.as_deref(), eps);
             rope.apply(row, hd, positions[r])
         });
         for_each_row(&self.pool, &mut s.k, kvd, |r, row| {
+            bias_and_norm(row, lw.k_bias.as_deref(), lw.k_norm.as_deref(), eps);
             rope.apply(row, hd, positions[r])
         });
+        if let Some(bias) = &lw.v_bias {
+            for_each_row(&self.pool, &mut s.v, kvd, |_, row| add_assign(row, bias));
+        }
         for (c, chunk) in batch.iter().enumerate() {
             let row0 = s.chunk_row0[c];
             for t in 0..chunk.tokens.len() {
@@ -184,13 +201,7 @@ impl LlamaModel {
         }
         self.attention(li, batch, kv, s);
         let which = prepare_for(&mut s.acts, &s.attn, n, qd, &[&lw.o]);
-        // SAFETY: x is sized n × d and only this job touches it.
-        unsafe {
-            run_matmuls(
-                &self.pool,
-                &[mat(&lw.o, &s.acts[which[0]], &mut s.x, d, true)],
-            )
-        };
+        self.residual_product(&lw.o, which[0], lw.post_attn_norm.as_deref(), s);
 
         // Feed-forward block.
         let x = &s.x;
@@ -200,24 +211,39 @@ impl LlamaModel {
         let which = prepare_for(&mut s.acts, &s.xn, n, d, &[&lw.gate, &lw.up]);
         run_gate_up(
             &self.pool,
-            &lw.gate,
-            &s.acts[which[0]],
-            &lw.up,
-            &s.acts[which[1]],
+            cfg.features.activation,
+            (&lw.gate, &s.acts[which[0]]),
+            (&lw.up, &s.acts[which[1]]),
             &mut s.ffn,
         );
         let which = prepare_for(&mut s.acts, &s.ffn, n, cfg.ffn_dim, &[&lw.down]);
-        // SAFETY: as for the output product.
-        unsafe {
-            run_matmuls(
-                &self.pool,
-                &[mat(&lw.down, &s.acts[which[0]], &mut s.x, d, true)],
-            )
+        self.residual_product(&lw.down, which[0], lw.post_ffn_norm.as_deref(), s);
+    }
+
+    /// `x += W · act` (activation slot `slot`), or `x += rmsnorm(W · act) * post_norm`.
+    fn residual_product(
+        &self,
+        w: &WeightMatrix,
+        slot: usize,
+        post_norm: Option<&[f32]>,
+        s: &mut Scratch,
+    ) {
+        let d = self.cfg.embedding_dim;
+        let Some(norm) = post_norm else {
+            // SAFETY: x is sized n × d and only this job touches it.
+            unsafe { run_matmuls(&self.pool, &[mat(w, &s.acts[slot], &mut s.x, d, true)]) };
+            return;
         };
+        // SAFETY: proj is sized n × d and only this job touches it.
+        unsafe { run_matmuls(&self.pool, &[mat(w, &s.acts[slot], &mut s.proj, d, false)]) };
+        let (proj, eps) = (&s.proj, self.cfg.rms_eps);
+        for_each_row(&self.pool, &mut s.x, d, |r, row| {
+            rmsnorm_add(row, &proj[r * d..(r + 1) * d], norm, eps)
+        });
     }
 
     fn attention(&self, li: usize, batch: &[SeqChunk<'_>], kv: &KvStorage, s: &mut Scratch) {
-        let geo = self.cfg.attn_geometry();
+        let geo = self.cfg.layer_geometry(li);
         let qd = geo.q_dim();
         s.tiles.clear();
         for (c, chunk) in batch.iter().enumerate() {
@@ -275,6 +301,9 @@ impl LlamaModel {
                 &[mat(head, &s.acts[which[0]], logits, vocab, false)],
             )
         };
+        if let Some(cap) = self.cfg.features.final_logit_softcap {
+            softcap(logits, cap);
+        }
     }
 
     /// Fills the flat token/position lists and row bookkeeping of a step.
@@ -362,5 +391,15 @@ fn mat<'a>(
         out: SharedMut::new(out),
         ld,
         accumulate,
+    }
+}
+
+/// The per-row hooks before RoPE: bias add, then per-head RMS norm (QK-norm).
+fn bias_and_norm(row: &mut [f32], bias: Option<&[f32]>, norm: Option<&[f32]>, eps: f32) {
+    if let Some(bias) = bias {
+        add_assign(row, bias);
+    }
+    if let Some(norm) = norm {
+        rmsnorm_heads(row, norm, eps);
     }
 }

@@ -1,10 +1,14 @@
 //! The Llama-family decoder: weights loaded from GGUF and a batched forward pass over the paged KV
-//! cache.
+//! cache, for every architecture in [`SUPPORTED_ARCHS`]. An architecture is a config, not a copy
+//! of the forward: [`ArchFeatures`] lists its differences (RoPE pairing, QK-norm, post-norms,
+//! GeGLU, embedding scale, sliding windows, logit soft-cap) and the one forward (and its naive
+//! reference) has a small hook for each.
 //!
 //! One [`LlamaModel::forward`] call runs a *step*: any number of [`SeqChunk`]s, each appending
 //! tokens to one sequence. All tokens of all chunks go through every matrix product together, so
 //! a step with 16 decoding sequences reads each weight once.
 
+mod arch;
 mod config;
 mod forward;
 mod parallel;
@@ -13,11 +17,12 @@ mod weights;
 
 use std::sync::Mutex;
 
-pub use config::{LlamaConfig, SUPPORTED_ARCHS};
+pub use arch::{ArchFeatures, SlidingWindow, SUPPORTED_ARCHS};
+pub use config::LlamaConfig;
 pub use reference::ReferenceForward;
 
 use crate::gguf::GgufFile;
-use crate::ops::RopeTable;
+use crate::ops::{RopeSpec, RopeTable};
 use crate::pool::ThreadPool;
 use crate::Error;
 use forward::Scratch;
@@ -49,7 +54,10 @@ pub struct SeqChunk<'a> {
 pub struct LlamaModel {
     cfg: LlamaConfig,
     weights: Weights,
+    /// RoPE of the full-attention layers.
     rope: RopeTable,
+    /// RoPE of the sliding-window layers, when the model has them.
+    rope_windowed: Option<RopeTable>,
     pool: ThreadPool,
     scratch: Mutex<Scratch>,
     /// Keeps the memory map (which the weights point into) alive.
@@ -71,14 +79,14 @@ impl LlamaModel {
     pub fn load(gguf: &GgufFile, opts: LoadOptions) -> Result<LlamaModel, Error> {
         let cfg = LlamaConfig::from_gguf(gguf)?;
         let weights = Weights::load(gguf, &cfg)?;
-        let rope = RopeTable::new(
-            cfg.rope_dim,
-            cfg.rope_base,
-            cfg.context_length.min(ROPE_TABLE_POSITIONS),
-        );
+        let positions = cfg.context_length.min(ROPE_TABLE_POSITIONS);
+        let table = |spec: RopeSpec| RopeTable::new(spec, positions);
+        let full = (0..cfg.n_layers).find(|&l| !cfg.is_windowed(l));
+        let windowed = (0..cfg.n_layers).find(|&l| cfg.is_windowed(l));
         Ok(LlamaModel {
             weights,
-            rope,
+            rope: table(cfg.layer_rope(full.unwrap_or(0))),
+            rope_windowed: windowed.map(|l| table(cfg.layer_rope(l))),
             pool: ThreadPool::new(opts.threads),
             scratch: Mutex::new(Scratch::default()),
             _file: gguf.clone(),
@@ -88,6 +96,14 @@ impl LlamaModel {
 
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
+    }
+
+    /// The RoPE table of layer `layer`.
+    fn rope_of(&self, layer: usize) -> &RopeTable {
+        match &self.rope_windowed {
+            Some(table) if self.cfg.is_windowed(layer) => table,
+            _ => &self.rope,
+        }
     }
 
     /// Threads the forward pass uses.

@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::ops::Range;
 
 use crate::matmul::{Activations, WeightMatrix};
-use crate::ops::silu_mul;
+use crate::ops::Activation;
 use crate::pool::{SharedMut, ThreadPool};
 
 /// Rows per task are a multiple of this (keeps kernels that handle several rows at once whole).
@@ -78,14 +78,13 @@ pub(crate) unsafe fn run_matmuls(pool: &ThreadPool, jobs: &[MatJob<'_>]) {
     });
 }
 
-/// SwiGLU feed-forward input: `out[b][r] = silu(gate[r] · xg[b]) * (up[r] · xu[b])`, `out` is
+/// Gated feed-forward input: `out[b][r] = act(gate[r] · xg[b]) * (up[r] · xu[b])`, `out` is
 /// `[batch][gate.rows()]`.
 pub(crate) fn run_gate_up(
     pool: &ThreadPool,
-    gate: &WeightMatrix,
-    xg: &Activations,
-    up: &WeightMatrix,
-    xu: &Activations,
+    act: Activation,
+    (gate, xg): (&WeightMatrix, &Activations),
+    (up, xu): (&WeightMatrix, &Activations),
     out: &mut [f32],
 ) {
     let (rows, batch) = (gate.rows(), xg.batch());
@@ -101,7 +100,7 @@ pub(crate) fn run_gate_up(
             tu.resize(batch * len, 0.0);
             gate.matmul_rows(xg, range.clone(), &mut tg[..batch * len]);
             up.matmul_rows(xu, range.clone(), &mut tu[..batch * len]);
-            silu_mul(&mut tg[..batch * len], &tu[..batch * len]);
+            act.gated(&mut tg[..batch * len], &tu[..batch * len]);
             for b in 0..batch {
                 // SAFETY: columns `range` of every row belong to this task only.
                 let o = unsafe { shared.slice(b * rows + range.start, len) };

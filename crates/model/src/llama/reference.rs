@@ -7,7 +7,9 @@ use crate::kv::{KvDtype, KvStorage};
 use crate::llama::LlamaModel;
 use crate::matmul::{naive, Activations, WeightMatrix};
 use crate::ops::attention::attention_naive;
-use crate::ops::{rmsnorm_naive, rope_naive, silu_mul_naive};
+use crate::ops::{
+    rmsnorm_add_naive, rmsnorm_heads_naive, rmsnorm_naive, rope_naive, softcap_naive,
+};
 use crate::Error;
 
 const BLOCK: usize = 16;
@@ -92,12 +94,15 @@ impl<'m> ReferenceForward<'m> {
             cfg.head_dim,
             cfg.ffn_dim,
         );
-        let geo = cfg.attn_geometry();
         let qa = self.quantized_activations;
+        let feat = &cfg.features;
         let mut x = vec![0.0f32; n * d];
         for (t, &tok) in tokens.iter().enumerate() {
-            w.embd
-                .dequantize_row(tok as usize, &mut x[t * d..(t + 1) * d]);
+            let row = &mut x[t * d..(t + 1) * d];
+            w.embd.dequantize_row(tok as usize, row);
+            if let Some(scale) = feat.embedding_scale {
+                row.iter_mut().for_each(|v| *v *= scale);
+            }
         }
         let mut xn = vec![0.0f32; n * d];
         let (mut q, mut k, mut v) = (vec![0.0; n * qd], vec![0.0; n * kvd], vec![0.0; n * kvd]);
@@ -105,6 +110,7 @@ impl<'m> ReferenceForward<'m> {
         let mut proj = vec![0.0f32; n * d];
         let (mut gate, mut up) = (vec![0.0f32; n * f], vec![0.0f32; n * f]);
         for (li, lw) in w.layers.iter().enumerate() {
+            let (geo, rope) = (cfg.layer_geometry(li), cfg.layer_rope(li));
             for t in 0..n {
                 let r = t * d..(t + 1) * d;
                 rmsnorm_naive(&x[r.clone()], &lw.attn_norm, cfg.rms_eps, &mut xn[r]);
@@ -114,20 +120,23 @@ impl<'m> ReferenceForward<'m> {
             matmul_naive(&lw.v, &xn, n, &mut v, qa);
             for t in 0..n {
                 let pos = self.pos + t;
-                rope_naive(
-                    &mut q[t * qd..(t + 1) * qd],
-                    hd,
-                    cfg.rope_dim,
-                    cfg.rope_base,
-                    pos,
-                );
-                rope_naive(
-                    &mut k[t * kvd..(t + 1) * kvd],
-                    hd,
-                    cfg.rope_dim,
-                    cfg.rope_base,
-                    pos,
-                );
+                let (qr, kr) = (&mut q[t * qd..(t + 1) * qd], &mut k[t * kvd..(t + 1) * kvd]);
+                let vr = &mut v[t * kvd..(t + 1) * kvd];
+                for (row, bias) in [
+                    (&mut *qr, &lw.q_bias),
+                    (&mut *kr, &lw.k_bias),
+                    (vr, &lw.v_bias),
+                ] {
+                    if let Some(b) = bias {
+                        row.iter_mut().zip(b).for_each(|(x, b)| *x += b);
+                    }
+                }
+                if let (Some(qn), Some(kn)) = (&lw.q_norm, &lw.k_norm) {
+                    rmsnorm_heads_naive(qr, qn, cfg.rms_eps);
+                    rmsnorm_heads_naive(kr, kn, cfg.rms_eps);
+                }
+                rope_naive(qr, hd, &rope, pos);
+                rope_naive(kr, hd, &rope, pos);
                 let (k, v) = (&k[t * kvd..(t + 1) * kvd], &v[t * kvd..(t + 1) * kvd]);
                 self.kv.write(li, pos / BLOCK, pos % BLOCK, k, v);
             }
@@ -136,22 +145,38 @@ impl<'m> ReferenceForward<'m> {
                 attention_naive(&geo, &self.kv, li, &self.block_table, qr, self.pos + t, ar);
             }
             matmul_naive(&lw.o, &attn, n, &mut proj, qa);
-            x.iter_mut().zip(&proj).for_each(|(x, p)| *x += p);
+            add_residual(&mut x, &proj, lw.post_attn_norm.as_deref(), cfg.rms_eps);
             for t in 0..n {
                 let r = t * d..(t + 1) * d;
                 rmsnorm_naive(&x[r.clone()], &lw.ffn_norm, cfg.rms_eps, &mut xn[r]);
             }
             matmul_naive(&lw.gate, &xn, n, &mut gate, qa);
             matmul_naive(&lw.up, &xn, n, &mut up, qa);
-            silu_mul_naive(&mut gate, &up);
+            feat.activation.gated_naive(&mut gate, &up);
             matmul_naive(&lw.down, &gate, n, &mut proj, qa);
-            x.iter_mut().zip(&proj).for_each(|(x, p)| *x += p);
+            add_residual(&mut x, &proj, lw.post_ffn_norm.as_deref(), cfg.rms_eps);
         }
         self.pos += n;
         let mut last = vec![0.0f32; d];
         rmsnorm_naive(&x[(n - 1) * d..], &w.output_norm, cfg.rms_eps, &mut last);
         let mut logits = vec![0.0f32; cfg.vocab_size];
         matmul_naive(w.lm_head(), &last, 1, &mut logits, qa);
+        if let Some(cap) = feat.final_logit_softcap {
+            softcap_naive(&mut logits, cap);
+        }
         Ok(logits)
+    }
+}
+
+/// `x += proj`, or `x += rmsnorm(proj) * post_norm` row by row.
+fn add_residual(x: &mut [f32], proj: &[f32], post_norm: Option<&[f32]>, eps: f32) {
+    match post_norm {
+        None => x.iter_mut().zip(proj).for_each(|(x, p)| *x += p),
+        Some(norm) => {
+            let d = norm.len();
+            for (xr, pr) in x.chunks_exact_mut(d).zip(proj.chunks_exact(d)) {
+                rmsnorm_add_naive(xr, pr, norm, eps);
+            }
+        }
     }
 }

@@ -1,15 +1,17 @@
 //! Causal grouped-query attention over the paged KV cache.
 //!
 //! Parameters: `n_heads` query heads share `n_kv_heads` K/V heads (`group = n_heads / n_kv_heads`
-//! consecutive query heads per K/V head); scores are scaled by `1 / sqrt(head_dim)`. A chunk of
-//! `n` new tokens starting at `start_pos` has its K/V already written to the cache; token `t` (at
-//! position `start_pos + t`) attends to positions `0..=start_pos + t`, i.e. the whole cached
-//! prefix plus the chunk causally.
+//! consecutive query heads per K/V head); scores are scaled by `scale` (usually
+//! `1 / sqrt(head_dim)`). A chunk of `n` new tokens starting at `start_pos` has its K/V already
+//! written to the cache; token `t` (at position `P = start_pos + t`) attends to positions
+//! `0..=P`, i.e. the whole cached prefix plus the chunk causally — or, with a sliding `window`
+//! of `w` positions, only to `P + 1 - w..=P` (key `p` is visible iff `P - p < w`, llama.cpp's
+//! standard SWA). Positions before the window are never read, so their blocks may be gone.
 //!
 //! The fast kernel works on a tile: one K/V head, its `group` query heads and a run of tokens, so
 //! each cached key and value is read (and converted from f16) once per tile, not once per query.
 //! Two tile bodies exist: the portable one here and, on x86-64 with AVX2 and head sizes
-//! 16/32/64/128, the explicit-SIMD one in `attention_avx2.rs` (query heads of a group share each
+//! 16/32/64/128/256, the explicit-SIMD one in `attention_avx2.rs` (query heads of a group share each
 //! row load, outputs accumulate in registers, rows are prefetched); they agree bit for bit.
 //! [`attention_naive`] is the reference both are tested against.
 
@@ -23,15 +25,30 @@ use crate::pool::SharedMut;
 /// Largest head dimension the kernels accept (they keep one row on the stack).
 pub const MAX_HEAD_DIM: usize = 512;
 
-/// Head layout of one attention layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Head layout and masking of one attention layer.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttnGeometry {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+    /// Factor on every score `q · k` (usually `1 / sqrt(head_dim)`).
+    pub scale: f32,
+    /// Sliding window: a query sees this many positions, itself included; `None` = all.
+    pub window: Option<usize>,
 }
 
 impl AttnGeometry {
+    /// Full causal attention scaled by `1 / sqrt(head_dim)`.
+    pub fn causal(n_heads: usize, n_kv_heads: usize, head_dim: usize) -> AttnGeometry {
+        AttnGeometry {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            scale: 1.0 / (head_dim as f32).sqrt(),
+            window: None,
+        }
+    }
+
     pub fn group(&self) -> usize {
         self.n_heads / self.n_kv_heads
     }
@@ -40,8 +57,22 @@ impl AttnGeometry {
         self.n_heads * self.head_dim
     }
 
-    fn scale(&self) -> f32 {
-        1.0 / (self.head_dim as f32).sqrt()
+    /// The first position a query at `pos` sees.
+    #[inline]
+    pub fn first_visible(&self, pos: usize) -> usize {
+        match self.window {
+            Some(w) => (pos + 1).saturating_sub(w),
+            None => 0,
+        }
+    }
+
+    /// One past the last query position that sees key position `p`.
+    #[inline]
+    fn last_seeing_end(&self, p: usize) -> usize {
+        match self.window {
+            Some(w) => p.saturating_add(w),
+            None => usize::MAX,
+        }
     }
 }
 
@@ -77,15 +108,17 @@ pub fn attention_naive(
     for h in 0..geo.n_heads {
         let kvh = h / geo.group();
         let q = &q_row[h * hd..(h + 1) * hd];
-        let mut scores = Vec::with_capacity(pos + 1);
-        for p in 0..=pos {
+        let first = geo.first_visible(pos);
+        let mut scores = Vec::with_capacity(pos + 1 - first);
+        for p in first..=pos {
             let k = kv.key(layer, block_table[p / bs] as usize, p % bs, kvh, &mut kbuf);
             let s: f64 = q.iter().zip(k).map(|(&a, &b)| a as f64 * b as f64).sum();
-            scores.push((s / (hd as f64).sqrt()) as f32);
+            scores.push((s * geo.scale as f64) as f32);
         }
         softmax_naive(&mut scores);
         let mut acc = vec![0.0f64; hd];
-        for (p, &w) in scores.iter().enumerate() {
+        for (i, &w) in scores.iter().enumerate() {
+            let p = first + i;
             let v = kv.value(layer, block_table[p / bs] as usize, p % bs, kvh, &mut kbuf);
             for (a, &x) in acc.iter_mut().zip(v) {
                 *a += w as f64 * x as f64;
@@ -246,43 +279,53 @@ unsafe fn tile_body(tile: &Tile<'_>, scores: &mut Vec<f32>) {
     } = *tile;
     let (hd, qd, group) = (geo.head_dim, geo.q_dim(), geo.group());
     let bs = kv.block_size_tokens();
-    let scale = geo.scale();
-    let span = chunk.start_pos + tokens.end; // positions 0..span are read
+    let scale = geo.scale;
+    let span = chunk.start_pos + tokens.end; // positions lo..span are read
+    let lo = geo.first_visible(chunk.start_pos + tokens.start);
+    let width = span - lo;
     let nq = tokens.len() * group;
     let h0 = kv_head * group;
+    // Tokens of the tile that see position `p` (causal, and inside their windows).
+    let seeing = |p: usize| {
+        let first = tokens.start.max(p.saturating_sub(chunk.start_pos));
+        let end = tokens
+            .end
+            .min(geo.last_seeing_end(p).saturating_sub(chunk.start_pos));
+        first..end.max(first)
+    };
     let mut buf = [0.0f32; MAX_HEAD_DIM];
     scores.clear();
-    scores.resize(nq * span, 0.0);
-    for p in 0..span {
+    scores.resize(nq * width, 0.0);
+    for p in lo..span {
         let block = chunk.block_table[p / bs] as usize;
         let k = kv.key(layer, block, p % bs, kv_head, &mut buf[..hd]);
-        let t_first = tokens.start.max(p.saturating_sub(chunk.start_pos));
-        for t in t_first..tokens.end {
+        for t in seeing(p) {
             for j in 0..group {
                 let h = h0 + j;
                 let q = &chunk.q[t * qd + h * hd..t * qd + (h + 1) * hd];
                 let qi = (t - tokens.start) * group + j;
-                scores[qi * span + p] = dot_portable(q, k) * scale;
+                scores[qi * width + p - lo] = dot_portable(q, k) * scale;
             }
         }
     }
     for t in tokens.clone() {
-        let len = chunk.start_pos + t + 1;
+        let pos = chunk.start_pos + t;
+        let visible = geo.first_visible(pos) - lo..pos + 1 - lo;
         for j in 0..group {
             let qi = (t - tokens.start) * group + j;
-            softmax(&mut scores[qi * span..qi * span + len]);
+            let row = &mut scores[qi * width..(qi + 1) * width];
+            softmax(&mut row[visible.clone()]);
             out.slice((out_row0 + t) * qd + (h0 + j) * hd, hd).fill(0.0);
         }
     }
-    for p in 0..span {
+    for p in lo..span {
         let block = chunk.block_table[p / bs] as usize;
         let v = kv.value(layer, block, p % bs, kv_head, &mut buf[..hd]);
-        let t_first = tokens.start.max(p.saturating_sub(chunk.start_pos));
-        for t in t_first..tokens.end {
+        for t in seeing(p) {
             for j in 0..group {
                 let qi = (t - tokens.start) * group + j;
                 let o = out.slice((out_row0 + t) * qd + (h0 + j) * hd, hd);
-                axpy_portable(scores[qi * span + p], v, o);
+                axpy_portable(scores[qi * width + p - lo], v, o);
             }
         }
     }

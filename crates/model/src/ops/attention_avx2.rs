@@ -1,4 +1,4 @@
-//! The attention tile in explicit AVX2, for head dimensions 16, 32, 64 and 128.
+//! The attention tile in explicit AVX2, for head dimensions 16, 32, 64, 128 and 256.
 //!
 //! Same tile and same two passes as the portable body in `attention.rs`, reorganised for memory
 //! traffic and registers. In serving, the K/V rows of 16 sequences × hundreds of positions do not
@@ -36,7 +36,7 @@ pub(crate) struct FastScratch {
 
 /// Whether the fast tile handles `head_dim`.
 pub(crate) fn supports(head_dim: usize) -> bool {
-    matches!(head_dim, 16 | 32 | 64 | 128)
+    matches!(head_dim, 16 | 32 | 64 | 128 | 256)
 }
 
 /// Runs the tile.
@@ -50,7 +50,8 @@ pub(crate) unsafe fn tile(tile: &Tile<'_>, s: &mut FastScratch) {
         16 => tile_c::<2, 2>(tile, s),
         32 => tile_c::<4, 4>(tile, s),
         64 => tile_c::<8, 4>(tile, s),
-        _ => tile_c::<16, 4>(tile, s),
+        128 => tile_c::<16, 4>(tile, s),
+        _ => tile_c::<32, 4>(tile, s),
     }
 }
 
@@ -71,30 +72,32 @@ unsafe fn tile_c<const C: usize, const W: usize>(tile: &Tile<'_>, s: &mut FastSc
     let (hd, qd, group) = (geo.head_dim, geo.q_dim(), geo.group());
     debug_assert_eq!(hd, 8 * C);
     let bs = kv.block_size_tokens();
-    let span = chunk.start_pos + tokens.end; // positions 0..span are read
+    let span = chunk.start_pos + tokens.end; // positions lo..span are read
+    let lo = geo.first_visible(chunk.start_pos + tokens.start);
     let h0 = kv_head * group;
 
     // Where each position's K and V rows are.
     s.offsets.clear();
     let (k_src, v_src): (&[f32], &[f32]) = match kv.layer_f32(layer) {
         Some((k, v)) => {
-            s.offsets.extend((0..span).map(|p| {
+            s.offsets.extend((lo..span).map(|p| {
                 let block = chunk.block_table[p / bs] as usize;
                 kv.row_offset(block, p % bs, kv_head)
             }));
             (k, v)
         }
         None => {
-            s.k_conv.resize(span * hd, 0.0);
-            s.v_conv.resize(span * hd, 0.0);
+            s.k_conv.resize((span - lo) * hd, 0.0);
+            s.v_conv.resize((span - lo) * hd, 0.0);
             if let Some((k16, v16)) = kv.layer_f16_bits(layer) {
-                for p in 0..span {
+                for p in lo..span {
                     let block = chunk.block_table[p / bs] as usize;
                     let at = kv.row_offset(block, p % bs, kv_head);
                     let (k, v) = (&k16[at..at + hd], &v16[at..at + hd]);
+                    let i = p - lo;
                     let (kr, vr) = (
-                        &mut s.k_conv[p * hd..(p + 1) * hd],
-                        &mut s.v_conv[p * hd..(p + 1) * hd],
+                        &mut s.k_conv[i * hd..(i + 1) * hd],
+                        &mut s.v_conv[i * hd..(i + 1) * hd],
                     );
                     for c in 0..C {
                         // SAFETY: every slice holds 8 * C = hd values; F16C is enabled here.
@@ -105,18 +108,19 @@ unsafe fn tile_c<const C: usize, const W: usize>(tile: &Tile<'_>, s: &mut FastSc
                     }
                 }
             } else {
-                for p in 0..span {
+                for p in lo..span {
                     let block = chunk.block_table[p / bs] as usize;
+                    let i = p - lo;
                     let (kr, vr) = (
-                        &mut s.k_conv[p * hd..(p + 1) * hd],
-                        &mut s.v_conv[p * hd..(p + 1) * hd],
+                        &mut s.k_conv[i * hd..(i + 1) * hd],
+                        &mut s.v_conv[i * hd..(i + 1) * hd],
                     );
                     // Storage that is not f32 converts into the buffer it is given.
                     kv.key(layer, block, p % bs, kv_head, kr);
                     kv.value(layer, block, p % bs, kv_head, vr);
                 }
             }
-            s.offsets.extend((0..span).map(|p| p * hd));
+            s.offsets.extend((0..span - lo).map(|i| i * hd));
             (&s.k_conv, &s.v_conv)
         }
     };
@@ -125,15 +129,19 @@ unsafe fn tile_c<const C: usize, const W: usize>(tile: &Tile<'_>, s: &mut FastSc
         .offsets
         .iter()
         .all(|&o| o + hd <= k_src.len() && o + hd <= v_src.len()));
-    let rows = Rows {
-        k: k_src.as_ptr(),
-        v: v_src.as_ptr(),
-        offsets: &s.offsets,
-    };
-    s.scores.resize(3 * span, 0.0);
-    let scale = 1.0 / (hd as f32).sqrt();
+    let stride = span - lo;
+    s.scores.resize(3 * stride, 0.0);
+    let scale = geo.scale;
     for t in tokens.clone() {
-        let len = chunk.start_pos + t + 1;
+        // Row `i` of `offsets` is position `lo + i`; this token reads `first..=pos`.
+        let pos = chunk.start_pos + t;
+        let first = geo.first_visible(pos);
+        let rows = Rows {
+            k: k_src.as_ptr(),
+            v: v_src.as_ptr(),
+            offsets: &s.offsets[first - lo..pos + 1 - lo],
+        };
+        let len = pos + 1 - first;
         let mut j = 0;
         while j < group {
             let qb = (group - j).min(3);
@@ -147,9 +155,9 @@ unsafe fn tile_c<const C: usize, const W: usize>(tile: &Tile<'_>, s: &mut FastSc
             }
             let sc = &mut s.scores[..];
             match qb {
-                1 => heads::<C, W, 1>(&rows, [q[0]], [o[0]], len, scale, sc, span),
-                2 => heads::<C, W, 2>(&rows, [q[0], q[1]], [o[0], o[1]], len, scale, sc, span),
-                _ => heads::<C, W, 3>(&rows, q, o, len, scale, sc, span),
+                1 => heads::<C, W, 1>(&rows, [q[0]], [o[0]], len, scale, sc, stride),
+                2 => heads::<C, W, 2>(&rows, [q[0], q[1]], [o[0], o[1]], len, scale, sc, stride),
+                _ => heads::<C, W, 3>(&rows, q, o, len, scale, sc, stride),
             }
             j += qb;
         }
@@ -163,7 +171,7 @@ struct Rows<'a> {
     offsets: &'a [usize],
 }
 
-/// Attention of `Q` query heads of one token over positions `0..len`: `q[i]` and `o[i]` point
+/// Attention of `Q` query heads of one token over the `len` rows of `rows`: `q[i]` and `o[i]` point
 /// at `8 * C` values; `scores` holds `Q` rows of `stride ≥ len`.
 ///
 /// Every value is computed with the same operations in the same order as the portable tile

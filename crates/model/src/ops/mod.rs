@@ -1,13 +1,18 @@
-//! The non-matmul operations of a Llama block, each beside a naive reference used as its test
-//! oracle: RMS norm, rotary position embedding, SwiGLU (`silu(gate) * up`), softmax, residual add
-//! and grouped-query attention over the paged KV cache ([`attention`]).
+//! The non-matmul operations of a decoder block, each beside a naive reference used as its test
+//! oracle: RMS norm (per row, per head, and fused with the residual add for post-norms), rotary
+//! position embedding ([`RopeTable`]), gated activations (`act(gate) * up` with SiLU or tanh-GELU),
+//! softmax, logit soft-capping, residual add and grouped-query attention over the paged KV cache
+//! ([`attention`]).
 //!
 //! All row-wise ops work on one row; the forward pass spreads rows over the thread pool.
 
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod attention_avx2;
+mod rope;
 mod vec;
+
+pub use rope::{rope_naive, RopeSpec, RopeStyle, RopeTable};
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use vec::has_avx2_fma;
@@ -40,81 +45,42 @@ pub fn rmsnorm_naive(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// Precomputed cos/sin of rotary angles for positions `0..max_positions`.
-///
-/// RoPE in ggml's "normal" mode (GGUF `llama` arch): within each head, the adjacent pair
-/// `(x[2i], x[2i+1])` for `i < rope_dim / 2` is rotated by `pos * base^(-2i / rope_dim)`; the
-/// dimensions from `rope_dim` to `head_dim` are left alone.
-#[derive(Debug, Clone)]
-pub struct RopeTable {
-    rope_dim: usize,
-    base: f32,
-    max_positions: usize,
-    /// `[max_positions][rope_dim / 2]`
-    cos: Vec<f32>,
-    sin: Vec<f32>,
-}
-
-impl RopeTable {
-    /// Panics if `rope_dim` is odd.
-    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87; MSRV is 1.85
-    pub fn new(rope_dim: usize, base: f32, max_positions: usize) -> RopeTable {
-        assert!(rope_dim % 2 == 0, "rope_dim {rope_dim} must be even");
-        let half = rope_dim / 2;
-        let inv_freq: Vec<f64> = (0..half)
-            .map(|i| (base as f64).powf(-2.0 * i as f64 / rope_dim as f64))
-            .collect();
-        let mut cos = Vec::with_capacity(max_positions * half);
-        let mut sin = Vec::with_capacity(max_positions * half);
-        for pos in 0..max_positions {
-            for &f in &inv_freq {
-                let angle = pos as f64 * f;
-                cos.push(angle.cos() as f32);
-                sin.push(angle.sin() as f32);
-            }
-        }
-        RopeTable {
-            rope_dim,
-            base,
-            max_positions,
-            cos,
-            sin,
-        }
-    }
-
-    pub fn max_positions(&self) -> usize {
-        self.max_positions
-    }
-
-    /// Rotates every head of one token's `x = [n_heads * head_dim]` for position `pos`.
-    /// Positions past the table compute their angles directly (slower, same result).
-    pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
-        if pos >= self.max_positions {
-            rope_naive(x, head_dim, self.rope_dim, self.base, pos);
-            return;
-        }
-        let half = self.rope_dim / 2;
-        let cos = &self.cos[pos * half..(pos + 1) * half];
-        let sin = &self.sin[pos * half..(pos + 1) * half];
-        for head in x.chunks_exact_mut(head_dim) {
-            for (i, pair) in head[..self.rope_dim].chunks_exact_mut(2).enumerate() {
-                let (a, b) = (pair[0], pair[1]);
-                pair[0] = a * cos[i] - b * sin[i];
-                pair[1] = a * sin[i] + b * cos[i];
-            }
+/// RMS norm of each `weight.len()`-wide head of `x`, in place (Qwen3 / Gemma 3 QK-norm).
+pub fn rmsnorm_heads(x: &mut [f32], weight: &[f32], eps: f32) {
+    for head in x.chunks_exact_mut(weight.len()) {
+        let scale = 1.0 / (sum_squares(head) / head.len() as f32 + eps).sqrt();
+        for (v, &w) in head.iter_mut().zip(weight) {
+            *v = *v * scale * w;
         }
     }
 }
 
-/// Reference RoPE: angles computed directly for this position, in f64.
-pub fn rope_naive(x: &mut [f32], head_dim: usize, rope_dim: usize, base: f32, pos: usize) {
-    for head in x.chunks_exact_mut(head_dim) {
-        for i in 0..rope_dim / 2 {
-            let angle = pos as f64 * (base as f64).powf(-2.0 * i as f64 / rope_dim as f64);
-            let (a, b) = (head[2 * i] as f64, head[2 * i + 1] as f64);
-            head[2 * i] = (a * angle.cos() - b * angle.sin()) as f32;
-            head[2 * i + 1] = (a * angle.sin() + b * angle.cos()) as f32;
-        }
+/// Reference per-head RMS norm in f64.
+pub fn rmsnorm_heads_naive(x: &mut [f32], weight: &[f32], eps: f32) {
+    for head in x.chunks_exact_mut(weight.len()) {
+        let input = head.to_vec();
+        rmsnorm_naive(&input, weight, eps, head);
+    }
+}
+
+/// Post-norm residual: `residual += rmsnorm(y) * weight` (Gemma's norms after attention and FFN).
+pub fn rmsnorm_add(residual: &mut [f32], y: &[f32], weight: &[f32], eps: f32) {
+    assert!(
+        residual.len() == y.len() && y.len() == weight.len(),
+        "rmsnorm_add lengths"
+    );
+    let scale = 1.0 / (sum_squares(y) / y.len() as f32 + eps).sqrt();
+    for ((r, &y), &w) in residual.iter_mut().zip(y).zip(weight) {
+        *r += y * scale * w;
+    }
+}
+
+/// Reference post-norm residual in f64.
+pub fn rmsnorm_add_naive(residual: &mut [f32], y: &[f32], weight: &[f32], eps: f32) {
+    let mut normed = vec![0.0f32; y.len()];
+    rmsnorm_naive(y, weight, eps, &mut normed);
+    for (r, n) in residual.iter_mut().zip(normed) {
+        *r += n;
     }
 }
 
@@ -136,6 +102,69 @@ pub fn silu_mul_naive(gate: &mut [f32], up: &[f32]) {
     for i in 0..gate.len() {
         let g = gate[i] as f64;
         gate[i] = (g / (1.0 + (-g).exp()) * up[i] as f64) as f32;
+    }
+}
+
+/// The activation of a gated feed-forward block: `out = act(gate) * up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// `x * sigmoid(x)` (SwiGLU: Llama, Qwen, Phi-3).
+    Silu,
+    /// GELU, tanh approximation (GeGLU: Gemma).
+    GeluTanh,
+}
+
+impl Activation {
+    /// `gate[i] = act(gate[i]) * up[i]`.
+    pub fn gated(self, gate: &mut [f32], up: &[f32]) {
+        match self {
+            Activation::Silu => silu_mul(gate, up),
+            Activation::GeluTanh => gelu_tanh_mul(gate, up),
+        }
+    }
+
+    /// Reference of [`Activation::gated`] in f64.
+    pub fn gated_naive(self, gate: &mut [f32], up: &[f32]) {
+        match self {
+            Activation::Silu => silu_mul_naive(gate, up),
+            Activation::GeluTanh => gelu_tanh_mul_naive(gate, up),
+        }
+    }
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const GELU_COEF_A: f64 = 0.044_715;
+
+/// GeGLU: `gate[i] = gelu_tanh(gate[i]) * up[i]`.
+pub fn gelu_tanh_mul(gate: &mut [f32], up: &[f32]) {
+    assert_eq!(gate.len(), up.len(), "gelu_tanh_mul lengths");
+    let (c, a) = (SQRT_2_OVER_PI as f32, GELU_COEF_A as f32);
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g;
+        *g = 0.5 * x * (1.0 + (c * x * (1.0 + a * x * x)).tanh()) * u;
+    }
+}
+
+/// Reference GeGLU in f64.
+pub fn gelu_tanh_mul_naive(gate: &mut [f32], up: &[f32]) {
+    for (g, &u) in gate.iter_mut().zip(up) {
+        let x = *g as f64;
+        let gelu = 0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + GELU_COEF_A * x * x)).tanh());
+        *g = (gelu * u as f64) as f32;
+    }
+}
+
+/// Logit soft-capping: `x = cap * tanh(x / cap)`.
+pub fn softcap(x: &mut [f32], cap: f32) {
+    for v in x.iter_mut() {
+        *v = cap * (*v / cap).tanh();
+    }
+}
+
+/// Reference soft-capping in f64.
+pub fn softcap_naive(x: &mut [f32], cap: f32) {
+    for v in x.iter_mut() {
+        *v = (cap as f64 * (*v as f64 / cap as f64).tanh()) as f32;
     }
 }
 
