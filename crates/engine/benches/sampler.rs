@@ -5,7 +5,6 @@
 //! `cargo bench -p rotor-engine --bench sampler`. The model is found via `ROTOR_TEST_MODEL`, else
 //! the default cache path.
 
-
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rotor_engine::{seeded_rng, PenaltyState, Sampler};
 use rotor_model::{GgufFile, KvDtype, KvStorage, LlamaModel, LoadOptions, SeqChunk};

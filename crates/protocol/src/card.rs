@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 /// `tokenizer.ggml.*` keys.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenizerSpec {
-    /// `tokenizer.ggml.model`, e.g. "gpt2" (byte-level BPE).
+    /// `tokenizer.ggml.model`, e.g. "gpt2" (byte-level BPE) or "llama" (SentencePiece-style).
     pub model: String,
     /// `tokenizer.ggml.pre`, the pre-tokenizer name, e.g. "smollm", "llama-bpe".
     pub pre: Option<String>,
@@ -16,6 +16,10 @@ pub struct TokenizerSpec {
     pub token_types: Vec<i32>,
     /// BPE merges as "left right".
     pub merges: Vec<String>,
+    /// `tokenizer.ggml.scores`: per-id merge priority for SentencePiece ("llama") vocabularies,
+    /// higher merges first. Empty when the GGUF has none (all scores 0).
+    #[serde(default)]
+    pub scores: Vec<f32>,
     pub bos_token_id: Option<u32>,
     pub eos_token_id: Option<u32>,
     /// Extra ids that end generation (e.g. `<|eot_id|>`), besides eos.

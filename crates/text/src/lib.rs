@@ -1,7 +1,8 @@
 //! rotor-text: everything between bytes on the wire and token ids.
 //!
-//! - [`Tokenizer`]: byte-level BPE built from GGUF metadata ([`rotor_protocol::TokenizerSpec`]),
-//!   giving the same ids as llama.cpp; encode (optionally parsing special tokens) and decode.
+//! - [`Tokenizer`]: built from GGUF metadata ([`rotor_protocol::TokenizerSpec`]), giving the same
+//!   ids as llama.cpp; byte-level BPE ("gpt2": SmolLM2, Qwen 2, Llama 3) or SentencePiece-style
+//!   ("llama": Gemma 3, Llama 2); encode (optionally parsing special tokens) and decode.
 //! - [`ChatTemplate`]: renders OpenAI chat messages with the model's Jinja template the way
 //!   Hugging Face transformers does (minijinja, trim/lstrip blocks, `raise_exception`, ...).
 //! - [`Detokenizer`]: turns a stream of ids into a stream of text without splitting UTF-8
@@ -12,6 +13,7 @@
 //! Must not depend on the engine, the runtime or rotor-model (which is a dev-dependency only, for
 //! tests that read the real GGUF).
 
+mod bpe;
 mod byte_level;
 mod chat_template;
 mod detokenizer;
@@ -20,8 +22,10 @@ mod messages;
 mod pretokenizer;
 mod py_json;
 mod special;
+mod spm;
 mod stop;
 mod strftime;
+mod token_roles;
 mod tokenizer;
 
 pub use chat_template::ChatTemplate;

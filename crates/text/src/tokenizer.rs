@@ -1,23 +1,23 @@
 //! The model's tokenizer, built from GGUF metadata (`TokenizerSpec`), matching llama.cpp's ids.
 //!
-//! Encoding: split at special tokens ([`crate::special`]), then for each text fragment run the
-//! pre-tokenizer regexes chosen by `spec.pre` ([`crate::pretokenizer`]), map bytes to the GPT-2
-//! alphabet and apply BPE merges (the `tokenizers` crate does these two steps). Decoding is done
-//! here: normal tokens go back through the byte-level alphabet, special tokens are copied as
-//! written (or dropped with `skip_special`).
+//! Two vocabulary kinds, chosen by `tokenizer.ggml.model`:
+//! - "gpt2": byte-level BPE with the pre-tokenizer that `tokenizer.ggml.pre` names
+//!   ([`crate::bpe`]; SmolLM2, Qwen 2/2.5, Llama 3, ...);
+//! - "llama": SentencePiece-style pieces with scores and byte fallback ([`crate::spm`]; Gemma 3,
+//!   Llama 2, ...).
+//!
+//! Token types come from the GGUF, adjusted by token text as llama.cpp adjusts them
+//! ([`crate::token_roles`]). Encoding first splits the text at special tokens ([`crate::special`]); each text fragment then
+//! goes to the vocabulary's own algorithm. Decoding is done here: normal and byte tokens through
+//! the vocabulary's alphabet, special tokens copied as written (or dropped with `skip_special`).
 
 use rotor_protocol::TokenizerSpec;
-use tokenizers::models::bpe::{Vocab, BPE};
-use tokenizers::pre_tokenizers::byte_level::ByteLevel;
-use tokenizers::pre_tokenizers::sequence::Sequence;
-use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::SplitDelimiterBehavior;
 
-use crate::byte_level::ByteLevelAlphabet;
+use crate::bpe::ByteLevelBpe;
 use crate::pretokenizer::PreTokenizerRule;
 use crate::special::{Fragment, SpecialSplitter};
-use crate::Error;
+use crate::spm::SpmModel;
+use crate::{token_roles, Error};
 
 /// llama.cpp's token types (`tokenizer.ggml.token_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,16 +49,24 @@ impl TokenKind {
     }
 }
 
-/// A byte-level BPE tokenizer. Cheap to share: wrap it in an `Arc`; it is `Send + Sync`.
+/// The algorithm for text fragments, by vocabulary kind.
+enum Model {
+    /// `tokenizer.ggml.model = "gpt2"`.
+    ByteLevelBpe(Box<ByteLevelBpe>),
+    /// `tokenizer.ggml.model = "llama"`.
+    SentencePiece(SpmModel),
+}
+
+/// A GGUF vocabulary's tokenizer. Cheap to share: wrap it in an `Arc`; it is `Send + Sync`.
 pub struct Tokenizer {
-    bpe: tokenizers::Tokenizer,
+    model: Model,
     tokens: Vec<String>,
     kinds: Vec<TokenKind>,
     specials: SpecialSplitter,
-    alphabet: ByteLevelAlphabet,
     bos_token_id: Option<u32>,
     eos_token_id: Option<u32>,
     eot_token_ids: Vec<u32>,
+    end_of_generation_ids: Vec<u32>,
     add_bos_token: bool,
 }
 
@@ -73,62 +81,32 @@ impl std::fmt::Debug for Tokenizer {
 }
 
 impl Tokenizer {
-    /// Builds the tokenizer. Only `model = "gpt2"` (byte-level BPE) is implemented; other models
-    /// or unknown `pre` names give [`Error::UnsupportedTokenizer`].
+    /// Builds the tokenizer for `model = "gpt2"` (with a `pre` this crate implements) or
+    /// `model = "llama"`; anything else gives [`Error::UnsupportedTokenizer`].
     pub fn from_spec(spec: &TokenizerSpec) -> Result<Tokenizer, Error> {
         let unsupported = || Error::UnsupportedTokenizer {
             model: spec.model.clone(),
             pre: spec.pre.clone(),
         };
-        if spec.model != "gpt2" {
-            return Err(unsupported());
-        }
-        let rule = PreTokenizerRule::for_name(spec.pre.as_deref()).ok_or_else(unsupported)?;
-        let kinds = token_kinds(spec)?;
+        let rule = match spec.model.as_str() {
+            "gpt2" => {
+                Some(PreTokenizerRule::for_name(spec.pre.as_deref()).ok_or_else(unsupported)?)
+            }
+            "llama" => None,
+            _ => return Err(unsupported()),
+        };
+        let mut kinds = token_kinds(spec)?;
         check_special_ids(spec)?;
-
-        let vocab: Vocab = spec
-            .tokens
-            .iter()
-            .enumerate()
-            .map(|(id, text)| (text.clone(), id as u32))
+        let declared_ends: Vec<u32> = spec
+            .eos_token_id
+            .into_iter()
+            .chain(spec.eot_token_ids.iter().copied())
             .collect();
-        let merges = spec
-            .merges
-            .iter()
-            .map(|merge| {
-                merge
-                    .split_once(' ')
-                    .map(|(left, right)| (left.to_string(), right.to_string()))
-                    .ok_or_else(|| Error::InvalidSpec {
-                        reason: format!("merge {merge:?} has no space"),
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let model = BPE::builder()
-            .vocab_and_merges(vocab, merges)
-            .ignore_merges(rule.ignore_merges)
-            .build()
-            .map_err(|e| Error::InvalidSpec {
-                reason: format!("BPE model: {e}"),
-            })?;
-
-        let mut steps: Vec<PreTokenizerWrapper> = Vec::with_capacity(rule.regexes.len() + 1);
-        for regex in &rule.regexes {
-            let split = Split::new(
-                SplitPattern::Regex((*regex).to_string()),
-                SplitDelimiterBehavior::Isolated,
-                false,
-            )
-            .map_err(|e| Error::InvalidSpec {
-                reason: format!("pre-tokenizer regex {regex:?}: {e}"),
-            })?;
-            steps.push(split.into());
-        }
-        // The regexes above already split words; ByteLevel only maps bytes, with no prefix space.
-        steps.push(ByteLevel::new(false, false, false).into());
-        let mut bpe = tokenizers::Tokenizer::new(model);
-        bpe.with_pre_tokenizer(Some(Sequence::new(steps)));
+        let end_of_generation_ids = token_roles::apply(&spec.tokens, &mut kinds, &declared_ends);
+        let model = match rule {
+            Some(rule) => Model::ByteLevelBpe(Box::new(ByteLevelBpe::new(spec, &rule)?)),
+            None => Model::SentencePiece(SpmModel::new(spec)?),
+        };
 
         let specials =
             SpecialSplitter::new(
@@ -145,14 +123,14 @@ impl Tokenizer {
             );
 
         Ok(Tokenizer {
-            bpe,
+            model,
             tokens: spec.tokens.clone(),
             kinds,
             specials,
-            alphabet: ByteLevelAlphabet::new(),
             bos_token_id: spec.bos_token_id,
             eos_token_id: spec.eos_token_id,
             eot_token_ids: spec.eot_token_ids.clone(),
+            end_of_generation_ids,
             add_bos_token: spec.add_bos_token,
         })
     }
@@ -162,17 +140,24 @@ impl Tokenizer {
     /// become their ids; without, they are tokenized as plain text.
     pub fn encode(&self, text: &str, parse_special: bool) -> Result<Vec<u32>, Error> {
         let mut ids = Vec::with_capacity(text.len() / 3 + 1);
+        // SentencePiece vocabularies with `add_space_prefix` put a space before text that starts
+        // the input or follows a special token, as llama.cpp does.
+        let mut after_special = true;
         for fragment in self.specials.split(text, parse_special) {
             match fragment {
-                Fragment::Token(id) => ids.push(id),
+                Fragment::Token(id) => {
+                    ids.push(id);
+                    after_special = true;
+                }
                 Fragment::Text(raw) => {
-                    let encoding =
-                        self.bpe
-                            .encode_fast(raw, false)
-                            .map_err(|e| Error::Tokenize {
-                                message: e.to_string(),
-                            })?;
-                    ids.extend_from_slice(encoding.get_ids());
+                    match &self.model {
+                        Model::ByteLevelBpe(bpe) => bpe.encode_into(raw, &mut ids)?,
+                        Model::SentencePiece(spm) => {
+                            let prefix = spm.add_space_prefix() && after_special;
+                            spm.encode_into(raw, prefix, &mut ids)?
+                        }
+                    }
+                    after_special = false;
                 }
             }
         }
@@ -189,10 +174,11 @@ impl Tokenizer {
         })
     }
 
-    /// The raw bytes `ids` stand for.
+    /// The raw bytes `ids` stand for. For SentencePiece vocabularies with `add_space_prefix`, one
+    /// leading space of the first token is dropped (the one encoding added), as in llama.cpp.
     pub fn decode_bytes(&self, ids: &[u32], skip_special: bool) -> Result<Vec<u8>, Error> {
         let mut out = Vec::with_capacity(ids.len() * 4);
-        for &id in ids {
+        for (i, &id) in ids.iter().enumerate() {
             let (text, kind) = match (self.tokens.get(id as usize), self.kinds.get(id as usize)) {
                 (Some(text), Some(kind)) => (text, *kind),
                 _ => {
@@ -202,24 +188,40 @@ impl Tokenizer {
                     })
                 }
             };
-            match kind {
-                TokenKind::Normal | TokenKind::Byte => self.alphabet.decode_into(text, &mut out),
-                TokenKind::UserDefined => out.extend_from_slice(text.as_bytes()),
-                special if special.is_special() && !skip_special => {
+            match (kind, &self.model) {
+                (TokenKind::Normal, Model::SentencePiece(spm)) => {
+                    spm.decode_normal_into(text, &mut out)
+                }
+                (TokenKind::Byte, Model::SentencePiece(spm)) => {
+                    spm.decode_byte_into(text, &mut out)
+                }
+                (TokenKind::Normal | TokenKind::Byte, Model::ByteLevelBpe(bpe)) => {
+                    bpe.decode_piece_into(text, &mut out)
+                }
+                (TokenKind::UserDefined, _) => out.extend_from_slice(text.as_bytes()),
+                (special, _) if special.is_special() && !skip_special => {
                     out.extend_from_slice(text.as_bytes())
                 }
                 // Skipped specials and unused slots render as nothing, as in llama.cpp.
                 _ => {}
             }
+            if i == 0 && self.strips_leading_space() && out.first() == Some(&b' ') {
+                out.remove(0);
+            }
         }
         Ok(out)
+    }
+
+    fn strips_leading_space(&self) -> bool {
+        matches!(&self.model, Model::SentencePiece(spm) if spm.add_space_prefix())
     }
 
     pub fn vocab_size(&self) -> usize {
         self.tokens.len()
     }
 
-    /// The vocabulary entry as stored (byte-level alphabet, e.g. "Ġhello").
+    /// The vocabulary entry as stored (e.g. "Ġhello" in a byte-level BPE vocabulary, "▁hello" in
+    /// a SentencePiece one).
     pub fn token_text(&self, id: u32) -> Option<&str> {
         self.tokens.get(id as usize).map(String::as_str)
     }
@@ -253,6 +255,15 @@ impl Tokenizer {
             }
         }
         ids
+    }
+
+    /// llama.cpp's end-of-generation set, ascending: eos, the GGUF's eot/eom ids, and every token
+    /// whose text marks an end of turn or message (`<end_of_turn>`, `<|im_end|>`,
+    /// `<|endoftext|>`, `</s>`, ...; see `token_roles`). A superset of
+    /// [`Tokenizer::eos_token_ids`]; Gemma 3, whose GGUF names only `<eos>`, ends chat turns
+    /// with `<end_of_turn>`.
+    pub fn end_of_generation_ids(&self) -> &[u32] {
+        &self.end_of_generation_ids
     }
 
     /// Whether the model expects BOS in front of a raw (non-chat) prompt.

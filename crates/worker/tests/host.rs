@@ -45,6 +45,7 @@ fn card(name: &str, kv_block_size: Option<u32>) -> ModelCard {
             tokens: (0..VOCAB).map(|i| format!("t{i}")).collect(),
             token_types: vec![1; VOCAB],
             merges: vec![],
+            scores: vec![],
             bos_token_id: None,
             eos_token_id: Some(0),
             eot_token_ids: vec![],

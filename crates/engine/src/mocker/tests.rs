@@ -413,6 +413,7 @@ fn ordinary_tokens_are_normal_lowercase_words_and_never_stop_tokens() {
         // "Ġdog" (7) is control, "Ġends" (8) is the eot id.
         token_types: vec![3, 3, 1, 1, 1, 1, 1, 3, 1, 1],
         merges: Vec::new(),
+        scores: Vec::new(),
         bos_token_id: Some(1),
         eos_token_id: Some(0),
         eot_token_ids: vec![8],

@@ -155,6 +155,7 @@ mod tests {
                 tokens: (0..tokens).map(|i| format!("token{i:08}")).collect(),
                 token_types: vec![1; tokens],
                 merges: vec![],
+                scores: vec![],
                 bos_token_id: None,
                 eos_token_id: Some(0),
                 eot_token_ids: vec![],

@@ -169,6 +169,7 @@ pub fn big_card(name: &str, min_bytes: usize) -> ModelCard {
             token_types: vec![1; tokens.len()],
             tokens,
             merges,
+            scores: vec![],
             bos_token_id: Some(1),
             eos_token_id: Some(2),
             eot_token_ids: vec![],

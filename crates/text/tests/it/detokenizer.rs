@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use rotor_text::{Detokenizer, TokenKind, Tokenizer};
 
-use crate::model::smollm2;
+use crate::model::{gemma3, smollm2};
 
 const REPLACEMENT: char = '\u{FFFD}';
 
@@ -110,4 +110,29 @@ fn unknown_id_is_an_error() {
     let tk = &smollm2().tokenizer;
     let mut detok = Detokenizer::new(Arc::clone(tk), false);
     assert!(detok.push(60_000).is_err());
+}
+
+#[test]
+fn gemma3_stream_assembles_spaces_and_byte_fallback_characters() {
+    let tk = &gemma3().tokenizer;
+    // U+F0000 is four <0xNN> byte tokens in Gemma's vocabulary; "▁" pieces carry the spaces.
+    let text = "<start_of_turn>model\nSure — 日本語, 🦀 and \u{F0000}!  Two  spaces.<end_of_turn>";
+    let ids = tk.encode(text, true).expect("encodes");
+    for skip_special in [false, true] {
+        let chunks = stream(tk, &ids, skip_special);
+        assert_eq!(
+            chunks.concat(),
+            tk.decode(&ids, skip_special).expect("decodes")
+        );
+        assert!(
+            chunks.iter().all(|c| !c.contains(REPLACEMENT)),
+            "{chunks:?}"
+        );
+    }
+    assert_eq!(stream(tk, &ids, false).concat(), text);
+    let fallback = tk.encode("\u{F0000}", false).expect("encodes");
+    assert_eq!(
+        stream(tk, &fallback, false),
+        vec!["", "", "", "\u{F0000}", ""]
+    );
 }

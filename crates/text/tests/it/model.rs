@@ -1,12 +1,11 @@
-//! Loading SmolLM2's tokenizer spec and chat template from the real GGUF, once per test binary.
+//! Loading tokenizers from GGUF files once per test binary: SmolLM2 and Gemma 3 (real models,
+//! fetched into Rotor's cache) and a Qwen2-style tokenizer-only GGUF kept with the fixtures.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use rotor_protocol::TokenizerSpec;
 use rotor_text::Tokenizer;
-
-const DEFAULT_MODEL: &str = "/root/.cache/rotor/models/SmolLM2-135M-Instruct.Q4_1.gguf";
 
 pub struct Smollm2 {
     pub spec: TokenizerSpec,
@@ -15,15 +14,7 @@ pub struct Smollm2 {
 }
 
 pub fn model_path() -> PathBuf {
-    let path = std::env::var_os("ROTOR_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| DEFAULT_MODEL.into());
-    assert!(
-        path.is_file(),
-        "test model not found at {} (set ROTOR_TEST_MODEL to SmolLM2-135M-Instruct.Q4_1.gguf)",
-        path.display()
-    );
-    path
+    rotor_testing::model_path()
 }
 
 pub fn smollm2() -> &'static Smollm2 {
@@ -44,3 +35,46 @@ pub fn smollm2() -> &'static Smollm2 {
         }
     })
 }
+
+/// A tokenizer read from a GGUF with rotor-model's reader, as the server builds it.
+pub struct GgufTokenizer {
+    pub spec: TokenizerSpec,
+    pub chat_template: Option<String>,
+    pub tokenizer: Arc<Tokenizer>,
+}
+
+impl GgufTokenizer {
+    fn load(path: &Path) -> GgufTokenizer {
+        let gguf = rotor_model::GgufFile::open(path)
+            .unwrap_or_else(|e| panic!("{} is not a readable GGUF: {e}", path.display()));
+        let spec = rotor_model::card::tokenizer_spec(&gguf).expect("GGUF has tokenizer metadata");
+        let tokenizer = Arc::new(Tokenizer::from_spec(&spec).expect("tokenizer is supported"));
+        GgufTokenizer {
+            spec,
+            chat_template: rotor_model::card::chat_template(&gguf),
+            tokenizer,
+        }
+    }
+}
+
+/// Gemma 3 270M (see `rotor_testing::gemma3_path`).
+pub fn gemma3_path() -> PathBuf {
+    rotor_testing::gemma3_path()
+}
+
+/// Gemma 3's SentencePiece-style tokenizer, from the real GGUF (which has no chat template).
+pub fn gemma3() -> &'static GgufTokenizer {
+    static MODEL: OnceLock<GgufTokenizer> = OnceLock::new();
+    MODEL.get_or_init(|| GgufTokenizer::load(&gemma3_path()))
+}
+
+/// A Qwen2-style byte-level BPE tokenizer from the small GGUF that
+/// scripts/golden/tokenizer_fixtures.py writes (no weights; Qwen 2.5's chat template).
+pub fn qwen2() -> &'static GgufTokenizer {
+    static MODEL: OnceLock<GgufTokenizer> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        GgufTokenizer::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join(QWEN2_GGUF))
+    })
+}
+
+const QWEN2_GGUF: &str = "tests/fixtures/tokenizer_qwen2.gguf";

@@ -221,10 +221,10 @@ fn eot_ids_join_eos_without_duplicates() {
 #[test]
 fn unknown_tokenizer_kinds_are_refused() {
     let mut spec = smollm2().spec.clone();
-    spec.model = "llama".to_string();
+    spec.model = "bert".to_string();
     match Tokenizer::from_spec(&spec) {
         Err(Error::UnsupportedTokenizer { model, pre }) => {
-            assert_eq!(model, "llama");
+            assert_eq!(model, "bert");
             assert_eq!(pre.as_deref(), Some("smollm"));
         }
         other => panic!("expected UnsupportedTokenizer, got {other:?}"),
@@ -282,6 +282,7 @@ fn toy_spec(pre: &str, words: &[&str]) -> TokenizerSpec {
         token_types: vec![1; tokens.len()],
         tokens,
         merges: Vec::new(),
+        scores: Vec::new(),
         bos_token_id: None,
         eos_token_id: None,
         eot_token_ids: Vec::new(),
@@ -315,4 +316,51 @@ fn smollm_pre_tokenizer_splits_single_digits_before_merging() {
     spec.pre = Some("gpt-2".to_string());
     let gpt2 = Tokenizer::from_spec(&spec).expect("builds");
     assert_eq!(gpt2.encode("12", false).expect("encodes"), vec![256]);
+}
+
+/// A toy SentencePiece vocabulary with Llama 2's settings: `<s>` (control), a few scored pieces,
+/// then the 256 byte-fallback tokens; spaces are prefixed.
+fn toy_sentencepiece_spec() -> TokenizerSpec {
+    let mut tokens: Vec<String> = ["<s>", "▁", "h", "i", "hi", "▁hi"]
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    let mut scores = vec![0.0, -5.0, -5.0, -5.0, -2.0, -1.0];
+    let mut token_types = vec![3, 1, 1, 1, 1, 1];
+    for byte in 0..=255u8 {
+        tokens.push(format!("<0x{byte:02X}>"));
+        scores.push(0.0);
+        token_types.push(6);
+    }
+    TokenizerSpec {
+        model: "llama".to_string(),
+        pre: Some("default".to_string()),
+        tokens,
+        token_types,
+        merges: Vec::new(),
+        scores,
+        bos_token_id: Some(0),
+        eos_token_id: None,
+        eot_token_ids: Vec::new(),
+        add_bos_token: true,
+        add_space_prefix: true,
+    }
+}
+
+#[test]
+fn sentencepiece_space_prefix_starts_each_text_after_a_special_and_decode_drops_the_first() {
+    let tk = Tokenizer::from_spec(&toy_sentencepiece_spec()).expect("builds");
+    assert_eq!(tk.encode("hi", false).expect("encodes"), vec![5]);
+    assert_eq!(tk.encode("hi hi", false).expect("encodes"), vec![5, 5]);
+    assert_eq!(tk.encode("<s>hi", true).expect("encodes"), vec![0, 5]);
+    // 'é' is not a piece: its UTF-8 bytes C3 A9 become <0xC3> <0xA9> (ids 6 + byte).
+    assert_eq!(
+        tk.encode("é", false).expect("encodes"),
+        vec![1, 6 + 0xC3, 6 + 0xA9]
+    );
+    // The space encoding added is dropped from the first token only, as llama.cpp does.
+    assert_eq!(tk.decode(&[5, 5], false).expect("decodes"), "hi hi");
+    assert_eq!(tk.decode(&[0, 5], false).expect("decodes"), "<s> hi");
+    assert_eq!(tk.decode(&[0, 5], true).expect("decodes"), " hi");
+    assert!(tk.add_bos_token());
 }
