@@ -8,7 +8,11 @@ pub const DEFAULT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Rotor's model cache as `rotor fetch-model` resolves it: `$ROTOR_CACHE_DIR/models`, else
 /// `$XDG_CACHE_HOME/rotor/models`, else `~/.cache/rotor/models`.
 pub fn models_dir() -> PathBuf {
-    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     if let Some(dir) = env("ROTOR_CACHE_DIR") {
         return dir.join("models");
     }
@@ -32,6 +36,25 @@ pub fn model_path() -> PathBuf {
         path.is_file(),
         "test model missing at {} (run scripts/test, or `rotor fetch-model` and set \
          ROTOR_TEST_MODEL to the path it prints)",
+        path.display()
+    );
+    path
+}
+
+/// File name of Gemma 3 270M Q4_K_M in Rotor's model cache (`rotor fetch-model gemma3-270m`).
+pub const GEMMA3_270M_FILE: &str = "gemma-3-270m-q4_k_m.gguf";
+
+/// Gemma 3 270M Q4_K_M: `ROTOR_TEST_GEMMA` if set, else the file in Rotor's model cache (where
+/// `scripts/test` has `rotor fetch-model gemma3-270m` put it). Panics with what to do if missing.
+pub fn gemma3_path() -> PathBuf {
+    let path = std::env::var_os("ROTOR_TEST_GEMMA")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| models_dir().join(GEMMA3_270M_FILE));
+    assert!(
+        path.is_file(),
+        "Gemma 3 270M missing at {} (run scripts/test, or `rotor fetch-model gemma3-270m` and set \
+         ROTOR_TEST_GEMMA to the path it prints)",
         path.display()
     );
     path
