@@ -1,7 +1,6 @@
 //! Shared test fixtures: the real SmolLM2 model card, a scripted backend that records what it
 //! was asked and when its stream was dropped, and a server bound to 127.0.0.1:0.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
