@@ -234,6 +234,10 @@ pub struct EngineArgs {
     /// top_p for requests that do not set one (default: the model's recommendation, else 1).
     #[arg(long)]
     pub default_top_p: Option<f32>,
+    /// A Jinja chat template file to use instead of the GGUF's own (needed for chat with a model
+    /// whose file has none; without one, chat requests get a 400 and completions still work).
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<PathBuf>,
 }
 
 /// Validated model and engine settings of an engine in this process.
@@ -250,6 +254,8 @@ pub struct LocalEngineConfig {
     pub max_model_len: Option<usize>,
     pub default_temperature: Option<f32>,
     pub default_top_p: Option<f32>,
+    /// The contents of `--chat-template FILE`.
+    pub chat_template: Option<String>,
 }
 
 impl EngineArgs {
@@ -278,8 +284,14 @@ impl EngineArgs {
             );
         }
         if let Some(model) = &self.model {
-            if !model.is_file() {
-                bail!("--model {}: no such file", model.display());
+            let known = model
+                .to_str()
+                .is_some_and(|n| crate::model_cache::known_model(n).is_ok());
+            if !model.is_file() && !known {
+                bail!(
+                    "--model {}: no such file (nor a known model name)",
+                    model.display()
+                );
             }
         }
         if let Some(t) = self.default_temperature {
@@ -292,6 +304,13 @@ impl EngineArgs {
                 bail!("--default-top-p must be in (0, 1], got {p}");
             }
         }
+        let chat_template = match &self.chat_template {
+            Some(path) => Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("--chat-template {}", path.display()))?,
+            ),
+            None => None,
+        };
         let kv_cache_bytes = parse_memory(&self.kv_cache_memory, total_ram_bytes)
             .with_context(|| format!("--kv-cache-memory {:?}", self.kv_cache_memory))?;
         Ok(LocalEngineConfig {
@@ -306,6 +325,7 @@ impl EngineArgs {
             max_model_len: self.max_model_len,
             default_temperature: self.default_temperature,
             default_top_p: self.default_top_p,
+            chat_template,
         })
     }
 }

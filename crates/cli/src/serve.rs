@@ -68,6 +68,7 @@ pub async fn model_spec(cfg: &LocalEngineConfig) -> Result<ModelSpec> {
         name,
         sampling_defaults,
         max_model_len: cfg.max_model_len,
+        chat_template: cfg.chat_template.clone(),
     })
 }
 

@@ -220,3 +220,31 @@ fn concurrent_requests_make_progress_together() {
     assert_eq!(status, 200);
     assert!(short_took < long_took);
 }
+
+#[test]
+fn chat_template_flag_replaces_the_models_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let template = dir.path().join("plain.jinja");
+    std::fs::write(
+        &template,
+        "{{ 'Q: ' + messages[-1]['content'] + '\\nA:' }}",
+    )
+    .unwrap();
+    let body = json!({"model": MODEL, "messages": sky(), "max_tokens": 4, "temperature": 0});
+    let own = RotorServer::start(&[]);
+    let (status, with_own) = curl_json(&own.url("/v1/chat/completions"), &body);
+    assert_eq!(status, 200, "{with_own}");
+    drop(own);
+    let custom = RotorServer::start(&["--chat-template", template.to_str().unwrap()]);
+    let (status, with_custom) = curl_json(&custom.url("/v1/chat/completions"), &body);
+    assert_eq!(status, 200, "{with_custom}");
+    let prompt_tokens = |v: &Value| v["usage"]["prompt_tokens"].as_u64().unwrap();
+    // SmolLM2's own template wraps the question in a system prompt and ChatML markers (40
+    // tokens); "Q: <question>\nA:" is about a third of that.
+    assert!(
+        prompt_tokens(&with_custom) < 20 && prompt_tokens(&with_own) > 30,
+        "own {} vs custom {}",
+        prompt_tokens(&with_own),
+        prompt_tokens(&with_custom)
+    );
+}

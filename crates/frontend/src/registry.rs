@@ -15,13 +15,14 @@ pub struct ModelEntry {
     pub card: ModelCard,
     pub backend: Arc<dyn Backend>,
     pub tokenizer: Arc<Tokenizer>,
-    pub template: ChatTemplate,
+    /// `None` when the model has no chat template: chat requests get a 400.
+    pub template: Option<ChatTemplate>,
     /// Ids that end generation (eos + eot); their text is never shown.
     pub eos_token_ids: Vec<u32>,
 }
 
 impl ModelEntry {
-    /// Builds the tokenizer and chat template from the card (ChatML when the card has no template).
+    /// Builds the tokenizer and chat template from the card (none when the card has none).
     pub fn build(model: ServedModel) -> Result<Self, FrontendError> {
         let ServedModel { card, backend } = model;
         if card.context_length == 0 {
@@ -33,16 +34,19 @@ impl ModelEntry {
                 source,
             })?;
         let template = match &card.chat_template {
-            Some(source) => ChatTemplate::new(
-                source,
-                tokenizer.bos_token().unwrap_or(""),
-                tokenizer.eos_token().unwrap_or(""),
-            )
-            .map_err(|source| FrontendError::ChatTemplate {
-                model: card.name.clone(),
-                source,
-            })?,
-            None => ChatTemplate::chatml(),
+            Some(source) => Some(
+                ChatTemplate::new(
+                    source,
+                    tokenizer.bos_token().unwrap_or(""),
+                    tokenizer.eos_token().unwrap_or(""),
+                )
+                .map_err(|source| FrontendError::ChatTemplate {
+                    model: card.name.clone(),
+                    source,
+                })?,
+            ),
+            // No template: chat requests are refused (a guessed format gives wrong prompts).
+            None => None,
         };
         let eos_token_ids = tokenizer.eos_token_ids();
         Ok(Self {

@@ -81,7 +81,17 @@ pub fn chat_plan(
     let fields = req.sampling_fields();
     let checked = check_sampling(&fields, &entry.card.sampling_defaults, cfg)?;
     let messages = template_messages(req)?;
-    let text = entry.template.render(&messages, true).map_err(|err| {
+    let Some(template) = &entry.template else {
+        return Err(ApiError::invalid_param(
+            "messages",
+            format!(
+                "model {:?} has no chat template, so chat completions cannot be served; use \
+                 /v1/completions, or start its worker with --chat-template FILE",
+                entry.card.name
+            ),
+        ));
+    };
+    let text = template.render(&messages, true).map_err(|err| {
         ApiError::invalid_param("messages", format!("Cannot apply the chat template: {err}"))
     })?;
     let ids = encode(entry, &text)?;

@@ -20,6 +20,8 @@ pub struct ModelSpec {
     pub sampling_defaults: SamplingDefaults,
     /// Caps the context window below the model's own (`--max-model-len`).
     pub max_model_len: Option<usize>,
+    /// A chat template to use instead of the GGUF's own (`--chat-template FILE`).
+    pub chat_template: Option<String>,
 }
 
 /// A GGUF file opened for its metadata, with its Llama hyperparameters.
@@ -57,7 +59,10 @@ impl GgufModel {
             name: spec.name.clone(),
             context_length: u32::try_from(context_length).unwrap_or(u32::MAX),
             tokenizer,
-            chat_template: rotor_model::card::chat_template(&self.gguf),
+            chat_template: spec
+                .chat_template
+                .clone()
+                .or_else(|| rotor_model::card::chat_template(&self.gguf)),
             created: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())

@@ -413,6 +413,7 @@ fn echo_card_comes_from_the_gguf_without_loading_weights() -> Result<()> {
             ..SamplingDefaults::default()
         },
         max_model_len: Some(1024),
+        chat_template: None,
     };
     let echo = EchoEngine::open(&spec, Duration::ZERO)?;
     let card = echo.card();

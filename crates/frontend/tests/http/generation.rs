@@ -397,24 +397,32 @@ async fn template_exception_is_400_on_messages() {
 }
 
 #[tokio::test]
-async fn card_without_template_uses_chatml() {
+async fn card_without_template_refuses_chat_and_serves_completions() {
     let mut card = smollm2_card();
     card.chat_template = None;
     let server = TestServer::start_with(Script::text("x"), card, FrontendConfig::default()).await;
-    let body = json!({"model": MODEL, "messages": [{"role": "developer", "content": "Be brief."},
-                                                  {"role": "user", "content": [{"type": "text", "text": "Hi"}]}]});
+    let resp = server
+        .post_json("/v1/chat/completions", &chat_body("Hi"))
+        .await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["param"], "messages");
+    let message = body["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("no chat template") && message.contains("--chat-template FILE"),
+        "{message}"
+    );
+    assert!(
+        server.log.requests().is_empty(),
+        "nothing reached the engine"
+    );
+    let completion = json!({"model": MODEL, "prompt": "Hi", "max_tokens": 1});
     assert_eq!(
         server
-            .post_json("/v1/chat/completions", &body)
+            .post_json("/v1/completions", &completion)
             .await
             .status(),
         200
     );
-    let prompt = tokenizer()
-        .decode(&server.log.last_request().token_ids, false)
-        .expect("decode");
-    assert_eq!(
-        prompt,
-        "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
-    );
+    assert_eq!(server.log.requests().len(), 1);
 }
