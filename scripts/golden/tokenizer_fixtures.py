@@ -3,7 +3,9 @@
 llama.cpp (through llama-cpp-python) and jinja2, implementations independent of ours.
 
 Writes:
-  crates/text/tests/fixtures/tokenizer_qwen2.gguf        a GGUF holding only a Qwen2-style tokenizer:
+  crates/text/tests/fixtures/tokenizer_qwen2_gguf.json   the metadata of a GGUF holding only a
+                                                         Qwen2-style tokenizer (the tests write the
+                                                         GGUF from it; no model file is committed):
                                                          a small byte-level BPE trained here on
                                                          CORPUS, pre-tokenizer "qwen2", ChatML
                                                          specials and Qwen 2.5's chat template
@@ -26,6 +28,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 from datetime import datetime
 
 import gguf
@@ -256,12 +259,50 @@ def main() -> None:
     dump("tokenizer_gemma3.json", {"generator": generator, "model_sha256": sha256(gemma_path),
                                    "cases": cases_for(llm, texts)})
 
-    qwen_path = os.path.join(FIXTURES, "tokenizer_qwen2.gguf")
+    qwen_path = os.path.join(tempfile.mkdtemp(), "tokenizer_qwen2.gguf")
     write_qwen_gguf(qwen_path)
+    dump_gguf_metadata(qwen_path, os.path.join(FIXTURES, "tokenizer_qwen2_gguf.json"))
     llm = llama_cpp.Llama(model_path=qwen_path, vocab_only=True, verbose=False)
     texts = TEXTS + EXTRA_TEXTS + [QWEN_SPECIAL] + [r["rendered"] for r in qwen_renders]
     dump("tokenizer_qwen2.json", {"generator": generator, "model_sha256": sha256(qwen_path),
                                   "cases": cases_for(llm, texts)})
+
+
+def dump_gguf_metadata(path, out):
+    """Writes a tensor-less GGUF's metadata as `[key, type, value]` triples (the GGUF.* header
+    fields left out), which crates/text/tests/it/model.rs turns back into a GGUF."""
+    reader = gguf.GGUFReader(path)
+    vt = gguf.GGUFValueType
+    names = {vt.STRING: "str", vt.UINT32: "u32", vt.INT32: "i32", vt.FLOAT32: "f32", vt.BOOL: "bool"}
+    assert len(reader.tensors) == 0, "the tokenizer GGUF holds no tensors"
+    entries = []
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF."):
+            continue
+        if field.types[0] == vt.ARRAY:
+            elem = field.types[1]
+            if elem == vt.STRING:
+                value = [bytes(field.parts[i]).decode("utf-8") for i in field.data]
+            else:
+                value = [int(field.parts[i][0]) for i in field.data]
+            entries.append([key, names[elem] + "[]", value])
+            continue
+        part = field.parts[field.data[0]]
+        kind = field.types[0]
+        if kind == vt.STRING:
+            value = bytes(part).decode("utf-8")
+        elif kind == vt.FLOAT32:
+            value = float(part[0])
+        elif kind == vt.BOOL:
+            value = bool(part[0])
+        else:
+            value = int(part[0])
+        entries.append([key, names[kind], value])
+    with open(out, "w", encoding="utf-8") as f:
+        json.dump({"comment": "GGUF metadata of a tokenizer-only Qwen2-style model (no tensors); "
+                              "the tests write it as a GGUF with rotor-model's writer. Made by "
+                              "scripts/golden/tokenizer_fixtures.py.",
+                   "metadata": entries}, f, ensure_ascii=False, indent=0)
 
 
 if __name__ == "__main__":

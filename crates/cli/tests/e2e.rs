@@ -225,11 +225,7 @@ fn concurrent_requests_make_progress_together() {
 fn chat_template_flag_replaces_the_models_own() {
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("plain.jinja");
-    std::fs::write(
-        &template,
-        "{{ 'Q: ' + messages[-1]['content'] + '\\nA:' }}",
-    )
-    .unwrap();
+    std::fs::write(&template, "{{ 'Q: ' + messages[-1]['content'] + '\\nA:' }}").unwrap();
     let body = json!({"model": MODEL, "messages": sky(), "max_tokens": 4, "temperature": 0});
     let own = RotorServer::start(&[]);
     let (status, with_own) = curl_json(&own.url("/v1/chat/completions"), &body);
