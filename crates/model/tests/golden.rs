@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use rotor_model::{GgufFile, KvDtype, KvStorage, LlamaModel, LoadOptions, SeqChunk};
-use serde_json::Value;
 
 /// Allowed |ours − llama.cpp| on each of the reference's top-64 logits (magnitudes 13–35).
 /// llama.cpp rounds every matmul input to 8 bits per 32-block with f16 scales, keeps K/V in f16
@@ -27,12 +26,9 @@ const TIE_MARGIN: f32 = 0.3;
 const EXACT: [&str; 2] = ["chat_sky", "capital"];
 const GREEDY: usize = 32;
 
-struct Prompt {
-    name: String,
-    tokens: Vec<u32>,
-    top: Vec<(usize, f32)>,
-    greedy: Vec<u32>,
-}
+mod golden_support;
+
+use golden_support::{argmax, Feed, Prompt, BASE};
 
 fn model_path() -> PathBuf {
     rotor_testing::model_path()
@@ -48,204 +44,15 @@ fn model() -> &'static LlamaModel {
 }
 
 fn prompts() -> Vec<Prompt> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/golden_smollm2_q4_1.json"
-    );
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
-    let json: Value = serde_json::from_str(&text).expect("fixture JSON");
-    let ids = |v: &Value| -> Vec<u32> {
-        v.as_array()
-            .expect("array")
-            .iter()
-            .map(|x| x.as_u64().expect("id") as u32)
-            .collect()
-    };
-    json["prompts"]
-        .as_array()
-        .expect("prompts")
-        .iter()
-        .map(|p| Prompt {
-            name: p["name"].as_str().expect("name").to_string(),
-            tokens: ids(&p["token_ids"]),
-            top: p["last_logits_top"]
-                .as_array()
-                .expect("top")
-                .iter()
-                .map(|e| {
-                    (
-                        e[0].as_u64().expect("id") as usize,
-                        e[1].as_f64().expect("logit") as f32,
-                    )
-                })
-                .collect(),
-            greedy: ids(&p["greedy"]),
-        })
-        .collect()
+    golden_support::fixture("golden_smollm2_q4_1.json").prompts
 }
 
-fn argmax(x: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in x.iter().enumerate() {
-        if v > x[best] {
-            best = i;
-        }
-    }
-    best as u32
+fn run(prompts: &[Prompt], feed: Feed) -> Vec<golden_support::Outcome> {
+    golden_support::run(model(), prompts, feed)
 }
 
-/// How the prompts are fed to the model.
-#[derive(Debug, Clone, Copy)]
-struct Feed {
-    block_size: usize,
-    dtype: KvDtype,
-    /// Prompt tokens per step (1 = token by token).
-    prefill_chunk: usize,
-    /// All sequences in the same steps, or one sequence after another.
-    batched: bool,
-}
-
-struct Seq<'a> {
-    prompt: &'a [u32],
-    block_table: Vec<u32>,
-    pos: usize,
-    generated: Vec<u32>,
-    /// Logits at the end of the prompt.
-    prompt_logits: Vec<f32>,
-    /// Per generated token: our best logit minus our logit for llama.cpp's token at that step.
-    gaps: Vec<f32>,
-    reference: &'a [u32],
-}
-
-/// One sequence's outcome.
-struct Outcome {
-    generated: Vec<u32>,
-    prompt_logits: Vec<f32>,
-    gaps: Vec<f32>,
-}
-
-/// Greedy-decodes `GREEDY` tokens after each prompt.
-fn run(prompts: &[Prompt], feed: Feed) -> Vec<Outcome> {
-    let model = model();
-    let vocab = model.config().vocab_size;
-    let max_len = prompts.iter().map(|p| p.tokens.len()).max().unwrap_or(0) + GREEDY;
-    let per_seq = max_len.div_ceil(feed.block_size);
-    let n = prompts.len();
-    let mut kv = KvStorage::new(model.config(), per_seq * n, feed.block_size, feed.dtype);
-    // Interleaved and reversed, so no sequence owns a contiguous run of blocks.
-    let mut seqs: Vec<Seq<'_>> = prompts
-        .iter()
-        .enumerate()
-        .map(|(i, p)| Seq {
-            prompt: &p.tokens,
-            block_table: (0..per_seq).rev().map(|k| (k * n + i) as u32).collect(),
-            pos: 0,
-            generated: Vec::new(),
-            prompt_logits: Vec::new(),
-            gaps: Vec::new(),
-            reference: &p.greedy,
-        })
-        .collect();
-    let groups: Vec<Vec<usize>> = if feed.batched {
-        vec![(0..n).collect()]
-    } else {
-        (0..n).map(|i| vec![i]).collect()
-    };
-    let mut logits = Vec::new();
-    for group in groups {
-        loop {
-            let active: Vec<usize> = group
-                .iter()
-                .copied()
-                .filter(|&i| seqs[i].generated.len() < GREEDY)
-                .collect();
-            if active.is_empty() {
-                break;
-            }
-            let chunks: Vec<SeqChunk<'_>> = active
-                .iter()
-                .map(|&i| {
-                    let s = &seqs[i];
-                    let (tokens, want_logits) = if s.pos < s.prompt.len() {
-                        let end = (s.pos + feed.prefill_chunk).min(s.prompt.len());
-                        (&s.prompt[s.pos..end], end == s.prompt.len())
-                    } else {
-                        (&s.generated[s.generated.len() - 1..], true)
-                    };
-                    SeqChunk {
-                        tokens,
-                        start_pos: s.pos,
-                        block_table: &s.block_table,
-                        want_logits,
-                    }
-                })
-                .collect();
-            let lens: Vec<(usize, bool)> = chunks
-                .iter()
-                .map(|c| (c.tokens.len(), c.want_logits))
-                .collect();
-            model
-                .forward(&chunks, &mut kv, &mut logits)
-                .expect("forward");
-            let mut row = 0;
-            for (&i, (len, want)) in active.iter().zip(lens) {
-                let s = &mut seqs[i];
-                s.pos += len;
-                if want {
-                    let l = &logits[row * vocab..(row + 1) * vocab];
-                    if s.generated.is_empty() {
-                        s.prompt_logits = l.to_vec();
-                    }
-                    let best = argmax(l);
-                    let want = s.reference[s.generated.len()] as usize;
-                    s.gaps.push(l[best as usize] - l[want]);
-                    s.generated.push(best);
-                    row += 1;
-                }
-            }
-            assert_eq!(row * vocab, logits.len());
-        }
-    }
-    seqs.into_iter()
-        .map(|s| Outcome {
-            generated: s.generated,
-            prompt_logits: s.prompt_logits,
-            gaps: s.gaps,
-        })
-        .collect()
-}
-
-/// Asserts each continuation equals llama.cpp's up to its first difference, that the difference
-/// (if any) is a near-tie, and returns the continuations.
 fn check_greedy(feed: Feed) -> Vec<Vec<u32>> {
-    let prompts = prompts();
-    let results = run(&prompts, feed);
-    for (p, out) in prompts.iter().zip(&results) {
-        match out
-            .generated
-            .iter()
-            .zip(&p.greedy)
-            .position(|(a, b)| a != b)
-        {
-            None => eprintln!("{feed:?} {}: all {GREEDY} tokens match llama.cpp", p.name),
-            Some(step) => {
-                let gap = out.gaps[step];
-                eprintln!(
-                    "{feed:?} {}: first divergence from llama.cpp at token {step} \
-                     (ours {}, llama.cpp {}, logit gap {gap:.4})",
-                    p.name, out.generated[step], p.greedy[step]
-                );
-                assert!(
-                    gap < TIE_MARGIN,
-                    "{feed:?} {}: diverges at token {step} with a clear margin {gap}: {:?} vs {:?}",
-                    p.name,
-                    out.generated,
-                    p.greedy
-                );
-            }
-        }
-    }
-    results.into_iter().map(|o| o.generated).collect()
+    golden_support::check_greedy("Q4_1", model(), &prompts(), feed, TIE_MARGIN)
 }
 
 /// Our own continuations under `feed` must be identical to those of one whole-prompt prefill.
@@ -255,12 +62,6 @@ fn check_same_as_base(feed: Feed) {
     assert_eq!(ours, base, "{feed:?} changes the greedy continuations");
 }
 
-const BASE: Feed = Feed {
-    block_size: 16,
-    dtype: KvDtype::F32,
-    prefill_chunk: usize::MAX,
-    batched: false,
-};
 
 #[test]
 fn last_position_logits_match_llama_cpp_top64() {

@@ -18,7 +18,7 @@ pub mod port;
 pub mod process;
 
 pub use etcd::EtcdGuard;
-pub use model::{gemma3_path, model_path, models_dir};
+pub use model::{gemma3_path, model_path, models_dir, requantized_path};
 pub use nats::NatsGuard;
 pub use port::free_port;
 pub use process::{wait_for_tcp, ServerProcessError};

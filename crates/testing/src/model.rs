@@ -59,3 +59,23 @@ pub fn gemma3_path() -> PathBuf {
     );
     path
 }
+
+/// The default model requantized by llama.cpp's `llama-quantize` to `quant` (`Q4_K_M`, `Q5_K_M`,
+/// `Q6_K`, `Q8_0`): `$ROTOR_TEST_REQUANT_DIR/SmolLM2-135M-Instruct.<quant>.gguf`, else that file
+/// under `requant/` in Rotor's model cache, where `scripts/requantize-default-model` writes them.
+/// Panics with what to do if missing.
+pub fn requantized_path(quant: &str) -> PathBuf {
+    let dir = std::env::var_os("ROTOR_TEST_REQUANT_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| models_dir().join("requant"));
+    let path = dir.join(format!("SmolLM2-135M-Instruct.{quant}.gguf"));
+    assert!(
+        path.is_file(),
+        "requantized test model missing at {} (run scripts/test, or \
+         scripts/requantize-default-model and set ROTOR_TEST_REQUANT_DIR to the directory it \
+         prints)",
+        path.display()
+    );
+    path
+}

@@ -14,7 +14,7 @@ use std::sync::PoisonError;
 use crate::kv::KvStorage;
 use crate::llama::parallel::{for_each_row, run_gate_up, run_matmuls, MatJob};
 use crate::llama::{LlamaModel, SeqChunk};
-use crate::matmul::{Activations, WeightMatrix};
+use crate::matmul::{ActivationFormat, Activations, WeightMatrix};
 use crate::ops::attention::{attention_tile, AttnChunk};
 use crate::ops::{add_assign, rmsnorm, rmsnorm_add, rmsnorm_heads, softcap};
 use crate::pool::SharedMut;
@@ -71,7 +71,9 @@ impl Default for Scratch {
     }
 }
 
-/// Prepares `x` once per distinct weight type among `ws`; returns which activation each uses.
+/// Prepares `x` once per distinct activation encoding among `ws` (a Q4_K_M layer's Q4_K and Q6_K
+/// matrices share one Q8_K encoding, Q4_0/Q5_0/Q8_0 one Q8_0 encoding); returns which activation
+/// each matrix uses.
 fn prepare_for(
     acts: &mut [Activations; 3],
     x: &[f32],
@@ -80,14 +82,15 @@ fn prepare_for(
     ws: &[&WeightMatrix],
 ) -> [usize; 3] {
     let mut which = [0usize; 3];
-    let mut seen: [Option<crate::quant::GgmlType>; 3] = [None; 3];
+    let mut seen: [Option<ActivationFormat>; 3] = [None; 3];
     for (i, w) in ws.iter().enumerate() {
         let t = w.dtype();
-        let slot = match seen.iter().position(|s| *s == Some(t)) {
+        let format = ActivationFormat::for_weights(t);
+        let slot = match seen.iter().position(|s| *s == Some(format)) {
             Some(slot) => slot,
             None => {
                 let slot = seen.iter().position(|s| s.is_none()).unwrap_or(2);
-                seen[slot] = Some(t);
+                seen[slot] = Some(format);
                 acts[slot].prepare(x, n, cols, t);
                 slot
             }
