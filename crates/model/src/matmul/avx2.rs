@@ -137,6 +137,30 @@ unsafe fn quantized<const FMT: u8>(mut job: MatmulJob<'_>) {
     }
 }
 
+/// For each weight row of `$job`, `$tile::<$K, N>(w, x, r, b0)` over the batch in tiles of up to
+/// 4 rows (N = 4, then the 1–3 left), each tile's results stored. The loop the float and K-quant
+/// kernels share (the 32-block quant kernels pair weight rows and have their own).
+macro_rules! each_row_by_batch_tiles {
+    ($job:ident, $tile:ident :: < $K:ident >) => {{
+        let batch = $job.x.batch();
+        for r in $job.rows.clone() {
+            let mut b0 = 0;
+            while b0 < batch {
+                let n = (batch - b0).min(4);
+                let (w, x) = ($job.w, $job.x);
+                match n {
+                    1 => super::avx2::store(&mut $job, r, b0, [$tile::<$K, 1>(w, x, r, b0)]),
+                    2 => super::avx2::store(&mut $job, r, b0, [$tile::<$K, 2>(w, x, r, b0)]),
+                    3 => super::avx2::store(&mut $job, r, b0, [$tile::<$K, 3>(w, x, r, b0)]),
+                    _ => super::avx2::store(&mut $job, r, b0, [$tile::<$K, 4>(w, x, r, b0)]),
+                }
+                b0 += n;
+            }
+        }
+    }};
+}
+pub(super) use each_row_by_batch_tiles;
+
 #[inline(always)]
 pub(super) fn store<const R: usize, const N: usize>(
     job: &mut MatmulJob<'_>,
@@ -262,21 +286,7 @@ unsafe fn quant_tile<const FMT: u8, const R: usize, const N: usize>(
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn float<const KIND: u8>(mut job: MatmulJob<'_>) {
-    let batch = job.x.batch();
-    for r in job.rows.clone() {
-        let mut b0 = 0;
-        while b0 < batch {
-            let n = (batch - b0).min(4);
-            let (w, x) = (job.w, job.x);
-            match n {
-                1 => store(&mut job, r, b0, [float_tile::<KIND, 1>(w, x, r, b0)]),
-                2 => store(&mut job, r, b0, [float_tile::<KIND, 2>(w, x, r, b0)]),
-                3 => store(&mut job, r, b0, [float_tile::<KIND, 3>(w, x, r, b0)]),
-                _ => store(&mut job, r, b0, [float_tile::<KIND, 4>(w, x, r, b0)]),
-            }
-            b0 += n;
-        }
-    }
+    each_row_by_batch_tiles!(job, float_tile::<KIND>)
 }
 
 #[inline]

@@ -18,7 +18,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{hsum, store};
+use super::avx2::{each_row_by_batch_tiles, hsum};
 use super::{Activations, MatmulJob, WeightMatrix};
 use crate::quant::{GgmlType, QK_K};
 
@@ -66,21 +66,7 @@ pub(super) unsafe fn matmul(job: MatmulJob<'_>) {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn rows<const FMT: u8>(mut job: MatmulJob<'_>) {
-    let batch = job.x.batch();
-    for r in job.rows.clone() {
-        let mut b0 = 0;
-        while b0 < batch {
-            let n = (batch - b0).min(4);
-            let (w, x) = (job.w, job.x);
-            match n {
-                1 => store(&mut job, r, b0, [tile::<FMT, 1>(w, x, r, b0)]),
-                2 => store(&mut job, r, b0, [tile::<FMT, 2>(w, x, r, b0)]),
-                3 => store(&mut job, r, b0, [tile::<FMT, 3>(w, x, r, b0)]),
-                _ => store(&mut job, r, b0, [tile::<FMT, 4>(w, x, r, b0)]),
-            }
-            b0 += n;
-        }
-    }
+    each_row_by_batch_tiles!(job, tile::<FMT>)
 }
 
 /// One block's activation operands for `N` batch rows: codes and code sums at the block.
