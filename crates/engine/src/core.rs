@@ -8,6 +8,7 @@ use rotor_protocol::{ErrorKind, FinishReason, GenerateRequest, TokenIds, WireErr
 use crate::config::EngineConfig;
 use crate::error::Error;
 use crate::kv_events::{KvEventFeed, KvEventReader, KV_EVENT_RING_CAPACITY};
+use crate::kv_transfer::{self, KvExport, KvExportSelector, KvImportReport, KvTransferError};
 use crate::runner::{ModelRunner, ScheduledChunk};
 use crate::sampler::Sampler;
 use crate::scheduler::{Scheduler, StepPlan};
@@ -283,6 +284,34 @@ impl EngineCore {
         s.prefix_cache_recompute_hit_tokens = cache.recompute_hit_tokens;
         s.prefix_cache_evictions = cache.evictions;
         self.kv_events.publish(kv.drain_events());
+    }
+
+    /// Copies the longest cached prefix of `selector` out of the pool in the KV block format,
+    /// pinning each block while it is copied (see `kv_transfer`).
+    pub fn export_kv(&mut self, selector: &KvExportSelector) -> Result<KvExport, KvTransferError> {
+        let kv = self.scheduler.kv_blocks_mut();
+        let result = kv_transfer::export(
+            kv,
+            self.runner.as_ref(),
+            selector,
+            &mut self.stats.kv_transfer,
+        );
+        self.refresh_stats();
+        result
+    }
+
+    /// Imports encoded blocks (in chain order) into the pool and the prefix cache, stopping at
+    /// the first refused block (see `kv_transfer`). `Stored` events are published at once.
+    pub fn import_kv(&mut self, blocks: &[Vec<u8>]) -> Result<KvImportReport, KvTransferError> {
+        let kv = self.scheduler.kv_blocks_mut();
+        let result = kv_transfer::import(
+            kv,
+            self.runner.as_mut(),
+            blocks,
+            &mut self.stats.kv_transfer,
+        );
+        self.refresh_stats();
+        result
     }
 
     /// Every block hash the prefix cache holds (in use or cached-free, ascending) and the id of

@@ -18,6 +18,7 @@ use crate::config::EngineConfig;
 use crate::core::EngineCore;
 use crate::error::Error;
 use crate::kv_events::KvEventReader;
+use crate::kv_transfer::{KvExport, KvExportSelector, KvImportReport, KvTransferError};
 use crate::runner::ModelRunner;
 use crate::sequence::OutputSender;
 use crate::stats::{EngineStats, StatsCell};
@@ -30,6 +31,14 @@ enum Command {
     Submit(GenerateRequest, OutputSender),
     Cancel(String),
     KvSnapshot(oneshot::Sender<KvSnapshot>),
+    ExportKv(
+        KvExportSelector,
+        oneshot::Sender<Result<KvExport, KvTransferError>>,
+    ),
+    ImportKv(
+        Vec<Vec<u8>>,
+        oneshot::Sender<Result<KvImportReport, KvTransferError>>,
+    ),
     Shutdown,
 }
 
@@ -127,6 +136,43 @@ impl EngineHandle {
         }
     }
 
+    /// Exports the longest cached prefix of `selector` in the KV block format, between two
+    /// steps (the blocks are pinned while copied, then released). Fails with `EngineStopped` if
+    /// the engine is gone or stops before answering.
+    pub fn export_kv(
+        &self,
+        selector: KvExportSelector,
+    ) -> impl Future<Output = Result<KvExport, KvTransferError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send_if_running(Command::ExportKv(selector, tx));
+        async move {
+            if !sent {
+                return Err(KvTransferError::EngineStopped);
+            }
+            rx.await.unwrap_or(Err(KvTransferError::EngineStopped))
+        }
+    }
+
+    /// Imports encoded blocks (in chain order) into the pool and prefix cache between two steps;
+    /// a later request with their prefix hits them. See `KvImportReport` for partial imports.
+    pub fn import_kv(
+        &self,
+        blocks: Vec<Vec<u8>>,
+    ) -> impl Future<Output = Result<KvImportReport, KvTransferError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send_if_running(Command::ImportKv(blocks, tx));
+        async move {
+            if !sent {
+                return Err(KvTransferError::EngineStopped);
+            }
+            rx.await.unwrap_or(Err(KvTransferError::EngineStopped))
+        }
+    }
+
+    fn send_if_running(&self, cmd: Command) -> bool {
+        !self.shared.is_stopped() && self.inbox.send(cmd).is_ok()
+    }
+
     /// The limits requests are validated against (vocabulary, context window).
     pub fn limits(&self) -> RequestLimits {
         self.limits
@@ -168,7 +214,7 @@ enum Flow {
     Stop,
 }
 
-fn apply(core: &mut EngineCore, cmd: Command) -> Flow {
+fn apply(core: &mut EngineCore, cmd: Command, shared: &StatsCell) -> Flow {
     match cmd {
         Command::Submit(req, tx) => {
             if let Err(e) = core.submit(req, tx.clone()) {
@@ -181,6 +227,19 @@ fn apply(core: &mut EngineCore, cmd: Command) -> Flow {
         Command::KvSnapshot(tx) => {
             // The caller may have given up; nothing to undo then.
             let _ = tx.send(core.kv_snapshot());
+        }
+        // An export's pins are released before answering; an import stays done if the caller
+        // has gone (its blocks are cached like any others). Both publish their counters before
+        // answering, so the caller's next `stats()` includes them.
+        Command::ExportKv(selector, tx) => {
+            let result = core.export_kv(&selector);
+            shared.publish(&core.stats());
+            let _ = tx.send(result);
+        }
+        Command::ImportKv(blocks, tx) => {
+            let result = core.import_kv(&blocks);
+            shared.publish(&core.stats());
+            let _ = tx.send(result);
         }
         Command::Shutdown => return Flow::Stop,
     }
@@ -197,7 +256,7 @@ fn run(mut core: EngineCore, inbox: Receiver<Command>, shared: Arc<StatsCell>) {
             }
             match inbox.recv() {
                 Ok(cmd) => {
-                    if let Flow::Stop = apply(&mut core, cmd) {
+                    if let Flow::Stop = apply(&mut core, cmd, &shared) {
                         break;
                     }
                 }
@@ -207,7 +266,7 @@ fn run(mut core: EngineCore, inbox: Receiver<Command>, shared: Arc<StatsCell>) {
         loop {
             match inbox.try_recv() {
                 Ok(cmd) => {
-                    if let Flow::Stop = apply(&mut core, cmd) {
+                    if let Flow::Stop = apply(&mut core, cmd, &shared) {
                         break 'outer;
                     }
                 }

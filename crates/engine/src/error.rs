@@ -39,4 +39,7 @@ pub enum RunnerError {
     /// The runner received a batch that breaks its contract (a scheduler bug).
     #[error("invalid batch: {0}")]
     InvalidBatch(String),
+    /// A KV block could not be copied out of or into the runner's storage.
+    #[error("KV block access failed: {0}")]
+    KvBlockAccess(String),
 }

@@ -4,9 +4,14 @@
 //!
 //! With prefix caching off, the same pool is used without lookups or commits: every prompt is
 //! computed from scratch, no block is ever cached and no event is emitted.
+//!
+//! Beside the pool it keeps, per block, the token ids and parent hash of the full block it
+//! caches (a preallocated table: committing allocates nothing), so a cached block can be
+//! exported in the KV block format by its sequence hash alone.
 
-use rotor_kv_cache::{BlockPool, PrefixCacheStats};
+use rotor_kv_cache::{BlockId, BlockPool, PrefixCacheStats};
 use rotor_protocol::KvEvent;
+use rotor_tokens::{LocalBlockHash, SequenceHash};
 
 use crate::config::EngineConfig;
 use crate::sequence::Sequence;
@@ -27,14 +32,26 @@ pub(crate) struct Admission {
 pub struct KvBlocks {
     pool: BlockPool,
     prefix_caching: bool,
+    /// `block_size_tokens` ids per block: those of the full block it caches (valid exactly
+    /// while the pool says the block caches a hash; empty with prefix caching off).
+    block_tokens: Vec<u32>,
+    /// The parent sequence hash of the full block each block caches (same validity).
+    block_parents: Vec<Option<SequenceHash>>,
 }
 
 impl KvBlocks {
     /// `cfg` must be validated.
     pub fn new(cfg: &EngineConfig) -> Self {
+        let origins = if cfg.enable_prefix_caching {
+            cfg.num_blocks
+        } else {
+            0
+        };
         Self {
             pool: BlockPool::new(cfg.num_blocks, cfg.block_size_tokens),
             prefix_caching: cfg.enable_prefix_caching,
+            block_tokens: vec![0; origins * cfg.block_size_tokens],
+            block_parents: vec![None; origins],
         }
     }
 
@@ -140,18 +157,76 @@ impl KvBlocks {
             return;
         }
         seq.hash_full_blocks(self.block_size());
+        let bs = self.block_size();
         for i in seq.num_cached_blocks..full {
             let parent = i.checked_sub(1).map(|p| seq.block_hashes[p]);
-            self.pool
-                .commit_full_block(
-                    seq.block_table[i],
-                    seq.block_hashes[i],
-                    seq.local_hashes[i],
-                    parent,
-                )
+            let block = seq.block_table[i];
+            let cached = self
+                .pool
+                .commit_full_block(block, seq.block_hashes[i], seq.local_hashes[i], parent)
                 .expect("invariant: a running sequence holds its blocks");
+            if cached {
+                self.record_origin(block, parent, &seq.tokens[i * bs..(i + 1) * bs]);
+            }
         }
         seq.num_cached_blocks = full;
+    }
+
+    fn record_origin(&mut self, block: BlockId, parent: Option<SequenceHash>, tokens: &[u32]) {
+        let b = block as usize;
+        let bs = self.block_size();
+        self.block_tokens[b * bs..(b + 1) * bs].copy_from_slice(tokens);
+        self.block_parents[b] = parent;
+    }
+
+    /// The token ids and parent hash of the full block `block` caches, if it caches one.
+    pub(crate) fn cached_origin(&self, block: BlockId) -> Option<(Option<SequenceHash>, &[u32])> {
+        self.pool.cached_hash(block)?;
+        let (b, bs) = (block as usize, self.block_size());
+        Some((
+            self.block_parents[b],
+            &self.block_tokens[b * bs..(b + 1) * bs],
+        ))
+    }
+
+    /// Adds a holder to the block caching `hash` (see `BlockPool::acquire_cached`), so it can be
+    /// neither evicted nor reused while KV is copied out of it or imported after it.
+    pub(crate) fn pin_cached(&mut self, hash: SequenceHash) -> Option<BlockId> {
+        self.pool.acquire_cached(hash)
+    }
+
+    /// One fresh block with one holder (evicting the least recently used cached free block if
+    /// no uncached one is free), or `None` when every block is held.
+    pub(crate) fn allocate_one(&mut self) -> Option<BlockId> {
+        self.pool.allocate(1).ok().and_then(|b| b.first().copied())
+    }
+
+    /// Caches a held block whose KV was imported (emitting `Stored`). False when another block
+    /// already caches `hash` (the caller checks first, so that means a bug upstream).
+    pub(crate) fn commit_imported(
+        &mut self,
+        block: BlockId,
+        hash: SequenceHash,
+        local_hash: LocalBlockHash,
+        parent: Option<SequenceHash>,
+        tokens: &[u32],
+    ) -> bool {
+        let cached = self
+            .pool
+            .commit_full_block(block, hash, local_hash, parent)
+            .expect("invariant: the importer holds the block it commits");
+        if cached {
+            self.record_origin(block, parent, tokens);
+        }
+        cached
+    }
+
+    /// Drops the holders taken by `pin_cached` / `allocate_one`, given in chain order (the
+    /// chain's last block becomes the first evicted, as when a sequence ends).
+    pub(crate) fn unpin(&mut self, blocks: &[BlockId]) {
+        self.pool
+            .free(blocks)
+            .expect("invariant: pinned blocks are held once each");
     }
 
     /// Frees every block of `seq` (last block first) and empties its table.

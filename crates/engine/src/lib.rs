@@ -8,6 +8,10 @@
 //! - KV events (stored / removed / cleared) go to a bounded ring read through
 //!   [`KvEventReader`]s ([`EngineHandle::subscribe_kv_events`]) with gap detection;
 //!   [`EngineHandle::kv_snapshot`] gives the cached hashes and the next event id, for a resync.
+//! - KV export/import ([`EngineHandle::export_kv`], [`EngineHandle::import_kv`]): cached full
+//!   blocks out of and into the pool in the KV block format (`rotor_kv_cache::block_format`),
+//!   for disaggregated serving and offload tiers; rules in `kv_transfer`, counters in
+//!   [`KvTransferStats`].
 //! - [`Sampler`]: penalties → temperature → top-k → top-p → min-p → draw, seeded per request.
 //! - [`ModelRunner`]: the seam to the model. [`NativeRunner`] runs `rotor_model`'s Llama forward;
 //!   [`ScriptedRunner`] is a deterministic test double for this and other crates' tests;
@@ -21,6 +25,7 @@ mod engine;
 mod error;
 mod kv_blocks;
 mod kv_events;
+mod kv_transfer;
 pub mod mocker;
 mod native;
 mod runner;
@@ -37,8 +42,12 @@ pub use engine::{Engine, EngineHandle, OutputStream};
 pub use error::{Error, RunnerError};
 pub use kv_blocks::KvBlocks;
 pub use kv_events::{KvEventReader, KV_EVENT_RING_CAPACITY};
-pub use mocker::{MockerConfig, MockerRunner, MockerTiming};
-pub use native::NativeRunner;
+pub use kv_transfer::{
+    KvExport, KvExportSelector, KvImportError, KvImportRejectReason, KvImportReport, KvImportStop,
+    KvTransferError, KvTransferStats,
+};
+pub use mocker::{MockerConfig, MockerKvShape, MockerRunner, MockerTiming};
+pub use native::{config_fingerprint, NativeRunner};
 pub use rotor_kv_cache::{BlockPool, KvEventBatch, PrefixCacheStats};
 pub use runner::{KvLayout, ModelRunner, ScheduledChunk};
 pub use sampler::{apply_penalties, argmax, seeded_rng, PenaltyState, Sampler};

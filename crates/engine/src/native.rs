@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use rotor_kv_cache::{model_fingerprint, KvBlockLayout, KvElementType, KvPayloadLayout};
 use rotor_model::{KvDtype, KvStorage, LlamaConfig, LlamaModel, SeqChunk};
 
 use crate::config::EngineConfig;
@@ -13,6 +14,8 @@ use crate::runner::{KvLayout, ModelRunner, ScheduledChunk};
 pub struct NativeRunner {
     model: Arc<LlamaModel>,
     kv: KvStorage,
+    /// Identity of the model in exported KV blocks (see `with_model_fingerprint`).
+    model_fingerprint: u64,
     /// The model's view of a step, kept empty between steps only to reuse its allocation.
     batch: Vec<SeqChunk<'static>>,
 }
@@ -22,10 +25,20 @@ impl NativeRunner {
     pub fn new(model: Arc<LlamaModel>, cfg: &EngineConfig, dtype: KvDtype) -> Self {
         let kv = KvStorage::new(model.config(), cfg.num_blocks, cfg.block_size_tokens, dtype);
         Self {
+            model_fingerprint: config_fingerprint(model.config()),
             model,
             kv,
             batch: Vec::new(),
         }
+    }
+
+    /// Sets the model identity written into (and required of) KV blocks this runner exports and
+    /// imports. The default, [`config_fingerprint`], covers the architecture and every shape but
+    /// not the weights: a caller that can serve two models of one shape (fine-tunes) passes a
+    /// fingerprint that includes a digest of the weights.
+    pub fn with_model_fingerprint(mut self, fingerprint: u64) -> Self {
+        self.model_fingerprint = fingerprint;
+        self
     }
 
     /// How many blocks of `block_size_tokens` fit in `budget_bytes` of KV memory (for
@@ -61,6 +74,35 @@ impl ModelRunner for NativeRunner {
         })
     }
 
+    fn kv_block_layout(&self) -> Option<KvBlockLayout> {
+        let shape = self.kv.block_shape();
+        Some(KvBlockLayout {
+            model_fingerprint: self.model_fingerprint,
+            n_layers: shape.n_layers as u32,
+            n_kv_heads: shape.n_kv_heads as u32,
+            head_dim: shape.head_dim as u32,
+            block_size_tokens: shape.block_size_tokens as u32,
+            dtype: match shape.dtype {
+                KvDtype::F32 => KvElementType::F32,
+                KvDtype::F16 => KvElementType::F16,
+            },
+            // `KvStorage`'s block image is per layer K then V, each [kv_head][slot][dim].
+            payload_layout: KvPayloadLayout::LayerKvHeadSlot,
+        })
+    }
+
+    fn read_kv_block(&self, block: u32, out: &mut Vec<u8>) -> Result<(), RunnerError> {
+        self.kv
+            .read_block_bytes(block, out)
+            .map_err(|e| RunnerError::KvBlockAccess(e.to_string()))
+    }
+
+    fn write_kv_block(&mut self, block: u32, payload: &[u8]) -> Result<(), RunnerError> {
+        self.kv
+            .write_block_bytes(block, payload)
+            .map_err(|e| RunnerError::KvBlockAccess(e.to_string()))
+    }
+
     fn step(
         &mut self,
         chunks: &[ScheduledChunk<'_>],
@@ -80,6 +122,12 @@ impl ModelRunner for NativeRunner {
         self.batch = reuse_empty(batch);
         result
     }
+}
+
+/// The default model fingerprint of KV blocks: a hash of the architecture and every shape and
+/// numeric setting in `cfg` (its `Debug` form, so any new field is covered), not of the weights.
+pub fn config_fingerprint(cfg: &LlamaConfig) -> u64 {
+    model_fingerprint(format!("rotor-llama {cfg:?}").as_bytes())
 }
 
 /// Empties `v` and hands its allocation back under another lifetime (see `core::reuse_empty`).

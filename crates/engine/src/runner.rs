@@ -1,5 +1,7 @@
 //! The seam between the scheduler and whatever computes logits: `ModelRunner`.
 
+use rotor_kv_cache::KvBlockLayout;
+
 use crate::error::RunnerError;
 
 /// One sequence's slice of a step, as the scheduler hands it to a runner.
@@ -30,6 +32,24 @@ pub trait ModelRunner: Send + 'static {
     /// The KV pool this runner owns, if it owns one; `Engine::start` checks it against the config.
     fn kv_layout(&self) -> Option<KvLayout> {
         None
+    }
+    /// The layout of the KV block payloads this runner copies out and in (`read_kv_block`,
+    /// `write_kv_block`), for the engine's KV export/import; `None` (the default) if it has none.
+    fn kv_block_layout(&self) -> Option<KvBlockLayout> {
+        None
+    }
+    /// Appends the payload of pool block `block` (every layer's K and V, in the layout's
+    /// payload order: exactly `payload_bytes()` bytes) to `out`.
+    fn read_kv_block(&self, _block: u32, _out: &mut Vec<u8>) -> Result<(), RunnerError> {
+        Err(RunnerError::KvBlockAccess(
+            "this runner has no KV blocks to export".into(),
+        ))
+    }
+    /// Overwrites pool block `block` with a payload in the layout of `kv_block_layout`.
+    fn write_kv_block(&mut self, _block: u32, _payload: &[u8]) -> Result<(), RunnerError> {
+        Err(RunnerError::KvBlockAccess(
+            "this runner has no KV blocks to import into".into(),
+        ))
     }
     /// Runs one step. `logits` gets n_want × vocab f32: for each chunk with `want_logits`, in
     /// order, the logits of its last token.

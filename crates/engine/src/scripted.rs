@@ -6,8 +6,15 @@
 //! block shared by two sequences or a skipped position therefore changes the output or fails the
 //! step. The next token is `ScriptedRunner::next_token(context)`: a hash of the context modulo
 //! the vocabulary, given logit 10.0 with all others 0.0 (so greedy picks it).
+//!
+//! KV export/import move its slots: a block's payload (layout: one layer, one KV head, head_dim
+//! 1, "f32") holds each slot's token as K and its position as V, as little-endian u32
+//! (`u32::MAX` twice for an empty slot). An imported block is therefore read back by later
+//! steps exactly as if it had been computed here — and a wrong one changes the output.
 
 use std::time::Duration;
+
+use rotor_kv_cache::{model_fingerprint, KvBlockLayout, KvElementType, KvPayloadLayout};
 
 use crate::config::EngineConfig;
 use crate::error::RunnerError;
@@ -78,6 +85,17 @@ impl ScriptedRunner {
         context.split_off(prompt.len())
     }
 
+    /// The slots of `block`.
+    fn block_slots(&self, block: u32) -> Result<std::ops::Range<usize>, RunnerError> {
+        let (b, bs) = (block as usize, self.layout.block_size_tokens);
+        if b >= self.layout.num_blocks {
+            return Err(RunnerError::KvBlockAccess(format!(
+                "block id {block} is out of range"
+            )));
+        }
+        Ok(b * bs..(b + 1) * bs)
+    }
+
     fn slot(&self, chunk: &ScheduledChunk<'_>, pos: usize) -> Result<usize, RunnerError> {
         let bs = self.layout.block_size_tokens;
         let block = *chunk.block_table.get(pos / bs).ok_or_else(|| {
@@ -143,6 +161,57 @@ impl ModelRunner for ScriptedRunner {
 
     fn kv_layout(&self) -> Option<KvLayout> {
         Some(self.layout)
+    }
+
+    fn kv_block_layout(&self) -> Option<KvBlockLayout> {
+        let identity = format!("rotor-scripted vocab {}", self.vocab_size);
+        Some(KvBlockLayout {
+            model_fingerprint: model_fingerprint(identity.as_bytes()),
+            n_layers: 1,
+            n_kv_heads: 1,
+            head_dim: 1,
+            block_size_tokens: self.layout.block_size_tokens as u32,
+            dtype: KvElementType::F32,
+            payload_layout: KvPayloadLayout::LayerKvHeadSlot,
+        })
+    }
+
+    fn read_kv_block(&self, block: u32, out: &mut Vec<u8>) -> Result<(), RunnerError> {
+        let slots = self.block_slots(block)?;
+        let slots = &self.slots[slots];
+        let empty = (u32::MAX, u32::MAX);
+        let pairs = || {
+            slots
+                .iter()
+                .map(|s| s.map_or(empty, |(t, p)| (t, p as u32)))
+        };
+        for (token, _) in pairs() {
+            out.extend_from_slice(&token.to_le_bytes());
+        }
+        for (_, pos) in pairs() {
+            out.extend_from_slice(&pos.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    fn write_kv_block(&mut self, block: u32, payload: &[u8]) -> Result<(), RunnerError> {
+        let range = self.block_slots(block)?;
+        let bs = range.len();
+        if payload.len() != 8 * bs {
+            return Err(RunnerError::KvBlockAccess(format!(
+                "payload of {} bytes, expected {}",
+                payload.len(),
+                8 * bs
+            )));
+        }
+        let word = |c: &[u8]| u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        let (keys, values) = payload.split_at(4 * bs);
+        let pairs = keys.chunks_exact(4).zip(values.chunks_exact(4));
+        for (slot, (k, v)) in self.slots[range].iter_mut().zip(pairs) {
+            let (token, pos) = (word(k), word(v));
+            *slot = (token != u32::MAX).then_some((token, pos as usize));
+        }
+        Ok(())
     }
 
     fn step(

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use crate::kv_transfer::{KvImportRejectReason, KvTransferStats};
+
 /// Load and progress counters of one engine.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineStats {
@@ -27,6 +29,8 @@ pub struct EngineStats {
     pub prefix_cache_recompute_hit_tokens: u64,
     /// Cached blocks evicted to make room.
     pub prefix_cache_evictions: u64,
+    /// KV blocks exported and imported, import refusals by reason.
+    pub kv_transfer: KvTransferStats,
     /// The engine thread has exited (or is exiting) and accepts no more requests.
     pub stopped: bool,
 }
@@ -47,6 +51,9 @@ pub(crate) struct StatsCell {
     prefix_cache_recompute_queries_tokens: AtomicU64,
     prefix_cache_recompute_hit_tokens: AtomicU64,
     prefix_cache_evictions: AtomicU64,
+    kv_exported_blocks: AtomicU64,
+    kv_imported_blocks: AtomicU64,
+    kv_import_rejections: [AtomicU64; KvImportRejectReason::ALL.len()],
     stopped: AtomicBool,
 }
 
@@ -70,12 +77,33 @@ impl StatsCell {
             .store(s.prefix_cache_recompute_hit_tokens, r);
         self.prefix_cache_evictions
             .store(s.prefix_cache_evictions, r);
+        self.kv_exported_blocks
+            .store(s.kv_transfer.exported_blocks, r);
+        self.kv_imported_blocks
+            .store(s.kv_transfer.imported_blocks, r);
+        for (cell, reason) in self
+            .kv_import_rejections
+            .iter()
+            .zip(KvImportRejectReason::ALL)
+        {
+            cell.store(s.kv_transfer.rejections(reason), r);
+        }
         self.preemptions.store(s.preemptions, Ordering::Release);
     }
 
     pub fn snapshot(&self) -> EngineStats {
         let r = Ordering::Relaxed;
         let preemptions = self.preemptions.load(Ordering::Acquire);
+        let mut kv_transfer = KvTransferStats::default();
+        kv_transfer.exported_blocks = self.kv_exported_blocks.load(r);
+        kv_transfer.imported_blocks = self.kv_imported_blocks.load(r);
+        for (cell, reason) in self
+            .kv_import_rejections
+            .iter()
+            .zip(KvImportRejectReason::ALL)
+        {
+            kv_transfer.set_rejections(reason, cell.load(r));
+        }
         EngineStats {
             running: self.running.load(r) as usize,
             waiting: self.waiting.load(r) as usize,
@@ -92,6 +120,7 @@ impl StatsCell {
                 .load(r),
             prefix_cache_recompute_hit_tokens: self.prefix_cache_recompute_hit_tokens.load(r),
             prefix_cache_evictions: self.prefix_cache_evictions.load(r),
+            kv_transfer,
             stopped: self.is_stopped(),
         }
     }

@@ -197,6 +197,16 @@ impl BlockPool {
         blocks
     }
 
+    /// Adds a holder to the block caching `hash` (taking it out of the free queue if it was
+    /// free), without counting a prefix-cache query: pins a cached block while its KV is copied
+    /// out or while blocks are imported after it. Release with [`free`](Self::free).
+    pub fn acquire_cached(&mut self, hash: SequenceHash) -> Option<BlockId> {
+        let block = self.cached_block(hash)?;
+        self.free.remove(block);
+        self.ref_counts[block as usize] += 1;
+        Some(block)
+    }
+
     /// Takes `n` blocks from the head of the free queue, each with one holder, evicting those
     /// still cached (one `Removed` event for all of them). All or nothing.
     pub fn allocate(&mut self, n: usize) -> Result<Vec<BlockId>, Error> {

@@ -1,8 +1,10 @@
-//! The crate's error type: misuse of the block pool by its caller.
+//! The crate's error type: misuse of the block pool by its caller, and encoded KV blocks
+//! (`block_format`) that cannot be used.
 
 use crate::BlockId;
 
-/// Why a block-pool call was refused. Every refused call leaves the pool unchanged.
+/// Why a block-pool call or a KV block encode/decode was refused. Every refused call leaves the
+/// pool (or the output buffer) unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// `allocate` asked for more blocks than the free queue holds.
@@ -24,4 +26,42 @@ pub enum Error {
     /// The same block appears twice in one `free` call.
     #[error("block {block} appears twice in one free")]
     DuplicateInFree { block: BlockId },
+    /// An encoded block is shorter than its header says it must be.
+    #[error("KV block truncated: {got} bytes, at least {needed} needed")]
+    BlockTruncated { needed: usize, got: usize },
+    /// An encoded block is followed by bytes that belong to no block.
+    #[error("KV block is {got} bytes, its header says {expected}")]
+    BlockLengthMismatch { expected: usize, got: usize },
+    /// The bytes do not start with the KV block magic.
+    #[error("not a KV block: magic {got:02x?}")]
+    BadBlockMagic { got: [u8; 8] },
+    /// A KV block format version this build does not read.
+    #[error("KV block format version {got} is not supported (this build reads {supported})")]
+    UnsupportedBlockVersion { got: u16, supported: u16 },
+    /// A header field holds a value no encoder writes (after the checksum matched).
+    #[error("KV block header field {field} has the invalid value {value}")]
+    InvalidBlockHeader { field: &'static str, value: u64 },
+    /// The checksum over header and payload does not match: the bytes were damaged.
+    #[error("KV block checksum mismatch: stored {stored:#018x}, computed {computed:#018x}")]
+    BlockChecksumMismatch { stored: u64, computed: u64 },
+    /// The block's layout differs from the receiver's in `field`.
+    #[error("KV block layout mismatch in {field}: expected {expected}, got {got}")]
+    BlockLayoutMismatch {
+        field: &'static str,
+        expected: u64,
+        got: u64,
+    },
+    /// The token ids (chained onto the parent hash) do not hash to the block's sequence hash.
+    #[error("KV block token ids hash to {computed:#018x}, not the claimed {claimed:#018x}")]
+    BlockHashMismatch { claimed: u64, computed: u64 },
+    /// A layout whose block size in bytes overflows `usize`.
+    #[error("KV block layout too large: its byte size overflows")]
+    BlockLayoutTooLarge,
+    /// What an encoder was given does not fit the layout (`what`: token ids or payload bytes).
+    #[error("KV block {what}: expected {expected}, got {got}")]
+    BlockContentMismatch {
+        what: &'static str,
+        expected: usize,
+        got: usize,
+    },
 }

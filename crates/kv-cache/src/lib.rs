@@ -8,17 +8,30 @@
 //!   buffered by the pool until [`BlockPool::drain_events`]; a [`KvEventLog`] keeps the most
 //!   recent ones in a bounded ring that consumers read with gap detection ([`KvEventBatch`]).
 //!
+//! - The KV block format ([`block_format`]): one full block outside the pool — layout
+//!   descriptor ([`KvBlockLayout`]), sequence and parent hash, token ids, payload, checksum —
+//!   encoded into a caller's buffer ([`encode_kv_block`]) and decoded with every field checked
+//!   ([`decode_kv_block`], [`decode_kv_block_expecting`]). Disaggregated transfer and the offload
+//!   tiers both use it.
+//!
 //! Block hashes come from `rotor-tokens` (the one implementation); this crate never hashes
-//! tokens. Later: offload tiers (host RAM, disk).
+//! tokens itself (a decoded block's ids are verified with `rotor-tokens`). Later: offload tiers
+//! (host RAM, disk).
 //!
 //! Must not depend on tokio, sockets, or any Rotor crate above `protocol` and `tokens`.
 
+pub mod block_format;
 mod block_pool;
 mod error;
 mod event_log;
 mod events;
 mod free_queue;
 
+pub use block_format::{
+    decode_kv_block, decode_kv_block_expecting, encode_kv_block, encode_kv_block_with,
+    model_fingerprint, KvBlockHeader, KvBlockLayout, KvBlockView, KvElementType, KvPayloadLayout,
+    KV_BLOCK_FORMAT_VERSION,
+};
 pub use block_pool::{BlockPool, PrefixCacheStats};
 pub use error::Error;
 pub use event_log::{KvEventBatch, KvEventLog};

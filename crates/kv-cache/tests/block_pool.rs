@@ -366,3 +366,29 @@ fn lookups_for_recompute_are_counted_apart() {
         (n + 1, n)
     );
 }
+
+#[test]
+fn a_pinned_cached_block_is_never_evicted_and_returns_to_the_tail() {
+    let mut pool = pool();
+    let a = tokens(0, 8);
+    let (table, _) = admit(&mut pool, &a);
+    assert_eq!(table, vec![0, 1]);
+    commit(&mut pool, &a, &table, 0);
+    pool.free(&table).unwrap();
+    let stats = pool.stats();
+    let hashes = sequence_hashes(&a, BS);
+    // Pin block 0 (cached, free): it leaves the free queue and gains a holder, uncounted.
+    assert_eq!(pool.acquire_cached(hashes[0]), Some(0));
+    assert_eq!((pool.ref_count(0), pool.num_free()), (1, 9));
+    assert_eq!(pool.stats(), stats);
+    assert_eq!(pool.acquire_cached(12345), None);
+    // Allocating every free block evicts block 1 but never the pinned block 0.
+    let all = pool.allocate(9).unwrap();
+    assert!(!all.contains(&0));
+    assert_eq!(pool.cached_block(hashes[0]), Some(0));
+    assert_eq!(pool.cached_block(hashes[1]), None);
+    pool.free(&all).unwrap();
+    pool.free(&[0]).unwrap();
+    assert_eq!(pool.ref_count(0), 0);
+    assert_eq!(pool.eviction_order().last(), Some(&0));
+}

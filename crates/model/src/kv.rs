@@ -71,6 +71,74 @@ impl Pool {
     }
 }
 
+/// The byte image of one block as [`KvStorage::read_block_bytes`] writes it: for each layer in
+/// order, the block's K rows then its V rows, each `[n_kv_heads][block_size_tokens][head_dim]`
+/// little-endian elements of `dtype` (the pool layout, so each part is one contiguous copy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvBlockShape {
+    pub n_layers: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+    pub block_size_tokens: usize,
+    pub dtype: KvDtype,
+}
+
+impl KvBlockShape {
+    /// Bytes of one block's image.
+    pub fn block_bytes(&self) -> usize {
+        2 * self.n_layers
+            * self.n_kv_heads
+            * self.block_size_tokens
+            * self.head_dim
+            * self.dtype.size_bytes()
+    }
+}
+
+/// Why a block's bytes could not be copied in or out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KvBlockAccessError {
+    #[error("KV block {block} does not exist (the storage has {num_blocks} blocks)")]
+    UnknownBlock { block: u32, num_blocks: usize },
+    #[error("KV block image of {got} bytes, expected {expected}")]
+    WrongLength { expected: usize, got: usize },
+}
+
+impl Pool {
+    /// Appends `len` elements at `start` as little-endian bytes.
+    fn read_bytes(&self, start: usize, len: usize, out: &mut Vec<u8>) {
+        match self {
+            Pool::F32(p) => {
+                for x in &p[start..start + len] {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+            Pool::F16(p) => {
+                for x in f16_bits(&p[start..start + len]) {
+                    out.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+        }
+    }
+
+    /// Overwrites the elements from `start` with little-endian `bytes` (whole elements).
+    fn write_bytes(&mut self, start: usize, bytes: &[u8]) {
+        match self {
+            Pool::F32(p) => {
+                let n = bytes.len() / 4;
+                for (x, b) in p[start..start + n].iter_mut().zip(bytes.chunks_exact(4)) {
+                    *x = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+            Pool::F16(p) => {
+                let n = bytes.len() / 2;
+                for (x, b) in p[start..start + n].iter_mut().zip(bytes.chunks_exact(2)) {
+                    *x = f16::from_bits(u16::from_le_bytes([b[0], b[1]]));
+                }
+            }
+        }
+    }
+}
+
 /// `f16` values as their bit patterns (`half::f16` is a transparent `u16`).
 fn f16_bits(v: &[f16]) -> &[u16] {
     // SAFETY: f16 is #[repr(transparent)] over u16: same size, alignment and validity.
@@ -141,6 +209,70 @@ impl KvStorage {
 
     pub fn head_dim(&self) -> usize {
         self.head_dim
+    }
+
+    /// The layout of one block's byte image (see [`KvBlockShape`]).
+    pub fn block_shape(&self) -> KvBlockShape {
+        KvBlockShape {
+            n_layers: self.n_layers(),
+            n_kv_heads: self.n_kv_heads,
+            head_dim: self.head_dim,
+            block_size_tokens: self.block_size_tokens,
+            dtype: self.dtype,
+        }
+    }
+
+    /// Appends the byte image of `block` (every layer's K and V, see [`KvBlockShape`]) to `out`.
+    pub fn read_block_bytes(
+        &self,
+        block: u32,
+        out: &mut Vec<u8>,
+    ) -> Result<(), KvBlockAccessError> {
+        let b = self.check_block(block)?;
+        let len = self.block_len();
+        out.reserve(self.block_shape().block_bytes());
+        for (k, v) in self.k.iter().zip(&self.v) {
+            k.read_bytes(b * len, len, out);
+            v.read_bytes(b * len, len, out);
+        }
+        Ok(())
+    }
+
+    /// Overwrites `block` with a byte image from [`read_block_bytes`](Self::read_block_bytes) of
+    /// storage with the same [`KvBlockShape`]. Refused (nothing written) if the length differs.
+    pub fn write_block_bytes(
+        &mut self,
+        block: u32,
+        bytes: &[u8],
+    ) -> Result<(), KvBlockAccessError> {
+        let b = self.check_block(block)?;
+        let expected = self.block_shape().block_bytes();
+        if bytes.len() != expected {
+            return Err(KvBlockAccessError::WrongLength {
+                expected,
+                got: bytes.len(),
+            });
+        }
+        let len = self.block_len();
+        let part = len * self.dtype.size_bytes();
+        let layers = self.k.iter_mut().zip(self.v.iter_mut());
+        for ((k, v), image) in layers.zip(bytes.chunks_exact(2 * part)) {
+            k.write_bytes(b * len, &image[..part]);
+            v.write_bytes(b * len, &image[part..]);
+        }
+        Ok(())
+    }
+
+    fn check_block(&self, block: u32) -> Result<usize, KvBlockAccessError> {
+        let b = block as usize;
+        if b < self.num_blocks {
+            Ok(b)
+        } else {
+            Err(KvBlockAccessError::UnknownBlock {
+                block,
+                num_blocks: self.num_blocks,
+            })
+        }
     }
 
     /// Copies every layer's K and V of block `src` over block `dst` (copy-on-write for shared
@@ -245,5 +377,89 @@ impl KvStorage {
         buf: &'a mut [f32],
     ) -> &'a [f32] {
         self.v[layer].read(self.offset(block, slot, kv_head), buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llama::ArchFeatures;
+
+    fn config() -> LlamaConfig {
+        LlamaConfig {
+            arch: "llama".into(),
+            n_layers: 2,
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 3,
+            embedding_dim: 12,
+            ffn_dim: 8,
+            vocab_size: 10,
+            context_length: 64,
+            rope_base: 10000.0,
+            rope_dim: 2,
+            rms_eps: 1e-5,
+            tied_output: true,
+            features: ArchFeatures::default(),
+        }
+    }
+
+    /// Fills block 1 with distinct rows, copies its image into block 2 of another storage.
+    fn copy_block_image(dtype: KvDtype) {
+        let cfg = config();
+        let mut a = KvStorage::new(&cfg, 3, 4, dtype);
+        let row = cfg.n_kv_heads * cfg.head_dim;
+        for layer in 0..cfg.n_layers {
+            for slot in 0..4 {
+                let k: Vec<f32> = (0..row)
+                    .map(|i| (layer * 100 + slot * 10 + i) as f32)
+                    .collect();
+                let v: Vec<f32> = k.iter().map(|x| -x - 0.5).collect();
+                a.write(layer, 1, slot, &k, &v);
+            }
+        }
+        let mut image = vec![9u8];
+        a.read_block_bytes(1, &mut image).unwrap();
+        assert_eq!(image.len() - 1, a.block_shape().block_bytes());
+        let mut b = KvStorage::new(&cfg, 3, 4, dtype);
+        b.write_block_bytes(2, &image[1..]).unwrap();
+        let (mut x, mut y) = (vec![0.0; 3], vec![0.0; 3]);
+        for layer in 0..cfg.n_layers {
+            for slot in 0..4 {
+                for h in 0..cfg.n_kv_heads {
+                    assert_eq!(
+                        a.key(layer, 1, slot, h, &mut x),
+                        b.key(layer, 2, slot, h, &mut y)
+                    );
+                    assert_eq!(
+                        a.value(layer, 1, slot, h, &mut x),
+                        b.value(layer, 2, slot, h, &mut y)
+                    );
+                }
+            }
+        }
+        let mut again = Vec::new();
+        b.read_block_bytes(2, &mut again).unwrap();
+        assert_eq!(again, image[1..]);
+        assert_eq!(
+            b.write_block_bytes(3, &again),
+            Err(KvBlockAccessError::UnknownBlock {
+                block: 3,
+                num_blocks: 3
+            })
+        );
+        assert_eq!(
+            b.write_block_bytes(0, &again[1..]),
+            Err(KvBlockAccessError::WrongLength {
+                expected: again.len(),
+                got: again.len() - 1
+            })
+        );
+    }
+
+    #[test]
+    fn a_block_image_moves_every_layer_bit_exactly() {
+        copy_block_image(KvDtype::F32);
+        copy_block_image(KvDtype::F16);
     }
 }

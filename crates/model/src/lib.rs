@@ -31,6 +31,6 @@ pub mod quant;
 
 pub use error::Error;
 pub use gguf::GgufFile;
-pub use kv::{KvDtype, KvStorage};
+pub use kv::{KvBlockAccessError, KvBlockShape, KvDtype, KvStorage};
 pub use llama::{LlamaConfig, LlamaModel, LoadOptions, SeqChunk};
 pub use pool::ThreadPool;

@@ -30,7 +30,7 @@ pub use fit::{fit_coefficients, max_relative_error, nonneg_relative_least_square
 pub use output_tokens::{default_output_token_ids, ordinary_token_ids};
 pub use profile::{profile_native, ProfileGrid};
 pub use profile_file::{FittedProfile, ProfileSample};
-pub use runner::{MockerConfig, MockerRunner};
+pub use runner::{MockerConfig, MockerKvShape, MockerRunner};
 pub use shape::{chunk_attention_pairs, ShapeCounter, StepShape};
 pub use timing::{
     dynamo_vllm_decode_ms, dynamo_vllm_prefill_ms, FittedCoefficients, MockerTiming,

@@ -10,8 +10,15 @@
 //! the engine asked for it within the modelled duration of this step (the engine's own work
 //! between steps — sampling, scheduling — is then part of the modelled time instead of adding
 //! to it), otherwise now (the engine was idle). The runner sleeps until the step's end.
+//!
+//! KV export/import: the mocker has no KV values, but it speaks the same block format so
+//! routing and disaggregation can be simulated: blocks carry the real token ids and hashes, the
+//! layout of `MockerConfig::kv_shape` (by default that of SmolLM2-135M in f16, so byte counts
+//! are realistic) and an all-zero payload; an import checks the payload length and discards it.
 
 use std::time::{Duration, Instant};
+
+use rotor_kv_cache::{model_fingerprint, KvBlockLayout, KvElementType, KvPayloadLayout};
 
 use super::error::MockerError;
 use super::output_tokens::default_output_token_ids;
@@ -36,6 +43,30 @@ pub struct MockerConfig {
     /// Tokens generated, by position (see `output_tokens`): non-empty, inside the vocabulary and
     /// never a stop token of the model.
     pub output_token_ids: Vec<u32>,
+    /// The KV shape of the model it stands in for: the layout (and byte size) of the blocks it
+    /// exports and imports.
+    pub kv_shape: MockerKvShape,
+}
+
+/// The per-block KV shape a mocker reports for export/import (its block size is the pool's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MockerKvShape {
+    pub n_layers: u32,
+    pub n_kv_heads: u32,
+    pub head_dim: u32,
+    pub dtype: KvElementType,
+}
+
+impl Default for MockerKvShape {
+    /// SmolLM2-135M-Instruct (the default model) with f16 KV: 23,040 bytes per token.
+    fn default() -> Self {
+        Self {
+            n_layers: 30,
+            n_kv_heads: 3,
+            head_dim: 64,
+            dtype: KvElementType::F16,
+        }
+    }
 }
 
 impl MockerConfig {
@@ -55,6 +86,7 @@ impl MockerConfig {
             vocab_size,
             context_length,
             output_token_ids: default_output_token_ids(vocab_size),
+            kv_shape: MockerKvShape::default(),
         }
     }
 
@@ -71,6 +103,9 @@ impl MockerConfig {
             ("block_size_tokens", self.block_size_tokens),
             ("vocab_size", self.vocab_size),
             ("context_length", self.context_length),
+            ("kv_shape.n_layers", self.kv_shape.n_layers as usize),
+            ("kv_shape.n_kv_heads", self.kv_shape.n_kv_heads as usize),
+            ("kv_shape.head_dim", self.kv_shape.head_dim as usize),
         ] {
             if value == 0 {
                 return invalid(field, "must be at least 1".into());
@@ -150,6 +185,18 @@ impl MockerRunner {
         (self.last_shape, self.last_duration)
     }
 
+    /// Payload bytes of one block, after checking `block` exists.
+    fn kv_payload_bytes(&self, block: u32) -> Result<usize, RunnerError> {
+        if block as usize >= self.cfg.num_blocks {
+            return Err(RunnerError::KvBlockAccess(format!(
+                "block id {block} is out of range"
+            )));
+        }
+        self.kv_block_layout()
+            .and_then(|l| l.payload_bytes())
+            .ok_or_else(|| RunnerError::KvBlockAccess("the KV shape overflows usize".into()))
+    }
+
     fn write_logits(&self, chunks: &[ScheduledChunk<'_>], logits: &mut Vec<f32>) {
         let vocab = self.cfg.vocab_size;
         let rows = chunks.iter().filter(|c| c.want_logits).count();
@@ -190,6 +237,39 @@ impl ModelRunner for MockerRunner {
             num_blocks: self.cfg.num_blocks,
             block_size_tokens: self.cfg.block_size_tokens,
         })
+    }
+
+    fn kv_block_layout(&self) -> Option<KvBlockLayout> {
+        let shape = self.cfg.kv_shape;
+        let identity = format!("rotor-mocker vocab {} shape {shape:?}", self.cfg.vocab_size);
+        Some(KvBlockLayout {
+            model_fingerprint: model_fingerprint(identity.as_bytes()),
+            n_layers: shape.n_layers,
+            n_kv_heads: shape.n_kv_heads,
+            head_dim: shape.head_dim,
+            block_size_tokens: self.cfg.block_size_tokens as u32,
+            dtype: shape.dtype,
+            payload_layout: KvPayloadLayout::LayerKvHeadSlot,
+        })
+    }
+
+    /// Zeros: the mocker computes no KV.
+    fn read_kv_block(&self, block: u32, out: &mut Vec<u8>) -> Result<(), RunnerError> {
+        let bytes = self.kv_payload_bytes(block)?;
+        out.resize(out.len() + bytes, 0);
+        Ok(())
+    }
+
+    /// Checks the length and discards the payload.
+    fn write_kv_block(&mut self, block: u32, payload: &[u8]) -> Result<(), RunnerError> {
+        let bytes = self.kv_payload_bytes(block)?;
+        if payload.len() != bytes {
+            return Err(RunnerError::KvBlockAccess(format!(
+                "payload of {} bytes, expected {bytes}",
+                payload.len()
+            )));
+        }
+        Ok(())
     }
 
     fn step(
