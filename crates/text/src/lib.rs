@@ -9,6 +9,10 @@
 //!   characters.
 //! - [`StopMatcher`]: cuts a text stream at the first stop string, holding back text that might
 //!   be the start of one.
+//! - [`tools`]: tool-call parsers ([`ToolCallParser`], [`parse_tool_calls`], one state machine
+//!   for streaming and batch) for hermes, llama3_json, mistral, pythonic, qwen3_coder and
+//!   phi4_mini_json output.
+//! - [`reasoning`]: `<think>…</think>` splitting into reasoning and content ([`ReasoningParser`]).
 //!
 //! Must not depend on the engine, the runtime or rotor-model (which is a dev-dependency only, for
 //! tests that read the real GGUF).
@@ -21,15 +25,22 @@ mod error;
 mod messages;
 mod pretokenizer;
 mod py_json;
+pub mod reasoning;
 mod special;
 mod spm;
 mod stop;
 mod strftime;
 mod token_roles;
 mod tokenizer;
+pub mod tools;
 
 pub use chat_template::ChatTemplate;
 pub use detokenizer::Detokenizer;
 pub use error::Error;
+pub use reasoning::{ReasoningParser, ReasoningParserKind, ReasoningSplit};
 pub use stop::{StopMatcher, StopOutcome};
 pub use tokenizer::{TokenKind, Tokenizer};
+pub use tools::{
+    parse_tool_calls, ParsedToolCalls, ToolCall, ToolCallEvent, ToolCallParser, ToolParserKind,
+    ToolSpec,
+};
