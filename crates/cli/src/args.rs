@@ -44,6 +44,8 @@ pub struct ServeArgs {
     pub mocker: MockerArgs,
     #[command(flatten)]
     pub routing: RoutingArgs,
+    #[command(flatten)]
+    pub http: crate::http_args::HttpArgs,
 }
 
 /// Validated `serve` settings.
@@ -55,6 +57,7 @@ pub struct ServeConfig {
     pub engine: LocalEngineConfig,
     pub mocker: MockerSettings,
     pub routing: rotor_frontend::RoutingConfig,
+    pub http: rotor_frontend::FrontendConfig,
 }
 
 impl ServeArgs {
@@ -79,6 +82,7 @@ impl ServeArgs {
                 self.routing
                     .config(true, rotor_frontend::RouterMode::RoundRobin)?
             },
+            http: self.http.validate()?,
         })
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use rotor_frontend::{Backend, OutputStream};
-use rotor_protocol::{GenerateRequest, KvSnapshot, WireError};
+use rotor_protocol::{GenerateRequest, KvSnapshot, WireError, WorkerLoad};
 use rotor_worker::{EngineWorker, WorkerEngine};
 
 /// Serves requests from an engine in this process.
@@ -27,5 +27,10 @@ impl Backend for EngineBackend {
 
     fn kv_snapshot(&self) -> Option<BoxFuture<'static, Result<KvSnapshot, WireError>>> {
         self.worker.kv_snapshot()
+    }
+
+    /// The engine's live load (its stats are updated at every submit and step).
+    fn worker_loads(&self) -> Vec<Option<WorkerLoad>> {
+        vec![Some(self.worker.load())]
     }
 }

@@ -15,6 +15,7 @@ use rotor_runtime::{DiscoveryConfig, EventsConfig, RequestPlaneConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::RoutingArgs;
+use crate::http_args::HttpArgs;
 
 /// `rotor frontend` flags.
 #[derive(Debug, Clone, clap::Args)]
@@ -43,6 +44,8 @@ pub struct FrontendArgs {
     /// Seconds to let HTTP streams finish after SIGINT/SIGTERM before closing them.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
 
 /// Validated `frontend` settings.
@@ -53,6 +56,7 @@ pub struct FrontendCmdConfig {
     pub events: EventsConfig,
     pub watcher: ModelWatcherConfig,
     pub drain_timeout: Duration,
+    pub http: FrontendConfig,
 }
 
 impl FrontendArgs {
@@ -80,6 +84,7 @@ impl FrontendArgs {
                 request_plane: RequestPlaneConfig::default(),
             },
             drain_timeout: Duration::from_secs(self.drain_timeout),
+            http: self.http.validate()?,
         })
     }
 }
@@ -92,7 +97,7 @@ pub async fn run(args: FrontendArgs, shutdown: CancellationToken) -> Result<()> 
         .await
         .with_context(|| format!("connecting to discovery {}", args.discovery))?;
     let events = crate::args::connect_shared_events(&cfg.events).await?;
-    let frontend = Frontend::new(FrontendConfig::default());
+    let frontend = Frontend::new(cfg.http.clone());
     let watcher = ModelWatcher::start(
         frontend.clone(),
         Arc::clone(&discovery),
@@ -105,6 +110,18 @@ pub async fn run(args: FrontendArgs, shutdown: CancellationToken) -> Result<()> 
         .await
         .with_context(|| format!("binding {}", cfg.addr))?;
     let addr = listener.local_addr()?;
+    if !cfg.http.api_keys.is_empty() {
+        eprintln!(
+            "rotor: {} API keys accepted; only /health, /live, /openapi.json{} are open \
+             without one",
+            cfg.http.api_keys.len(),
+            if cfg.http.protect_metrics {
+                ""
+            } else {
+                " and /metrics"
+            }
+        );
+    }
     eprintln!(
         "rotor: frontend on http://{addr}  (OpenAI API at http://{addr}/v1; discovery {}, router {}, migration limit {})",
         discovery.describe(),

@@ -14,12 +14,14 @@ mod args;
 mod engine_backend;
 mod engine_metrics;
 mod frontend_cmd;
+mod http_args;
 mod mocker_fit_cmd;
 mod model_cache;
 mod router_cmd;
 mod serve;
 mod worker_cmd;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -70,6 +72,8 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("ROTOR_LOG").unwrap_or_else(|_| EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: logs piped to a file or a collector stay greppable.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use rotor_frontend::{Frontend, FrontendConfig, RoutedBackend, RoutingMetrics, ServedModel};
+use rotor_frontend::{Frontend, RoutedBackend, RoutingMetrics, ServedModel};
 use rotor_protocol::SamplingDefaults;
 use rotor_protocol::{LoadReport, RouterEvent, WorkerId};
 use rotor_worker::{
@@ -151,7 +151,7 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
     }
     let card = engines[0].card.clone();
     let name = card.name.clone();
-    let frontend = Frontend::new(FrontendConfig::default());
+    let frontend = Frontend::new(cfg.http.clone());
     let mut feeders = Vec::new();
     if engines.len() == 1 {
         let engine = engines[0].engine.clone();
@@ -202,6 +202,18 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
         .await
         .with_context(|| format!("binding {}", cfg.addr))?;
     let addr = listener.local_addr()?;
+    if !cfg.http.api_keys.is_empty() {
+        eprintln!(
+            "rotor: {} API keys accepted; only /health, /live, /openapi.json{} are open \
+             without one",
+            cfg.http.api_keys.len(),
+            if cfg.http.protect_metrics {
+                ""
+            } else {
+                " and /metrics"
+            }
+        );
+    }
     eprintln!("rotor: serving {name} on http://{addr}  (OpenAI API at http://{addr}/v1)");
     let stop = shutdown.clone();
     rotor_frontend::serve(listener, frontend, async move { stop.cancelled().await }).await?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
-use rotor_protocol::{EngineOutput, GenerateRequest, KvSnapshot, ModelCard, WireError};
+use rotor_protocol::{EngineOutput, GenerateRequest, KvSnapshot, ModelCard, WireError, WorkerLoad};
 
 /// The outputs of one request, in order; the last `Ok` item carries a finish reason.
 pub type OutputStream = BoxStream<'static, Result<EngineOutput, WireError>>;
@@ -20,6 +20,14 @@ pub trait Backend: Send + Sync + 'static {
     /// one worker or keeps no KV cache index.
     fn kv_snapshot(&self) -> Option<BoxFuture<'static, Result<KvSnapshot, WireError>>> {
         None
+    }
+
+    /// The load of every worker that could take a new request now, as last known (`None` for
+    /// a worker that has not reported yet), for overload protection
+    /// ([`BusyThresholds`](crate::overload::BusyThresholds)). Empty when this backend cannot
+    /// tell: such a backend is never refused as overloaded.
+    fn worker_loads(&self) -> Vec<Option<WorkerLoad>> {
+        Vec::new()
     }
 }
 

@@ -2,13 +2,16 @@
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use rotor_protocol::openai::{ChatCompletionRequest, CompletionRequest};
 
 use crate::error::ApiError;
 use crate::generation::TextGeneration;
 use crate::json_body::JsonBody;
+use crate::overload::refuse_if_overloaded;
 use crate::registry::ModelEntry;
+use crate::request_id::RequestId;
 use crate::responses::{Api, ResponseBuilder};
 use crate::routes::AppState;
 use crate::sse::stream_response;
@@ -16,26 +19,30 @@ use crate::validate::{chat_plan, completion_plan, GenerationPlan};
 
 pub async fn chat_completions(
     State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
     JsonBody(req): JsonBody<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let entry = state
         .registry
         .get(&req.model)
         .ok_or_else(|| ApiError::model_not_found(&req.model))?;
-    let builder = ResponseBuilder::new(Api::Chat, &req.model);
+    refuse_if_overloaded(&state, &entry)?;
+    let builder = ResponseBuilder::new(Api::Chat, &req.model, &request_id);
     let plan = chat_plan(&entry, &req, &state.config, &builder.id)?;
     respond(&state, &entry, plan, builder).await
 }
 
 pub async fn completions(
     State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
     JsonBody(req): JsonBody<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let entry = state
         .registry
         .get(&req.model)
         .ok_or_else(|| ApiError::model_not_found(&req.model))?;
-    let builder = ResponseBuilder::new(Api::Completion, &req.model);
+    refuse_if_overloaded(&state, &entry)?;
+    let builder = ResponseBuilder::new(Api::Completion, &req.model, &request_id);
     let plan = completion_plan(&entry, &req, &state.config, &builder.id)?;
     respond(&state, &entry, plan, builder).await
 }
@@ -46,6 +53,13 @@ async fn respond(
     plan: GenerationPlan,
     builder: ResponseBuilder,
 ) -> Result<Response, ApiError> {
+    tracing::debug!(
+        generation_id = %builder.id,
+        model = %entry.card.name,
+        prompt_tokens = plan.prompt_tokens(),
+        stream = plan.stream,
+        "generation starts"
+    );
     let timer = state.metrics.start_generation(&entry.card.name);
     let mut generation = TextGeneration::start(entry, &plan, timer)?;
     if plan.stream {

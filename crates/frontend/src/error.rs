@@ -1,7 +1,9 @@
 //! Errors: [`FrontendError`] for the library API, [`ApiError`] for HTTP answers in OpenAI's
 //! error JSON, and the one table mapping a backend's [`ErrorKind`] to an HTTP status.
 
-use axum::http::StatusCode;
+use std::time::Duration;
+
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use rotor_protocol::openai::{ErrorDetail, ErrorResponse};
@@ -37,6 +39,22 @@ pub enum FrontendError {
         model: String,
         source: rotor_kv_router::Error,
     },
+    /// An API key the frontend cannot accept (empty, or not visible ASCII).
+    #[error("invalid API key: {reason}")]
+    InvalidApiKey { reason: &'static str },
+    /// An entry of the allowed CORS origins that is not an origin.
+    #[error("invalid allowed origin {origin:?}: {reason}")]
+    InvalidOrigin {
+        origin: String,
+        reason: &'static str,
+    },
+    /// A busy threshold out of range.
+    #[error("invalid busy threshold {field} = {value}: {reason}")]
+    InvalidBusyThreshold {
+        field: &'static str,
+        value: String,
+        reason: &'static str,
+    },
     /// A runtime operation (watching discovery, subscribing to events) failed.
     #[error("{op}: {source}")]
     Runtime {
@@ -50,7 +68,13 @@ pub const INVALID_REQUEST: &str = "invalid_request_error";
 /// OpenAI `error.type` for failures on our side.
 pub const SERVER_ERROR: &str = "server_error";
 
-/// An HTTP error answer: status plus the fields of OpenAI's error body.
+/// `Retry-After` of an overloaded answer (503): long enough for a busy worker to finish some
+/// steps, short enough that a client's retry loop (the openai clients honour the header) does
+/// not idle.
+pub const OVERLOAD_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// An HTTP error answer: status plus the fields of OpenAI's error body, and any headers the
+/// status calls for (`WWW-Authenticate` on 401, `Retry-After` on 503).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -58,6 +82,7 @@ pub struct ApiError {
     pub kind: &'static str,
     pub param: Option<String>,
     pub code: Option<String>,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// The one table from a backend error kind to the HTTP status and OpenAI error type.
@@ -93,6 +118,7 @@ impl ApiError {
             kind: INVALID_REQUEST,
             param: param.into(),
             code: None,
+            headers: Vec::new(),
         }
     }
 
@@ -112,6 +138,57 @@ impl ApiError {
         self
     }
 
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// 401 for a request without an API key, as OpenAI words it (`code` null).
+    pub fn missing_api_key() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: "You didn't provide an API key. Provide it in an Authorization header \
+                      using Bearer auth (Authorization: Bearer YOUR_KEY), or in an x-api-key \
+                      header."
+                .to_string(),
+            kind: INVALID_REQUEST,
+            param: None,
+            code: None,
+            headers: Vec::new(),
+        }
+        .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+    }
+
+    /// 401 for a key this server does not accept (`code` "invalid_api_key", as OpenAI's). The
+    /// key is not repeated back.
+    pub fn invalid_api_key() -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            message: "Incorrect API key provided. Use a key this server was started with \
+                      (--api-key or --api-key-file)."
+                .to_string(),
+            kind: INVALID_REQUEST,
+            param: None,
+            code: Some("invalid_api_key".to_string()),
+            headers: Vec::new(),
+        }
+        .with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer error=\"invalid_token\""),
+        )
+    }
+
+    /// 503 when every worker of `model` is busy (with `Retry-After`, as every overload).
+    pub fn overloaded(model: &str) -> Self {
+        Self::from(WireError::new(
+            ErrorKind::Overloaded,
+            format!(
+                "Every worker serving model `{model}` is busy; retry in {} s.",
+                OVERLOAD_RETRY_AFTER.as_secs()
+            ),
+        ))
+    }
+
     pub fn model_not_found(model: &str) -> Self {
         Self {
             status: StatusCode::NOT_FOUND,
@@ -119,6 +196,7 @@ impl ApiError {
             kind: INVALID_REQUEST,
             param: Some("model".to_string()),
             code: Some("model_not_found".to_string()),
+            headers: Vec::new(),
         }
     }
 
@@ -140,6 +218,7 @@ impl ApiError {
             kind: INVALID_REQUEST,
             param: None,
             code: Some("not_found".to_string()),
+            headers: Vec::new(),
         }
     }
 
@@ -150,6 +229,7 @@ impl ApiError {
             kind: INVALID_REQUEST,
             param: None,
             code: Some("method_not_allowed".to_string()),
+            headers: Vec::new(),
         }
     }
 
@@ -166,6 +246,7 @@ impl ApiError {
             kind,
             param: None,
             code: Some(code.to_string()),
+            headers: Vec::new(),
         }
     }
 
@@ -189,18 +270,32 @@ impl ApiError {
 impl From<WireError> for ApiError {
     fn from(err: WireError) -> Self {
         let (status, kind) = status_for_kind(err.kind);
-        Self {
+        let retry = err.kind == ErrorKind::Overloaded;
+        let error = Self {
             status,
             message: err.message,
             kind,
             param: None,
             code: Some(code_for_kind(err.kind).to_string()),
+            headers: Vec::new(),
+        };
+        if retry {
+            error.with_header(
+                header::RETRY_AFTER,
+                HeaderValue::from(OVERLOAD_RETRY_AFTER.as_secs()),
+            )
+        } else {
+            error
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().append(name, value);
+        }
+        response
     }
 }

@@ -53,7 +53,7 @@ impl TextGeneration {
             outputs: Some(outputs),
             detokenizer: Detokenizer::new(entry.tokenizer.clone(), true),
             stops: StopMatcher::new(plan.stop_strings.clone()),
-            hidden_ids: entry.eos_token_ids.clone(),
+            hidden_ids: entry.stop_token_ids.clone(),
             prompt_tokens: plan.prompt_tokens() as u32,
             completion_tokens: 0,
             cached_prompt_tokens: 0,

@@ -17,30 +17,47 @@
 //! The HTTP server sets TCP_NODELAY on every connection so streamed tokens leave at once.
 //!
 //! Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
-//! GET /v1/models/{id}, GET /health, GET /live, GET /metrics, GET /openapi.json.
+//! GET /v1/models/{id}, POST /tokenize, POST /detokenize, GET /health, GET /live, GET /metrics,
+//! GET /openapi.json.
+//!
+//! Around them (in the order `routes.rs` gives): `x-request-id` on every answer and in every
+//! log line ([`RequestId`]), CORS for allowed browser origins ([`AllowedOrigins`]), API keys on
+//! every route but the health, liveness, OpenAPI and (unless protected) metrics routes
+//! ([`ApiKeys`]), the body limit (413 JSON), and overload protection: 503 with `Retry-After`
+//! when every worker of the model is busy ([`BusyThresholds`] over
+//! [`Backend::worker_loads`]).
 //!
 //! Must not depend on rotor-engine or rotor-model: the frontend sees only a model card and a
 //! backend (remote workers through rotor-runtime, choices through rotor-kv-router).
 
+pub mod auth;
 pub mod backend;
 mod completions;
 pub mod config;
+pub mod cors;
 pub mod error;
 pub mod generation;
 pub mod json_body;
 pub mod metrics;
+pub mod overload;
 pub mod registry;
+pub mod request_id;
 pub mod responses;
 mod routes;
 pub mod routing;
 mod server;
 mod sse;
+mod tokenize;
 pub mod validate;
 
+pub use auth::ApiKeys;
 pub use backend::{Backend, OutputStream, ServedModel};
-pub use config::FrontendConfig;
+pub use config::{FrontendConfig, DEFAULT_BODY_LIMIT_BYTES};
+pub use cors::AllowedOrigins;
 pub use error::{ApiError, FrontendError};
 pub use metrics::{Metrics, MetricsSource};
+pub use overload::BusyThresholds;
+pub use request_id::RequestId;
 pub use routes::OPENAPI_JSON;
 pub use routing::{
     ModelSink, ModelWatcher, ModelWatcherConfig, RemoteWorker, ReplicaMessage, RoutedBackend,

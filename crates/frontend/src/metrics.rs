@@ -9,12 +9,19 @@
 //! - `rotor_frontend_request_duration_seconds`: generation request start → end (stream end or
 //!   client disconnect).
 //! - `rotor_frontend_prompt_tokens_total{model}`, `rotor_frontend_completion_tokens_total{model}`.
+//! - `rotor_frontend_auth_rejected_total`: requests refused for a missing or wrong API key.
+//! - `rotor_frontend_overload_rejected_total{model}`: requests refused with 503 because every
+//!   worker of the model was busy.
+//! - `rotor_frontend_busy_kv_threshold`, `rotor_frontend_busy_queue_threshold`: the busy
+//!   thresholds (gauges, present only when set).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use crate::overload::BusyThresholds;
 
 const LATENCY_BUCKETS_SECONDS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
@@ -97,6 +104,9 @@ pub struct Metrics {
     duration: Histogram,
     prompt_tokens: Mutex<BTreeMap<String, u64>>,
     completion_tokens: Mutex<BTreeMap<String, u64>>,
+    auth_rejected: AtomicU64,
+    overload_rejected: Mutex<BTreeMap<String, u64>>,
+    busy: BusyThresholds,
 }
 
 impl Default for Metrics {
@@ -110,11 +120,34 @@ impl Default for Metrics {
             duration: Histogram::new(DURATION_BUCKETS_SECONDS),
             prompt_tokens: Mutex::default(),
             completion_tokens: Mutex::default(),
+            auth_rejected: AtomicU64::new(0),
+            overload_rejected: Mutex::default(),
+            busy: BusyThresholds::default(),
         }
     }
 }
 
 impl Metrics {
+    /// Metrics that also show the busy thresholds in force.
+    pub fn with_busy_thresholds(busy: BusyThresholds) -> Self {
+        Self {
+            busy,
+            ..Self::default()
+        }
+    }
+
+    /// Counts a request refused for a missing or wrong API key.
+    pub fn count_auth_rejected(&self) {
+        self.auth_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a request to `model` refused because every worker was busy.
+    pub fn count_overload_rejected(&self, model: &str) {
+        *lock(&self.overload_rejected)
+            .entry(model.to_string())
+            .or_default() += 1;
+    }
+
     /// Adds a source whose metrics follow the frontend's own in every /metrics response.
     pub fn add_source(&self, source: Arc<dyn MetricsSource>) {
         lock(&self.sources).push(source);
@@ -186,6 +219,35 @@ impl Metrics {
             "Generated tokens.",
             &lock(&self.completion_tokens),
         );
+        out.push_str(
+            "# HELP rotor_frontend_auth_rejected_total Requests refused for a missing or wrong \
+             API key.\n# TYPE rotor_frontend_auth_rejected_total counter\n",
+        );
+        let _ = writeln!(
+            out,
+            "rotor_frontend_auth_rejected_total {}",
+            self.auth_rejected.load(Ordering::Relaxed)
+        );
+        render_by_model(
+            &mut out,
+            "rotor_frontend_overload_rejected_total",
+            "Requests refused with 503 because every worker of the model was busy.",
+            &lock(&self.overload_rejected),
+        );
+        out.push_str(
+            "# HELP rotor_frontend_busy_kv_threshold KV-cache usage fraction at which a worker \
+             is busy.\n# TYPE rotor_frontend_busy_kv_threshold gauge\n",
+        );
+        if let Some(fraction) = self.busy.kv_usage {
+            let _ = writeln!(out, "rotor_frontend_busy_kv_threshold {fraction}");
+        }
+        out.push_str(
+            "# HELP rotor_frontend_busy_queue_threshold Queued requests beyond which a worker \
+             is busy.\n# TYPE rotor_frontend_busy_queue_threshold gauge\n",
+        );
+        if let Some(limit) = self.busy.waiting_requests {
+            let _ = writeln!(out, "rotor_frontend_busy_queue_threshold {limit}");
+        }
         let sources: Vec<_> = lock(&self.sources).clone();
         for source in sources {
             source.render(&mut out);

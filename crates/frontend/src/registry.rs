@@ -17,8 +17,9 @@ pub struct ModelEntry {
     pub tokenizer: Arc<Tokenizer>,
     /// `None` when the model has no chat template: chat requests get a 400.
     pub template: Option<ChatTemplate>,
-    /// Ids that end generation (eos + eot); their text is never shown.
-    pub eos_token_ids: Vec<u32>,
+    /// Ids that end generation, llama.cpp's end-of-generation set (eos, eot/eom and every
+    /// end-of-turn token such as Gemma's `<end_of_turn>`); their text is never shown.
+    pub stop_token_ids: Vec<u32>,
 }
 
 impl ModelEntry {
@@ -48,13 +49,13 @@ impl ModelEntry {
             // No template: chat requests are refused (a guessed format gives wrong prompts).
             None => None,
         };
-        let eos_token_ids = tokenizer.eos_token_ids();
+        let stop_token_ids = tokenizer.end_of_generation_ids().to_vec();
         Ok(Self {
             card,
             backend,
             tokenizer: Arc::new(tokenizer),
             template,
-            eos_token_ids,
+            stop_token_ids,
         })
     }
 }

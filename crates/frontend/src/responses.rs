@@ -9,6 +9,7 @@ use rotor_protocol::openai::{
 use serde_json::Value;
 
 use crate::generation::Finish;
+use crate::request_id::RequestId;
 
 /// Which API a response belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +32,9 @@ fn to_value<T: serde::Serialize>(body: &T) -> Value {
 }
 
 impl ResponseBuilder {
-    /// A fresh id (`chatcmpl-…` or `cmpl-…`) and the current time.
-    pub fn new(api: Api, model: &str) -> Self {
+    /// The generation's id (`chatcmpl-…` or `cmpl-…` after the request id, see
+    /// [`RequestId::generation_id`]) and the current time.
+    pub fn new(api: Api, model: &str, request_id: &RequestId) -> Self {
         let prefix = match api {
             Api::Chat => "chatcmpl",
             Api::Completion => "cmpl",
@@ -43,7 +45,7 @@ impl ResponseBuilder {
             .unwrap_or(0);
         Self {
             api,
-            id: format!("{prefix}-{}", uuid::Uuid::new_v4().simple()),
+            id: request_id.generation_id(prefix),
             created,
             model: model.to_string(),
         }

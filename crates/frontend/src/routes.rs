@@ -1,4 +1,8 @@
-//! The HTTP surface: every route, the JSON 404/405 fallbacks, the body limit and request counting.
+//! The HTTP surface: every route, the JSON 404/405 fallbacks, and the layers around them.
+//!
+//! Layers, outermost first: request id (every answer carries `x-request-id`, every log line of
+//! the request its span) → CORS (preflights are answered here, before authentication) →
+//! request counting → API key → body limit → the route.
 
 use std::sync::Arc;
 
@@ -11,11 +15,14 @@ use axum::{Json, Router};
 use rotor_protocol::openai::{ModelList, ModelObject};
 use serde_json::json;
 
+use crate::auth::require_api_key;
 use crate::completions::{chat_completions, completions};
 use crate::config::FrontendConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::registry::{ModelEntry, ModelRegistry};
+use crate::request_id::assign_request_id;
+use crate::tokenize::{detokenize, tokenize};
 
 /// The OpenAPI 3 description of every route, served at GET /openapi.json.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -31,20 +38,32 @@ pub struct AppState {
 pub fn build_router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     let metrics = Arc::clone(&state.metrics);
-    Router::new()
+    let cors = state.config.allowed_origins.as_ref().map(|o| o.layer());
+    let router = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
         .route("/health", get(health))
         .route("/live", get(live))
         .route("/metrics", get(render_metrics))
         .route("/openapi.json", get(openapi))
         .fallback(route_not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ))
         .layer(middleware::from_fn_with_state(metrics, count_requests))
+        .with_state(state);
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.layer(middleware::from_fn(assign_request_id))
 }
 
 async fn count_requests(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {

@@ -23,8 +23,8 @@ impl Frontend {
         Frontend {
             state: AppState {
                 registry: ModelRegistry::default(),
+                metrics: Arc::new(Metrics::with_busy_thresholds(cfg.busy)),
                 config: Arc::new(cfg),
-                metrics: Arc::new(Metrics::default()),
             },
         }
     }

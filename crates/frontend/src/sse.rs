@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::generation::{TextGeneration, TextStep};
@@ -34,9 +35,14 @@ pub async fn stream_response(
         state.queue.push_back(data(&opening));
     }
     state.enqueue(first);
-    let events = futures::stream::unfold(state, |mut state| async move {
-        let event = state.next_event().await?;
-        Some((Ok::<_, Infallible>(event), state))
+    // The body is polled after the handler returned: keep its work in the request's span.
+    let span = tracing::Span::current();
+    let events = futures::stream::unfold(state, move |mut state| {
+        let span = span.clone();
+        async move {
+            let event = state.next_event().instrument(span).await?;
+            Some((Ok::<_, Infallible>(event), state))
+        }
     });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())

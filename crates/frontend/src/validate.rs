@@ -8,7 +8,7 @@
 //! the prompt, clamped to `FrontendConfig::default_max_tokens_cap`.
 
 use rotor_protocol::openai::{
-    ChatCompletionRequest, CompletionRequest, MessageContent, Prompt, SamplingFields,
+    ChatCompletionRequest, ChatMessage, CompletionRequest, MessageContent, Prompt, SamplingFields,
 };
 use rotor_protocol::{GenerateRequest, SamplingDefaults, SamplingParams, StopConditions};
 
@@ -80,21 +80,8 @@ pub fn chat_plan(
     }
     let fields = req.sampling_fields();
     let checked = check_sampling(&fields, &entry.card.sampling_defaults, cfg)?;
-    let messages = template_messages(req)?;
-    let Some(template) = &entry.template else {
-        return Err(ApiError::invalid_param(
-            "messages",
-            format!(
-                "model {:?} has no chat template, so chat completions cannot be served; use \
-                 /v1/completions, or start its worker with --chat-template FILE",
-                entry.card.name
-            ),
-        ));
-    };
-    let text = template.render(&messages, true).map_err(|err| {
-        ApiError::invalid_param("messages", format!("Cannot apply the chat template: {err}"))
-    })?;
-    let ids = encode(entry, &text)?;
+    let text = render_chat(entry, &req.messages, true)?;
+    let ids = encode(entry, &text, true)?;
     let max_param = if req.max_completion_tokens.is_some() {
         "max_completion_tokens"
     } else {
@@ -139,9 +126,9 @@ pub fn completion_plan(
     let one_prompt =
         || ApiError::invalid_param("prompt", "Exactly one prompt per request is supported.");
     let ids = match &req.prompt {
-        Prompt::Text(text) => encode(entry, text)?,
+        Prompt::Text(text) => encode(entry, text, true)?,
         Prompt::Texts(texts) => match texts.as_slice() {
-            [text] => encode(entry, text)?,
+            [text] => encode(entry, text, true)?,
             _ => return Err(one_prompt()),
         },
         Prompt::Tokens(ids) => check_token_ids(entry, ids.clone())?,
@@ -160,16 +147,40 @@ pub fn completion_plan(
     )
 }
 
+/// The prompt text of `messages` in the model's chat template.
+pub(crate) fn render_chat(
+    entry: &ModelEntry,
+    messages: &[ChatMessage],
+    add_generation_prompt: bool,
+) -> Result<String, ApiError> {
+    let messages = template_messages(messages)?;
+    let Some(template) = &entry.template else {
+        return Err(ApiError::invalid_param(
+            "messages",
+            format!(
+                "model {:?} has no chat template, so chat completions cannot be served; use \
+                 /v1/completions, or start its worker with --chat-template FILE",
+                entry.card.name
+            ),
+        ));
+    };
+    template
+        .render(&messages, add_generation_prompt)
+        .map_err(|err| {
+            ApiError::invalid_param("messages", format!("Cannot apply the chat template: {err}"))
+        })
+}
+
 /// The messages as the template sees them: `developer` becomes `system`, content is required.
-fn template_messages(req: &ChatCompletionRequest) -> Result<serde_json::Value, ApiError> {
-    if req.messages.is_empty() {
+fn template_messages(messages: &[ChatMessage]) -> Result<serde_json::Value, ApiError> {
+    if messages.is_empty() {
         return Err(ApiError::invalid_param(
             "messages",
             "`messages` must not be empty.",
         ));
     }
-    let mut out = Vec::with_capacity(req.messages.len());
-    for (i, message) in req.messages.iter().enumerate() {
+    let mut out = Vec::with_capacity(messages.len());
+    for (i, message) in messages.iter().enumerate() {
         if !CHAT_ROLES.contains(&message.role.as_str()) {
             return Err(ApiError::invalid_param(
                 &format!("messages[{i}].role"),
@@ -215,15 +226,15 @@ fn template_messages(req: &ChatCompletionRequest) -> Result<serde_json::Value, A
         .map_err(|err| ApiError::internal(format!("cannot serialize messages: {err}")))
 }
 
-/// Tokenizes with special tokens recognised; adds BOS when the model wants it and the text
-/// does not already start with it.
-fn encode(entry: &ModelEntry, text: &str) -> Result<Vec<u32>, ApiError> {
+/// Tokenizes with special tokens recognised; with `add_bos`, adds BOS when the model wants it
+/// and the text does not already start with it.
+pub(crate) fn encode(entry: &ModelEntry, text: &str, add_bos: bool) -> Result<Vec<u32>, ApiError> {
     let mut ids = entry
         .tokenizer
         .encode(text, true)
         .map_err(|err| ApiError::internal(format!("tokenization failed: {err}")))?;
     let spec = &entry.card.tokenizer;
-    if let (true, Some(bos)) = (spec.add_bos_token, spec.bos_token_id) {
+    if let (true, true, Some(bos)) = (add_bos, spec.add_bos_token, spec.bos_token_id) {
         if ids.first() != Some(&bos) {
             ids.insert(0, bos);
         }
@@ -232,13 +243,23 @@ fn encode(entry: &ModelEntry, text: &str) -> Result<Vec<u32>, ApiError> {
 }
 
 fn check_token_ids(entry: &ModelEntry, ids: Vec<u32>) -> Result<Vec<u32>, ApiError> {
+    check_vocabulary(entry, &ids, "prompt")?;
+    Ok(ids)
+}
+
+/// A 400 naming `param` when an id is outside the model's vocabulary.
+pub(crate) fn check_vocabulary(
+    entry: &ModelEntry,
+    ids: &[u32],
+    param: &str,
+) -> Result<(), ApiError> {
     let vocab = entry.tokenizer.vocab_size();
     match ids.iter().find(|id| **id as usize >= vocab) {
         Some(bad) => Err(ApiError::invalid_param(
-            "prompt",
+            param,
             format!("Token id {bad} is outside the vocabulary (size {vocab})."),
         )),
-        None => Ok(ids),
+        None => Ok(()),
     }
 }
 
@@ -453,7 +474,7 @@ fn finish_plan(
         stop_token_ids: if checked.ignore_eos {
             Vec::new()
         } else {
-            entry.eos_token_ids.clone()
+            entry.stop_token_ids.clone()
         },
         min_tokens: checked.min_tokens,
         ignore_eos: checked.ignore_eos,

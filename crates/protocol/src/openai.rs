@@ -280,6 +280,52 @@ pub struct ModelList {
     pub data: Vec<ModelObject>,
 }
 
+/// POST /tokenize body (vLLM's shape): a `prompt`, or chat `messages` rendered with the model's
+/// template first. `model` may be left out when one model is served.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TokenizeRequest {
+    pub model: Option<String>,
+    pub prompt: Option<String>,
+    pub messages: Option<Vec<ChatMessage>>,
+    /// Chat only: end the rendering with the assistant's turn opening (default true).
+    pub add_generation_prompt: Option<bool>,
+    /// Add the model's BOS token when it wants one (default: true for `prompt`, false for
+    /// `messages`, whose template writes its own).
+    pub add_special_tokens: Option<bool>,
+    /// Also return each token's vocabulary entry (`token_strs`).
+    pub return_token_strs: Option<bool>,
+    /// Unsupported when true.
+    pub continue_final_message: Option<bool>,
+    /// Unsupported when set (the served template is used).
+    pub chat_template: Option<String>,
+    /// Unsupported when non-empty.
+    pub tools: Option<Vec<serde_json::Value>>,
+}
+
+/// POST /tokenize answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenizeResponse {
+    pub count: usize,
+    /// The model's context window in tokens.
+    pub max_model_len: u32,
+    pub tokens: Vec<u32>,
+    /// Each token's vocabulary entry, when `return_token_strs` asked for them.
+    pub token_strs: Option<Vec<String>>,
+}
+
+/// POST /detokenize body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetokenizeRequest {
+    pub model: Option<String>,
+    pub tokens: Vec<u32>,
+}
+
+/// POST /detokenize answer: the text of the tokens, special tokens included.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetokenizeResponse {
+    pub prompt: String,
+}
+
 /// The `error` member of an OpenAI error body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {

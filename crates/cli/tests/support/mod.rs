@@ -18,6 +18,11 @@ pub struct RotorServer {
 
 impl RotorServer {
     pub fn start(extra: &[&str]) -> RotorServer {
+        Self::start_model(&model_path(), extra)
+    }
+
+    /// `rotor serve` on another GGUF file.
+    pub fn start_model(model: &std::path::Path, extra: &[&str]) -> RotorServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rotor"))
             .args([
                 "serve",
@@ -29,7 +34,7 @@ impl RotorServer {
                 "512MiB",
                 "--model",
             ])
-            .arg(model_path())
+            .arg(model)
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -516,6 +516,15 @@ impl WorkerPool {
             .count()
     }
 
+    /// Each routable worker's backend and its last reported load.
+    pub fn routable_loads(&self) -> Vec<(Arc<dyn Backend>, Option<WorkerLoad>)> {
+        self.workers
+            .values()
+            .filter(|slot| slot.quarantined_until.is_none())
+            .map(|slot| (Arc::clone(&slot.backend), slot.reported))
+            .collect()
+    }
+
     pub fn figures(&self) -> Vec<WorkerFigures> {
         self.workers
             .iter()

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rotor_protocol::{
-    ErrorKind, GenerateRequest, LoadReport, ModelCard, RouterEvent, WireError, WorkerId,
+    ErrorKind, GenerateRequest, LoadReport, ModelCard, RouterEvent, WireError, WorkerId, WorkerLoad,
 };
 
 use super::config::RoutingConfig;
@@ -230,5 +230,21 @@ impl Backend for RoutedBackend {
             ),
         })?;
         Ok(migration.into_stream())
+    }
+
+    /// Each routable worker's load: its own live figure when its backend has one (an engine in
+    /// this process), else its last load report.
+    fn worker_loads(&self) -> Vec<Option<WorkerLoad>> {
+        // Backends are asked outside the pool's lock.
+        let workers = self.inner.pool().routable_loads();
+        workers
+            .into_iter()
+            .map(
+                |(backend, reported)| match backend.worker_loads().as_slice() {
+                    [live] => live.or(reported),
+                    _ => reported,
+                },
+            )
+            .collect()
     }
 }

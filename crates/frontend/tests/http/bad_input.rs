@@ -394,7 +394,9 @@ async fn parameter_ranges() {
         (2.0, -2.0)
     );
     assert_eq!(req.stop.min_tokens, 1);
-    assert_eq!(req.stop.stop_token_ids, vec![2]);
+    // SmolLM2's end-of-generation set as llama.cpp has it: `<|endoftext|>` (0), `<|im_end|>` (2,
+    // its eos) and `<reponame>` (4, which llama.cpp's vocabulary also marks EOG).
+    assert_eq!(req.stop.stop_token_ids, vec![0, 2, 4]);
     // Completions reject their own unsupported fields.
     for (extra, param) in [
         (json!({"echo": true}), "echo"),

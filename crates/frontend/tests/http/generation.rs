@@ -35,7 +35,8 @@ async fn chat_prompt_is_rendered_template_tokenized_with_specials() {
         3,
         "no extra BOS"
     );
-    assert_eq!(req.stop.stop_token_ids, vec![EOS]);
+    // llama.cpp's end-of-generation set of SmolLM2: `<|endoftext|>`, `<|im_end|>` (EOS), `<reponame>`.
+    assert_eq!(req.stop.stop_token_ids, vec![0, EOS, 4]);
 }
 
 #[tokio::test]
@@ -425,4 +426,38 @@ async fn card_without_template_refuses_chat_and_serves_completions() {
         200
     );
     assert_eq!(server.log.requests().len(), 1);
+}
+
+/// Gemma 3's GGUF names only `<eos>` (1) as eos, but its chat turns end with `<end_of_turn>`
+/// (106): the frontend asks the engine to stop at llama.cpp's whole end-of-generation set, so a
+/// Gemma answer ends where llama.cpp's does instead of running on to `max_tokens`.
+#[tokio::test]
+async fn stop_set_is_llama_cpps_end_of_generation_set() {
+    let gguf = rotor_model::GgufFile::open(&rotor_testing::gemma3_path()).expect("open Gemma");
+    let card = rotor_protocol::ModelCard {
+        tokenizer: rotor_model::card::tokenizer_spec(&gguf).expect("tokenizer spec"),
+        chat_template: None,
+        ..smollm2_card()
+    };
+    let server = TestServer::start_with(Script::text(""), card, FrontendConfig::default()).await;
+    let resp = server
+        .post_json(
+            "/v1/completions",
+            &json!({"model": MODEL, "prompt": "Hi", "max_tokens": 4}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    // 1 `<eos>`, 106 `<end_of_turn>`, 212 `</s>`: the ids llama.cpp's vocabulary marks EOG.
+    assert_eq!(
+        server.log.last_request().stop.stop_token_ids,
+        vec![1, 106, 212]
+    );
+    let ignore = server
+        .post_json(
+            "/v1/completions",
+            &json!({"model": MODEL, "prompt": "Hi", "max_tokens": 4, "ignore_eos": true}),
+        )
+        .await;
+    assert_eq!(ignore.status(), 200);
+    assert!(server.log.last_request().stop.stop_token_ids.is_empty());
 }

@@ -1,7 +1,10 @@
 //! The frontend's HTTP tests: one binary, a real server on 127.0.0.1:0, real HTTP via reqwest,
 //! the real SmolLM2 model card, and a scripted backend.
 
+mod access;
 mod bad_input;
 mod generation;
+mod overload;
 mod service;
 mod support;
+mod tokenize;

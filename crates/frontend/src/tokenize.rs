@@ -1,0 +1,128 @@
+//! POST /tokenize and POST /detokenize, in vLLM's shapes: a client counts or inspects the tokens
+//! a prompt (or a chat rendered with the model's template) becomes, and turns ids back into
+//! text, with the tokenizer the model is served with.
+//!
+//! - `/tokenize` `{"model"?, "prompt"}` or `{"model"?, "messages", "add_generation_prompt"?}`,
+//!   plus `add_special_tokens` (default true for a prompt, false for messages: templates write
+//!   their own BOS) and `return_token_strs` → `{"count", "max_model_len", "tokens",
+//!   "token_strs"}`. The ids of a prompt with the defaults are those /v1/completions computes.
+//! - `/detokenize` `{"model"?, "tokens"}` → `{"prompt"}`, special tokens included.
+//!
+//! `model` may be left out when exactly one model is served. Errors: unknown model 404, neither
+//! or both of `prompt`/`messages` 400, an id outside the vocabulary 400 naming `tokens`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use rotor_protocol::openai::{
+    DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse,
+};
+
+use crate::error::ApiError;
+use crate::json_body::JsonBody;
+use crate::registry::ModelEntry;
+use crate::routes::AppState;
+use crate::validate::{check_vocabulary, encode, render_chat};
+
+/// The model a request names, or the only one served when it names none.
+fn resolve_model(state: &AppState, model: Option<&str>) -> Result<Arc<ModelEntry>, ApiError> {
+    if let Some(name) = model {
+        return state
+            .registry
+            .get(name)
+            .ok_or_else(|| ApiError::model_not_found(name));
+    }
+    match state.registry.list().as_slice() {
+        [only] => Ok(Arc::clone(only)),
+        [] => Err(ApiError::invalid_param(
+            "model",
+            "No model is served here yet; nothing to tokenize with.",
+        )),
+        many => Err(ApiError::invalid_param(
+            "model",
+            format!(
+                "Several models are served; name one in `model`: {}.",
+                many.iter()
+                    .map(|entry| entry.card.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )),
+    }
+}
+
+pub async fn tokenize(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<TokenizeRequest>,
+) -> Result<Json<TokenizeResponse>, ApiError> {
+    let entry = resolve_model(&state, req.model.as_deref())?;
+    let tokens = match (&req.prompt, &req.messages) {
+        (Some(prompt), None) => encode(&entry, prompt, req.add_special_tokens.unwrap_or(true))?,
+        (None, Some(messages)) => {
+            if req.continue_final_message == Some(true) {
+                return Err(ApiError::unsupported(
+                    "continue_final_message",
+                    "the last message is always closed",
+                ));
+            }
+            if req.chat_template.is_some() {
+                return Err(ApiError::unsupported(
+                    "chat_template",
+                    "the model's served template is used",
+                ));
+            }
+            if req.tools.as_ref().is_some_and(|tools| !tools.is_empty()) {
+                return Err(ApiError::unsupported(
+                    "tools",
+                    "tool calling is not implemented",
+                ));
+            }
+            let text = render_chat(&entry, messages, req.add_generation_prompt.unwrap_or(true))?;
+            encode(&entry, &text, req.add_special_tokens.unwrap_or(false))?
+        }
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_param(
+                "prompt",
+                "Give either `prompt` or `messages`, not both.",
+            ))
+        }
+        (None, None) => {
+            return Err(ApiError::invalid_param(
+                "prompt",
+                "Give `prompt` (text) or `messages` (a chat) to tokenize.",
+            ))
+        }
+    };
+    let token_strs = req.return_token_strs.unwrap_or(false).then(|| {
+        tokens
+            .iter()
+            .map(|&id| {
+                entry
+                    .tokenizer
+                    .token_text(id)
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect()
+    });
+    Ok(Json(TokenizeResponse {
+        count: tokens.len(),
+        max_model_len: entry.card.context_length,
+        tokens,
+        token_strs,
+    }))
+}
+
+pub async fn detokenize(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<DetokenizeRequest>,
+) -> Result<Json<DetokenizeResponse>, ApiError> {
+    let entry = resolve_model(&state, req.model.as_deref())?;
+    check_vocabulary(&entry, &req.tokens, "tokens")?;
+    let prompt = entry
+        .tokenizer
+        .decode(&req.tokens, false)
+        .map_err(|err| ApiError::invalid_param("tokens", format!("Cannot decode: {err}")))?;
+    Ok(Json(DetokenizeResponse { prompt }))
+}
