@@ -3,16 +3,20 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use rotor_kv_cache::{KvLoaded, KvTiers, KvTiersConfig};
 use rotor_protocol::{ErrorKind, FinishReason, GenerateRequest, TokenIds, WireError};
 
 use crate::config::EngineConfig;
 use crate::error::Error;
 use crate::kv_events::{KvEventFeed, KvEventReader, KV_EVENT_RING_CAPACITY};
+use crate::kv_offload;
 use crate::kv_transfer::{self, KvExport, KvExportSelector, KvImportReport, KvTransferError};
 use crate::runner::{ModelRunner, ScheduledChunk};
 use crate::sampler::Sampler;
 use crate::scheduler::{Scheduler, StepPlan};
-use crate::sequence::{OutputSender, Sequence};
+use crate::sequence::{OutputSender, Sequence, TierLoad};
 use crate::stats::EngineStats;
 use crate::validate::{validate_request, RequestLimits};
 
@@ -49,6 +53,11 @@ pub struct EngineCore {
     report: StepReport,
     stats: EngineStats,
     kv_events: KvEventFeed,
+    /// G2/G3 offload tiers, if configured (`with_kv_tiers`).
+    tiers: Option<KvTiers>,
+    /// Loads from the tiers received by `wait_for_kv_load`, imported by the next step.
+    finished_loads: Vec<KvLoaded>,
+    next_load_ticket: u64,
 }
 
 impl EngineCore {
@@ -97,7 +106,49 @@ impl EngineCore {
             report: StepReport::default(),
             stats,
             kv_events: KvEventFeed::new(KV_EVENT_RING_CAPACITY),
+            tiers: None,
+            finished_loads: Vec::new(),
+            next_load_ticket: 0,
         })
+    }
+
+    /// [`new`](Self::new) with offload tiers behind the pool (see `kv_offload`): evicted cached
+    /// blocks are written back to G2 (shared host memory) / G3 (disk), and a waiting request's
+    /// prefix found there is onboarded before its admission. Needs prefix caching and a runner
+    /// with KV bytes. A config with no tier is the same as `new`.
+    pub fn with_kv_tiers(
+        runner: Box<dyn ModelRunner>,
+        cfg: &EngineConfig,
+        tiers_cfg: &KvTiersConfig,
+    ) -> Result<Self, Error> {
+        let mut core = Self::new(runner, cfg)?;
+        if !tiers_cfg.is_enabled() {
+            return Ok(core);
+        }
+        if !cfg.enable_prefix_caching {
+            return Err(Error::KvTiersUnsupported {
+                reason: "prefix caching is disabled",
+            });
+        }
+        let layout = core
+            .runner
+            .kv_block_layout()
+            .ok_or(Error::KvTiersUnsupported {
+                reason: "the runner cannot export or import KV blocks",
+            })?;
+        let tiers = KvTiers::open(tiers_cfg, layout).map_err(Error::KvTiers)?;
+        warn_on_small_tiers(cfg, tiers_cfg, tiers.block_bytes());
+        core.scheduler.kv_blocks_mut().record_evictions();
+        core.tiers = Some(tiers);
+        core.refresh_stats();
+        Ok(core)
+    }
+
+    /// Waits until every block offloaded so far is written to its tier (tests, benchmarks).
+    pub fn flush_kv_tiers(&self) {
+        if let Some(tiers) = &self.tiers {
+            tiers.flush();
+        }
     }
 
     pub fn limits(&self) -> RequestLimits {
@@ -142,8 +193,14 @@ impl EngineCore {
         self.scheduler.has_work()
     }
 
+    /// The counters as of the last step or command; the offload tiers' as of now (their
+    /// writer thread moves them between steps).
     pub fn stats(&self) -> EngineStats {
-        self.stats
+        let mut s = self.stats;
+        if let Some(tiers) = &self.tiers {
+            s.kv_tiers = tiers.stats();
+        }
+        s
     }
 
     /// A reader of this engine's KV events (stored / removed / cleared), from event 0.
@@ -162,10 +219,20 @@ impl EngineCore {
 
     /// Runs one step: drops abandoned requests, schedules, runs the model, samples and sends.
     /// Returns false if there was nothing to do: no chunk to run and no abandoned request to
-    /// drop (so `has_work()` before a step that returns false means the engine is stuck).
+    /// drop (so `has_work()` before a step that returns false means the engine is stuck, unless
+    /// `kv_loads_pending()`: then `wait_for_kv_load` and step again).
     pub fn step(&mut self) -> bool {
         let dropped = self.scheduler.remove_abandoned();
+        self.onboard_waiting();
         self.scheduler.schedule(&mut self.plan);
+        if let Some(tiers) = &self.tiers {
+            // Before the runner overwrites the blocks this step's allocations evicted.
+            kv_offload::offload_evicted(
+                self.scheduler.kv_blocks_mut(),
+                self.runner.as_ref(),
+                tiers,
+            );
+        }
         self.fill_report();
         if self.plan.chunks.is_empty() {
             self.refresh_stats();
@@ -208,6 +275,62 @@ impl EngineCore {
         }
         self.refresh_stats();
         true
+    }
+
+    /// Onboarding from the offload tiers (see `kv_offload`): imports the loads that finished
+    /// (their requests become admissible), then starts a lookup-and-load for each waiting
+    /// request the next admission could take that was not looked up yet.
+    fn onboard_waiting(&mut self) {
+        let Some(tiers) = &self.tiers else {
+            return;
+        };
+        self.finished_loads
+            .extend(std::iter::from_fn(|| tiers.try_loaded()));
+        let (waiting, kv, slots) = self.scheduler.waiting_with_kv_mut();
+        for loaded in self.finished_loads.drain(..) {
+            let ticket = loaded.ticket;
+            let owner = waiting.iter_mut().find(
+                |s| matches!(s.tier_load, TierLoad::Loading { ticket: t, .. } if t == ticket),
+            );
+            // No owner: the request was cancelled while loading; its blocks are dropped.
+            if let Some(seq) = owner {
+                let to = kv_offload::Onboarding {
+                    kv: &mut *kv,
+                    runner: self.runner.as_mut(),
+                    tiers,
+                    transfer: &mut self.stats.kv_transfer,
+                };
+                kv_offload::finish_onboard(to, seq, loaded);
+            }
+        }
+        let candidates = waiting
+            .iter_mut()
+            .filter(|s| !matches!(s.tier_load, TierLoad::Loading { .. }))
+            .take(slots);
+        for seq in candidates {
+            if seq.tier_load == TierLoad::Unchecked {
+                self.next_load_ticket += 1;
+                kv_offload::start_onboard(kv, tiers, seq, self.next_load_ticket);
+            }
+        }
+    }
+
+    /// Whether a waiting request's prefix is being loaded from the offload tiers (it will be
+    /// admitted after a later step imports it, without a new command).
+    pub fn kv_loads_pending(&self) -> bool {
+        self.tiers.is_some()
+            && self
+                .scheduler
+                .waiting()
+                .any(|s| matches!(s.tier_load, TierLoad::Loading { .. }))
+    }
+
+    /// Waits up to `timeout` for a load from the offload tiers to finish (for a caller with
+    /// nothing to step meanwhile); the next `step` imports it.
+    pub fn wait_for_kv_load(&mut self, timeout: Duration) {
+        if let Some(loaded) = self.tiers.as_ref().and_then(|t| t.wait_loaded(timeout)) {
+            self.finished_loads.push(loaded);
+        }
     }
 
     fn sample_and_send(&mut self, vocab: usize) {
@@ -283,6 +406,9 @@ impl EngineCore {
         s.prefix_cache_recompute_queries_tokens = cache.recompute_queries_tokens;
         s.prefix_cache_recompute_hit_tokens = cache.recompute_hit_tokens;
         s.prefix_cache_evictions = cache.evictions;
+        if let Some(tiers) = &self.tiers {
+            s.kv_tiers = tiers.stats();
+        }
         self.kv_events.publish(kv.drain_events());
     }
 
@@ -309,6 +435,7 @@ impl EngineCore {
             self.runner.as_mut(),
             blocks,
             &mut self.stats.kv_transfer,
+            self.tiers.as_ref(),
         );
         self.refresh_stats();
         result
@@ -323,6 +450,30 @@ impl EngineCore {
         rotor_protocol::KvSnapshot {
             block_hashes: kv.pool().cached_hashes(),
             next_event_id: kv.pool().next_event_id(),
+        }
+    }
+}
+
+/// Warns when a tier holds less than the one above it (it could only keep part of what is
+/// evicted into it).
+fn warn_on_small_tiers(cfg: &EngineConfig, tiers: &KvTiersConfig, block_bytes: usize) {
+    let g1 = (cfg.num_blocks as u64).saturating_mul(block_bytes as u64);
+    let g2 = tiers.host.as_ref().map(|h| h.capacity_bytes);
+    if let Some(g2) = g2.filter(|&g2| g2 < g1) {
+        tracing::warn!(
+            g1_bytes = g1,
+            g2_bytes = g2,
+            "the KV host tier (G2) is smaller than the engine's KV pool (G1)"
+        );
+    }
+    let above = g2.unwrap_or(g1);
+    if let Some(g3) = tiers.disk.as_ref().map(|d| d.capacity_bytes) {
+        if g3 < above {
+            tracing::warn!(
+                above_bytes = above,
+                g3_bytes = g3,
+                "the KV disk tier (G3) is smaller than the tier above it"
+            );
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use rotor_kv_cache::KvTiersConfig;
 use rotor_protocol::{EngineOutput, ErrorKind, GenerateRequest, KvSnapshot, WireError};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::sync::oneshot;
@@ -24,6 +25,10 @@ use crate::sequence::OutputSender;
 use crate::stats::{EngineStats, StatsCell};
 use crate::validate::{validate_request, RequestLimits};
 
+/// Longest wait for an offload-tier load when nothing else can step, before the inbox is
+/// checked again.
+const KV_LOAD_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Outputs of one request: token batches, the last with a finish reason, or one error.
 pub type OutputStream = UnboundedReceiver<Result<EngineOutput, WireError>>;
 
@@ -31,6 +36,7 @@ enum Command {
     Submit(GenerateRequest, OutputSender),
     Cancel(String),
     KvSnapshot(oneshot::Sender<KvSnapshot>),
+    FlushKvTiers(oneshot::Sender<()>),
     ExportKv(
         KvExportSelector,
         oneshot::Sender<Result<KvExport, KvTransferError>>,
@@ -48,7 +54,21 @@ pub struct Engine;
 impl Engine {
     /// Validates `cfg` against the runner and starts the engine thread.
     pub fn start(runner: Box<dyn ModelRunner>, cfg: EngineConfig) -> Result<EngineHandle, Error> {
-        let core = EngineCore::new(runner, &cfg)?;
+        Self::start_core(EngineCore::new(runner, &cfg)?)
+    }
+
+    /// [`start`](Self::start) with offload tiers (G2 shared host memory, G3 disk) behind the
+    /// KV pool: see `EngineCore::with_kv_tiers`.
+    pub fn start_with_tiers(
+        runner: Box<dyn ModelRunner>,
+        cfg: EngineConfig,
+        tiers: &KvTiersConfig,
+    ) -> Result<EngineHandle, Error> {
+        Self::start_core(EngineCore::with_kv_tiers(runner, &cfg, tiers)?)
+    }
+
+    /// Starts the thread of a built core.
+    pub fn start_core(core: EngineCore) -> Result<EngineHandle, Error> {
         let limits = core.limits();
         let kv_events = core.subscribe_kv_events();
         let shared = Arc::new(StatsCell::default());
@@ -169,6 +189,20 @@ impl EngineHandle {
         }
     }
 
+    /// Waits until every block offloaded so far has been written to its offload tier (G2/G3),
+    /// with the counters published (tests, benchmarks, an orderly shutdown). Immediate without
+    /// tiers; fails with `EngineStopped` if the engine is gone.
+    pub fn flush_kv_tiers(&self) -> impl Future<Output = Result<(), WireError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.send_if_running(Command::FlushKvTiers(tx));
+        async move {
+            if !sent {
+                return Err(stopped_error());
+            }
+            rx.await.map_err(|_| stopped_error())
+        }
+    }
+
     fn send_if_running(&self, cmd: Command) -> bool {
         !self.shared.is_stopped() && self.inbox.send(cmd).is_ok()
     }
@@ -241,6 +275,11 @@ fn apply(core: &mut EngineCore, cmd: Command, shared: &StatsCell) -> Flow {
             shared.publish(&core.stats());
             let _ = tx.send(result);
         }
+        Command::FlushKvTiers(tx) => {
+            core.flush_kv_tiers();
+            shared.publish(&core.stats());
+            let _ = tx.send(());
+        }
         Command::Shutdown => return Flow::Stop,
     }
     Flow::Continue
@@ -277,8 +316,13 @@ fn run(mut core: EngineCore, inbox: Receiver<Command>, shared: Arc<StatsCell>) {
                 }
             }
         }
-        core.step();
+        let progressed = core.step();
         shared.publish(&core.stats());
+        if !progressed && core.kv_loads_pending() {
+            // Only requests loading from the offload tiers: wait for a load, bounded so that
+            // commands (submit, cancel, shutdown) are still served within a few milliseconds.
+            core.wait_for_kv_load(KV_LOAD_WAIT);
+        }
     }
     shared.set_stopped();
     core.fail_all(&stopped_error());

@@ -25,6 +25,12 @@ pub enum Error {
     /// The runner reports a vocabulary or context length of zero.
     #[error("runner reports an unusable {what} of 0")]
     EmptyRunner { what: &'static str },
+    /// Offload tiers were configured for an engine that cannot use them.
+    #[error("KV offload tiers cannot be used: {reason}")]
+    KvTiersUnsupported { reason: &'static str },
+    /// An offload tier could not be opened (shared memory file, disk directory).
+    #[error("cannot open the KV offload tiers: {0}")]
+    KvTiers(#[source] rotor_kv_cache::Error),
     /// The OS refused to start the engine thread.
     #[error("cannot spawn the engine thread: {0}")]
     Spawn(#[source] std::io::Error),

@@ -189,6 +189,27 @@ impl KvBlocks {
         ))
     }
 
+    /// Records the cached blocks evicted from now on (for the offload tiers; `take_evicted`).
+    pub(crate) fn record_evictions(&mut self) {
+        self.pool.set_record_evictions(true);
+    }
+
+    /// The (block, hash) pairs evicted since the last call. Each block's KV and origin (see
+    /// `evicted_origin`) are intact until its new holder writes to it.
+    pub(crate) fn take_evicted(&mut self) -> Vec<(BlockId, SequenceHash)> {
+        self.pool.take_evicted()
+    }
+
+    /// The parent hash and token ids of the full block `block` cached before it was evicted:
+    /// valid until the block is committed again (after its new holder's step).
+    pub(crate) fn evicted_origin(&self, block: BlockId) -> (Option<SequenceHash>, &[u32]) {
+        let (b, bs) = (block as usize, self.block_size());
+        (
+            self.block_parents[b],
+            &self.block_tokens[b * bs..(b + 1) * bs],
+        )
+    }
+
     /// Adds a holder to the block caching `hash` (see `BlockPool::acquire_cached`), so it can be
     /// neither evicted nor reused while KV is copied out of it or imported after it.
     pub(crate) fn pin_cached(&mut self, hash: SequenceHash) -> Option<BlockId> {

@@ -20,7 +20,9 @@
 //! - Both need prefix caching (an uncached block could never be hit) and a runner with KV bytes
 //!   (`ModelRunner::kv_block_layout`).
 
-use rotor_kv_cache::{decode_kv_block_expecting, encode_kv_block_with, BlockId, KvBlockHeader};
+use rotor_kv_cache::{
+    decode_kv_block_expecting, encode_kv_block_with, BlockId, KvBlockHeader, KvTiers,
+};
 use rotor_kv_cache::{Error as BlockError, KvBlockLayout};
 use rotor_tokens::{sequence_hashes, SequenceHash};
 
@@ -275,12 +277,14 @@ impl From<BlockError> for KvTransferError {
     }
 }
 
-/// Imports encoded blocks given in chain order. See the module docs.
+/// Imports encoded blocks given in chain order. See the module docs. With offload `tiers`, a
+/// cached block evicted to make room is written back before it is overwritten.
 pub(crate) fn import(
     kv: &mut KvBlocks,
     runner: &mut dyn ModelRunner,
     blocks: &[Vec<u8>],
     stats: &mut KvTransferStats,
+    tiers: Option<&KvTiers>,
 ) -> Result<KvImportReport, KvTransferError> {
     let layout = usable_layout(kv, runner)?;
     let mut report = KvImportReport {
@@ -288,11 +292,14 @@ pub(crate) fn import(
         already_cached: 0,
         stopped: None,
     };
-    // Every block of the chain, held until the end (the first block's parent first).
-    let mut held: Vec<BlockId> = Vec::new();
-    let mut previous: Option<SequenceHash> = None;
+    let mut chain = ImportChain {
+        layout,
+        tiers,
+        previous: None,
+        held: Vec::new(),
+    };
     for (index, bytes) in blocks.iter().enumerate() {
-        match import_one(kv, runner, &layout, bytes, &mut previous, &mut held) {
+        match chain.import_one(kv, runner, bytes) {
             Ok(true) => report.imported += 1,
             Ok(false) => report.already_cached += 1,
             Err(error) => {
@@ -302,52 +309,67 @@ pub(crate) fn import(
             }
         }
     }
-    kv.unpin(&held);
+    kv.unpin(&chain.held);
     stats.imported_blocks += report.imported as u64;
     Ok(report)
 }
 
-/// Imports one block; true if it was written, false if it was already cached.
-fn import_one(
-    kv: &mut KvBlocks,
-    runner: &mut dyn ModelRunner,
-    layout: &KvBlockLayout,
-    bytes: &[u8],
-    previous: &mut Option<SequenceHash>,
-    held: &mut Vec<BlockId>,
-) -> Result<bool, KvImportError> {
-    let view = decode_kv_block_expecting(bytes, layout)?;
-    let hash = view.header.sequence_hash;
-    let parent = view.header.parent_hash;
-    match (parent, *previous) {
-        (None, None) => {}
-        (Some(p), Some(prev)) if p == prev => {}
-        (Some(p), None) => match kv.pool().cached_block(p) {
-            Some(b) if held.contains(&b) => {}
-            Some(_) => held.extend(kv.pin_cached(p)),
-            None => return Err(KvImportError::MissingParent { parent: p }),
-        },
-        // A first block after others, or a parent other than the block before: not one chain.
-        (got, Some(expected)) => return Err(KvImportError::NotAChain { expected, got }),
-    }
-    if let Some(b) = kv.pool().cached_block(hash) {
-        if !held.contains(&b) {
-            held.extend(kv.pin_cached(hash));
+/// One import in progress.
+struct ImportChain<'t> {
+    layout: KvBlockLayout,
+    /// Offload tiers to write back blocks the import evicts.
+    tiers: Option<&'t KvTiers>,
+    /// The sequence hash of the last block accepted.
+    previous: Option<SequenceHash>,
+    /// Every block of the chain, held until the end (the first block's parent first).
+    held: Vec<BlockId>,
+}
+
+impl ImportChain<'_> {
+    /// Imports one block; true if it was written, false if it was already cached.
+    fn import_one(
+        &mut self,
+        kv: &mut KvBlocks,
+        runner: &mut dyn ModelRunner,
+        bytes: &[u8],
+    ) -> Result<bool, KvImportError> {
+        let view = decode_kv_block_expecting(bytes, &self.layout)?;
+        let hash = view.header.sequence_hash;
+        let parent = view.header.parent_hash;
+        match (parent, self.previous) {
+            (None, None) => {}
+            (Some(p), Some(prev)) if p == prev => {}
+            (Some(p), None) => match kv.pool().cached_block(p) {
+                Some(b) if self.held.contains(&b) => {}
+                Some(_) => self.held.extend(kv.pin_cached(p)),
+                None => return Err(KvImportError::MissingParent { parent: p }),
+            },
+            // A first block after others, or a parent other than the block before: not a chain.
+            (got, Some(expected)) => return Err(KvImportError::NotAChain { expected, got }),
         }
-        *previous = Some(hash);
-        return Ok(false);
+        if let Some(b) = kv.pool().cached_block(hash) {
+            if !self.held.contains(&b) {
+                self.held.extend(kv.pin_cached(hash));
+            }
+            self.previous = Some(hash);
+            return Ok(false);
+        }
+        let block = kv.allocate_one().ok_or(KvImportError::PoolFull)?;
+        if let Some(tiers) = self.tiers {
+            // The block may have been evicted for this: write it back before overwriting it.
+            crate::kv_offload::offload_evicted(kv, runner, tiers);
+        }
+        if let Err(e) = runner.write_kv_block(block, view.payload) {
+            kv.unpin(&[block]);
+            return Err(KvImportError::Runner(e.to_string()));
+        }
+        let cached = kv.commit_imported(block, hash, view.local_hash, parent, &view.token_ids);
+        debug_assert!(
+            cached,
+            "invariant: the hash was not cached before allocating"
+        );
+        self.held.push(block);
+        self.previous = Some(hash);
+        Ok(true)
     }
-    let block = kv.allocate_one().ok_or(KvImportError::PoolFull)?;
-    if let Err(e) = runner.write_kv_block(block, view.payload) {
-        kv.unpin(&[block]);
-        return Err(KvImportError::Runner(e.to_string()));
-    }
-    let cached = kv.commit_imported(block, hash, view.local_hash, parent, &view.token_ids);
-    debug_assert!(
-        cached,
-        "invariant: the hash was not cached before allocating"
-    );
-    held.push(block);
-    *previous = Some(hash);
-    Ok(true)
 }

@@ -12,6 +12,10 @@
 //!   blocks out of and into the pool in the KV block format (`rotor_kv_cache::block_format`),
 //!   for disaggregated serving and offload tiers; rules in `kv_transfer`, counters in
 //!   [`KvTransferStats`].
+//! - Offload tiers ([`Engine::start_with_tiers`], [`EngineCore::with_kv_tiers`] with a
+//!   [`KvTiersConfig`]): cached blocks evicted from the pool are written back to G2 (host memory
+//!   shared by a machine's workers) and G3 (disk); a waiting request's prefix found there is
+//!   onboarded before admission; rules in `kv_offload`, counters in [`KvTierStats`].
 //! - [`Sampler`]: penalties → temperature → top-k → top-p → min-p → draw, seeded per request.
 //! - [`ModelRunner`]: the seam to the model. [`NativeRunner`] runs `rotor_model`'s Llama forward;
 //!   [`ScriptedRunner`] is a deterministic test double for this and other crates' tests;
@@ -25,6 +29,7 @@ mod engine;
 mod error;
 mod kv_blocks;
 mod kv_events;
+mod kv_offload;
 mod kv_transfer;
 pub mod mocker;
 mod native;
@@ -48,11 +53,14 @@ pub use kv_transfer::{
 };
 pub use mocker::{MockerConfig, MockerKvShape, MockerRunner, MockerTiming};
 pub use native::{config_fingerprint, NativeRunner};
-pub use rotor_kv_cache::{BlockPool, KvEventBatch, PrefixCacheStats};
+pub use rotor_kv_cache::{
+    BlockPool, DiskTierConfig, HostTierConfig, KvEventBatch, KvTier, KvTierStats, KvTiersConfig,
+    PrefixCacheStats, TierStats,
+};
 pub use runner::{KvLayout, ModelRunner, ScheduledChunk};
 pub use sampler::{apply_penalties, argmax, seeded_rng, PenaltyState, Sampler};
 pub use scheduler::{PlannedChunk, Scheduler, StepPlan};
 pub use scripted::{ScriptedRunner, SCRIPTED_LOGIT};
-pub use sequence::{OutputSender, Sequence};
+pub use sequence::{OutputSender, Sequence, TierLoad};
 pub use stats::EngineStats;
 pub use validate::{validate_request, RequestLimits};

@@ -5,7 +5,8 @@
 //! 2. running sequences still prefilling get a chunk of at most `max_prefill_chunk_tokens`;
 //! 3. unless someone was preempted in this step, waiting requests are admitted first-come
 //!    first-served while `max_num_seqs`, the budget and free blocks allow (their first chunk may
-//!    be a partial prefill: chunked prefill).
+//!    be a partial prefill: chunked prefill). A request whose prefix is being loaded from the
+//!    offload tiers (`TierLoad::Loading`) is passed over until the load is imported.
 //!
 //! Every chunk draws from `max_num_batched_tokens`. With prefix caching, an admitted sequence
 //! starts after the longest cached prefix of full blocks (those tokens are not sent to the
@@ -23,7 +24,7 @@ use std::sync::Arc;
 use crate::config::EngineConfig;
 use crate::kv_blocks::KvBlocks;
 use crate::runner::ScheduledChunk;
-use crate::sequence::Sequence;
+use crate::sequence::{Sequence, TierLoad};
 
 /// One chunk of a step: `len` tokens of `running[seq]` starting at position `start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +131,13 @@ impl Scheduler {
         &mut self.kv
     }
 
+    /// Every waiting sequence (front first), the KV blocks, and how many sequences the next
+    /// admission could take (free sequence slots): for onboarding from the offload tiers.
+    pub(crate) fn waiting_with_kv_mut(&mut self) -> (&mut [Sequence], &mut KvBlocks, usize) {
+        let slots = self.max_num_seqs.saturating_sub(self.running.len());
+        (self.waiting.make_contiguous(), &mut self.kv, slots)
+    }
+
     /// Removes a request wherever it is and frees its blocks.
     pub fn remove(&mut self, id: &str) -> Option<Sequence> {
         let mut seq = if let Some(i) = self.running.iter().position(|s| &*s.id == id) {
@@ -217,14 +225,24 @@ impl Scheduler {
 
     fn admit(&mut self, plan: &mut StepPlan, mut budget: usize) {
         while self.running.len() < self.max_num_seqs && budget > 0 {
-            let Some(front) = self.waiting.front_mut() else {
+            // A request whose prefix is being loaded from the offload tiers waits; the ones
+            // behind it are admitted meanwhile.
+            let Some(next) = self
+                .waiting
+                .iter()
+                .position(|s| !matches!(s.tier_load, TierLoad::Loading { .. }))
+            else {
                 break;
             };
             let max_tokens = self.max_prefill_chunk_tokens.min(budget);
-            let Some(admission) = self.kv.plan_admission(front, max_tokens) else {
+            let Some(admission) = self.kv.plan_admission(&mut self.waiting[next], max_tokens)
+            else {
                 break;
             };
-            let mut seq = self.waiting.pop_front().expect("invariant: front exists");
+            let mut seq = self
+                .waiting
+                .remove(next)
+                .expect("invariant: the index was just found");
             self.kv.admit(&mut seq, admission);
             seq.reserve_for_decode(self.kv.pool().block_size_tokens());
             let n = admission.num_tokens;

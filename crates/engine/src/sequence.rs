@@ -15,6 +15,18 @@ use crate::sampler::{seeded_rng, PenaltyState};
 /// Where a request's outputs go.
 pub type OutputSender = UnboundedSender<Result<EngineOutput, WireError>>;
 
+/// A waiting request's onboarding from the offload tiers (G2/G3), once per admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierLoad {
+    /// Not looked up yet.
+    Unchecked,
+    /// Blocks from `first_block` on are being loaded in the background (`ticket`); the
+    /// scheduler does not admit the request until they are imported (others are admitted).
+    Loading { ticket: u64, first_block: usize },
+    /// Looked up (and onboarded, if anything was found).
+    Done,
+}
+
 /// A request inside the engine. `tokens` is prompt + generated; the first `num_computed` of them
 /// have their K/V in `block_table`'s blocks.
 #[derive(Debug)]
@@ -36,6 +48,8 @@ pub struct Sequence {
     /// Preempted at least once: its next admissions recompute it (prefix-cache figures and
     /// `cached_prompt_tokens` keep what its first admission found).
     pub recomputing: bool,
+    /// Where this admission's search of the offload tiers stands.
+    pub tier_load: TierLoad,
     pub sampling: SamplingParams,
     pub stop: StopConditions,
     /// Total length (prompt + generated) at which generation ends with `Length`: the smaller of
@@ -67,6 +81,7 @@ impl Sequence {
             num_cached_blocks: 0,
             cached_prompt_tokens: 0,
             recomputing: false,
+            tier_load: TierLoad::Unchecked,
             sampling: req.sampling,
             stop: req.stop,
             max_total_len,
@@ -168,5 +183,6 @@ impl Sequence {
         self.num_computed = 0;
         self.num_cached_blocks = 0;
         self.recomputing = true;
+        self.tier_load = TierLoad::Unchecked;
     }
 }

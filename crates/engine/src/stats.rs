@@ -2,6 +2,10 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use std::sync::{Mutex, PoisonError};
+
+use rotor_kv_cache::KvTierStats;
+
 use crate::kv_transfer::{KvImportRejectReason, KvTransferStats};
 
 /// Load and progress counters of one engine.
@@ -31,6 +35,9 @@ pub struct EngineStats {
     pub prefix_cache_evictions: u64,
     /// KV blocks exported and imported, import refusals by reason.
     pub kv_transfer: KvTransferStats,
+    /// Offload tiers (G2 host, G3 disk): held, hits, offloads, onboards, failed loads. All
+    /// zero without tiers.
+    pub kv_tiers: KvTierStats,
     /// The engine thread has exited (or is exiting) and accepts no more requests.
     pub stopped: bool,
 }
@@ -54,6 +61,8 @@ pub(crate) struct StatsCell {
     kv_exported_blocks: AtomicU64,
     kv_imported_blocks: AtomicU64,
     kv_import_rejections: [AtomicU64; KvImportRejectReason::ALL.len()],
+    /// Tier counters change rarely and together; a lock taken once per publish and snapshot.
+    kv_tiers: Mutex<KvTierStats>,
     stopped: AtomicBool,
 }
 
@@ -88,6 +97,7 @@ impl StatsCell {
         {
             cell.store(s.kv_transfer.rejections(reason), r);
         }
+        *self.kv_tiers.lock().unwrap_or_else(PoisonError::into_inner) = s.kv_tiers;
         self.preemptions.store(s.preemptions, Ordering::Release);
     }
 
@@ -121,6 +131,7 @@ impl StatsCell {
             prefix_cache_recompute_hit_tokens: self.prefix_cache_recompute_hit_tokens.load(r),
             prefix_cache_evictions: self.prefix_cache_evictions.load(r),
             kv_transfer,
+            kv_tiers: *self.kv_tiers.lock().unwrap_or_else(PoisonError::into_inner),
             stopped: self.is_stopped(),
         }
     }

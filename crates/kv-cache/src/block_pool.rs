@@ -58,6 +58,9 @@ pub struct BlockPool {
     cached: HashMap<SequenceHash, BlockId>,
     events: EventBuffer,
     stats: PrefixCacheStats,
+    /// Record evicted (block, hash) pairs for an offload tier (`set_record_evictions`).
+    record_evictions: bool,
+    evicted: Vec<(BlockId, SequenceHash)>,
 }
 
 impl BlockPool {
@@ -79,6 +82,8 @@ impl BlockPool {
             cached: HashMap::new(),
             events: EventBuffer::default(),
             stats: PrefixCacheStats::default(),
+            record_evictions: false,
+            evicted: Vec::new(),
         }
     }
 
@@ -226,6 +231,9 @@ impl BlockPool {
             if let Some(hash) = self.hashes[b as usize].take() {
                 self.cached.remove(&hash);
                 evicted.push(hash);
+                if self.record_evictions {
+                    self.evicted.push((b, hash));
+                }
             }
             self.ref_counts[b as usize] = 1;
             blocks.push(b);
@@ -296,6 +304,19 @@ impl BlockPool {
             },
         );
         Ok(true)
+    }
+
+    /// Makes `allocate` record each cached block it evicts (block id, hash) until
+    /// [`take_evicted`](Self::take_evicted), so an offload tier can copy the block's KV out before
+    /// the new holder overwrites it.
+    pub fn set_record_evictions(&mut self, on: bool) {
+        self.record_evictions = on;
+    }
+
+    /// The evictions recorded since the last call, in eviction order. The block ids are held by
+    /// their new holders now; their KV is intact until those write to them.
+    pub fn take_evicted(&mut self) -> Vec<(BlockId, SequenceHash)> {
+        std::mem::take(&mut self.evicted)
     }
 
     /// Forgets every cached hash (held blocks stay held, free blocks keep their queue places)

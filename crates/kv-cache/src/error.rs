@@ -1,9 +1,11 @@
 //! The crate's error type: misuse of the block pool by its caller, and encoded KV blocks
 //! (`block_format`) that cannot be used.
 
+use std::path::PathBuf;
+
 use crate::BlockId;
 
-/// Why a block-pool call or a KV block encode/decode was refused. Every refused call leaves the
+/// Why a block-pool call, a KV block encode/decode or an offload-tier operation was refused. Every refused call leaves the
 /// pool (or the output buffer) unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -63,5 +65,28 @@ pub enum Error {
         what: &'static str,
         expected: usize,
         got: usize,
+    },
+    /// A file operation of an offload tier failed (`op`: open, write, rename, mmap, …).
+    #[error("KV tier {op} failed on {path:?}: {message}")]
+    TierIo {
+        path: PathBuf,
+        op: &'static str,
+        kind: std::io::ErrorKind,
+        message: String,
+    },
+    /// An existing shared host pool file was made for other blocks (another model or block
+    /// size) or is not a pool file.
+    #[error("shared KV host pool {path:?}: {field} is {got}, expected {expected}")]
+    HostPoolMismatch {
+        path: PathBuf,
+        field: &'static str,
+        expected: u64,
+        got: u64,
+    },
+    /// An offload tier setting that cannot work.
+    #[error("invalid KV tier config: {field} {reason}")]
+    InvalidTierConfig {
+        field: &'static str,
+        reason: &'static str,
     },
 }

@@ -14,18 +14,26 @@
 //!   ([`decode_kv_block`], [`decode_kv_block_expecting`]). Disaggregated transfer and the offload
 //!   tiers both use it.
 //!
+//! - Offload tiers ([`KvTiers`], configured by [`KvTiersConfig`]): G2, encoded blocks in a file
+//!   under `/dev/shm` shared by the workers of a machine ([`SharedHostPool`], per-slot seqlocks
+//!   in the mapping), and G3, one file per block on local disk ([`DiskStore`], frequency-filtered
+//!   admission, index rebuilt at start-up); each LRU under a capacity in bytes, written by a
+//!   thread of their own, counted in [`KvTierStats`].
+//!
 //! Block hashes come from `rotor-tokens` (the one implementation); this crate never hashes
-//! tokens itself (a decoded block's ids are verified with `rotor-tokens`). Later: offload tiers
-//! (host RAM, disk).
+//! tokens itself (a decoded block's ids are verified with `rotor-tokens`).
 //!
 //! Must not depend on tokio, sockets, or any Rotor crate above `protocol` and `tokens`.
 
 pub mod block_format;
 mod block_pool;
+mod disk_store;
 mod error;
 mod event_log;
 mod events;
 mod free_queue;
+mod host_pool;
+mod tiers;
 
 pub use block_format::{
     decode_kv_block, decode_kv_block_expecting, encode_kv_block, encode_kv_block_with,
@@ -33,8 +41,14 @@ pub use block_format::{
     KV_BLOCK_FORMAT_VERSION,
 };
 pub use block_pool::{BlockPool, PrefixCacheStats};
+pub use disk_store::{DiskAdmission, DiskStore};
 pub use error::Error;
 pub use event_log::{KvEventBatch, KvEventLog};
+pub use host_pool::{PutOutcome, SegmentCheck, SharedHostPool, HOST_POOL_VERSION};
+pub use tiers::{
+    DiskTierConfig, HostTierConfig, KvLoadRequest, KvLoaded, KvTier, KvTierStats, KvTiers,
+    KvTiersConfig, TierStats, HOST_POOL_DIR,
+};
 
 /// Index of a KV block in the pool, `0..num_blocks`.
 pub type BlockId = u32;
