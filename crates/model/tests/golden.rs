@@ -62,7 +62,6 @@ fn check_same_as_base(feed: Feed) {
     assert_eq!(ours, base, "{feed:?} changes the greedy continuations");
 }
 
-
 #[test]
 fn last_position_logits_match_llama_cpp_top64() {
     let prompts = prompts();

@@ -73,7 +73,10 @@ fn check(quant: &str) {
         base.iter()
             .zip(golden_support::top_logit_errors(prompts, &base)),
     ) {
-        eprintln!("{quant} {}: max |ours - llama.cpp| over top-64 = {worst:.4}", p.name);
+        eprintln!(
+            "{quant} {}: max |ours - llama.cpp| over top-64 = {worst:.4}",
+            p.name
+        );
         assert!(worst < LOGIT_TOLERANCE, "{quant} {}: {worst}", p.name);
         assert_eq!(
             argmax(&out.prompt_logits) as usize,
@@ -95,7 +98,10 @@ fn check(quant: &str) {
         },
         TIE_MARGIN,
     );
-    assert_eq!(batched, whole, "{quant}: batching changes the continuations");
+    assert_eq!(
+        batched, whole,
+        "{quant}: batching changes the continuations"
+    );
 }
 
 #[test]

@@ -57,7 +57,10 @@ pub fn fixture(name: &str) -> Fixture {
         })
         .collect();
     Fixture {
-        model_sha256: json["model_sha256"].as_str().unwrap_or_default().to_string(),
+        model_sha256: json["model_sha256"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
         prompts,
     }
 }
