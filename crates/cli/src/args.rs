@@ -242,6 +242,8 @@ pub struct EngineArgs {
     /// whose file has none; without one, chat requests get a 400 and completions still work).
     #[arg(long, value_name = "FILE")]
     pub chat_template: Option<PathBuf>,
+    #[command(flatten)]
+    pub kv_tiers: crate::kv_tier_args::KvTierArgs,
 }
 
 /// Validated model and engine settings of an engine in this process.
@@ -260,6 +262,8 @@ pub struct LocalEngineConfig {
     pub default_top_p: Option<f32>,
     /// The contents of `--chat-template FILE`.
     pub chat_template: Option<String>,
+    /// KV offload tiers (`--kv-host-memory`, `--kv-disk-dir`, …).
+    pub kv_tiers: crate::kv_tier_args::KvTierSettings,
 }
 
 impl EngineArgs {
@@ -317,6 +321,7 @@ impl EngineArgs {
         };
         let kv_cache_bytes = parse_memory(&self.kv_cache_memory, total_ram_bytes)
             .with_context(|| format!("--kv-cache-memory {:?}", self.kv_cache_memory))?;
+        let kv_tiers = self.kv_tiers.validate(total_ram_bytes)?;
         Ok(LocalEngineConfig {
             model: self.model.clone(),
             model_name: self.model_name.clone(),
@@ -330,6 +335,7 @@ impl EngineArgs {
             default_temperature: self.default_temperature,
             default_top_p: self.default_top_p,
             chat_template,
+            kv_tiers,
         })
     }
 }

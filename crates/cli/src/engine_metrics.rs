@@ -1,8 +1,9 @@
-//! The engines' load and KV-cache occupancy in /metrics.
+//! The engines' load, KV-cache occupancy, KV offload tiers (one sample per tier, `tier="host"`
+//! for G2 and `tier="disk"` for G3) and KV block transfers in /metrics.
 
 use std::fmt::Write;
 
-use rotor_engine::{EngineHandle, EngineStats};
+use rotor_engine::{EngineHandle, EngineStats, KvImportRejectReason, TierStats};
 use rotor_frontend::MetricsSource;
 
 /// Renders engines' [`EngineStats`] as Prometheus metrics, one sample per engine.
@@ -93,7 +94,88 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
         "Cached blocks evicted for reuse.",
         |s| s.prefix_cache_evictions as f64,
     ),
+    (
+        "rotor_engine_kv_tier_offloads_dropped_total",
+        "counter",
+        "Evicted KV blocks not offloaded because the tiers' writer queue was full.",
+        |s| s.kv_tiers.offloads_dropped as f64,
+    ),
+    (
+        "rotor_engine_kv_blocks_exported_total",
+        "counter",
+        "KV blocks exported (disaggregated serving, peers).",
+        |s| s.kv_transfer.exported_blocks as f64,
+    ),
+    (
+        "rotor_engine_kv_blocks_imported_total",
+        "counter",
+        "KV blocks imported and registered (not those already cached).",
+        |s| s.kv_transfer.imported_blocks as f64,
+    ),
 ];
+
+type TierField = fn(&TierStats) -> f64;
+
+/// Name, type, help and value of every per-tier metric (all zero for a tier not configured).
+const TIER_METRICS: &[(&str, &str, &str, TierField)] = &[
+    (
+        "rotor_engine_kv_tier_blocks",
+        "gauge",
+        "KV blocks held by the offload tier (host: every worker's blocks in the shared pool).",
+        |t| t.blocks_held as f64,
+    ),
+    (
+        "rotor_engine_kv_tier_bytes",
+        "gauge",
+        "Bytes of KV blocks held by the offload tier.",
+        |t| t.bytes_held as f64,
+    ),
+    (
+        "rotor_engine_kv_tier_hits_total",
+        "counter",
+        "KV blocks a prefix lookup found in the tier, beyond the KV cache's own prefix.",
+        |t| t.hits as f64,
+    ),
+    (
+        "rotor_engine_kv_tier_offloads_total",
+        "counter",
+        "KV blocks written to the tier.",
+        |t| t.offloads as f64,
+    ),
+    (
+        "rotor_engine_kv_tier_onboards_total",
+        "counter",
+        "KV blocks loaded from the tier, verified and imported into the KV cache.",
+        |t| t.onboards as f64,
+    ),
+    (
+        "rotor_engine_kv_tier_onboard_seconds_total",
+        "counter",
+        "Time spent loading, verifying and importing blocks from the tier.",
+        |t| t.onboard_time.as_secs_f64(),
+    ),
+    (
+        "rotor_engine_kv_tier_failed_loads_total",
+        "counter",
+        "KV blocks found in the tier that could not be delivered (read error, corrupt bytes, \
+         segment removed); the request recomputed them.",
+        |t| t.failed_loads as f64,
+    ),
+    (
+        "rotor_engine_kv_tier_write_errors_total",
+        "counter",
+        "Writes to the tier that failed (disk full, I/O error, contention) and were skipped.",
+        |t| t.write_errors as f64,
+    ),
+    (
+        "rotor_engine_kv_tier_not_admitted_total",
+        "counter",
+        "KV blocks offered to the tier but not written (disk frequency filter, too large).",
+        |t| t.not_admitted as f64,
+    ),
+];
+
+const REJECTIONS: &str = "rotor_engine_kv_import_rejections_total";
 
 impl MetricsSource for EngineMetrics {
     fn render(&self, out: &mut String) {
@@ -106,6 +188,29 @@ impl MetricsSource for EngineMetrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for (labels, s) in &stats {
                 let _ = writeln!(out, "{name}{{{labels}}} {}", field(s));
+            }
+        }
+        for (name, kind, help, field) in TIER_METRICS {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, s) in &stats {
+                for (tier, t) in [("host", &s.kv_tiers.host), ("disk", &s.kv_tiers.disk)] {
+                    let _ = writeln!(out, "{name}{{{labels},tier=\"{tier}\"}} {}", field(t));
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {REJECTIONS} KV blocks refused by an import, by reason.\n\
+             # TYPE {REJECTIONS} counter"
+        );
+        for (labels, s) in &stats {
+            for reason in KvImportRejectReason::ALL {
+                let _ = writeln!(
+                    out,
+                    "{REJECTIONS}{{{labels},reason=\"{}\"}} {}",
+                    reason.label(),
+                    s.kv_transfer.rejections(reason)
+                );
             }
         }
     }

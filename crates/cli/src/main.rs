@@ -15,6 +15,7 @@ mod engine_backend;
 mod engine_metrics;
 mod frontend_cmd;
 mod http_args;
+mod kv_tier_args;
 mod mocker_fit_cmd;
 mod model_cache;
 mod router_cmd;

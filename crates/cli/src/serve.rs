@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::args::{LocalEngineConfig, MockerSettings, ServeConfig, ServeEngine};
 use crate::engine_backend::EngineBackend;
 use crate::engine_metrics::EngineMetrics;
+use crate::kv_tier_args::KvTierSettings;
 use crate::model_cache::{self, model_name_from_path};
 
 /// Where the default model is cached, from the environment (read here, in the binary only).
@@ -73,29 +74,37 @@ pub async fn model_spec(cfg: &LocalEngineConfig) -> Result<ModelSpec> {
 }
 
 /// Loads the model and starts the native engine (off the async runtime), printing the KV-cache
-/// line.
-pub async fn start_native_engine(cfg: &LocalEngineConfig) -> Result<NativeEngine> {
+/// line (and the tiers' line). `worker`: the engine's index when this process runs several.
+pub async fn start_native_engine(
+    cfg: &LocalEngineConfig,
+    worker: Option<usize>,
+) -> Result<NativeEngine> {
     let model = model_spec(cfg).await?;
     tracing::info!(model = %model.path.display(), name = %model.name, threads = cfg.threads,
         "loading model");
-    let native = native_config(cfg, model);
+    let native = native_config(cfg, model, worker)?;
+    let tiers = native.kv_tiers.clone();
     let built = tokio::task::spawn_blocking(move || rotor_worker::native::build(&native)).await??;
     eprintln!("rotor: {}", built.kv);
+    print_tiers(&tiers);
     Ok(built)
 }
 
 /// Starts a mocker engine standing in for the configured model (no weights are loaded).
+/// `worker`: the engine's index when this process runs several.
 pub async fn start_mocker_engine(
     cfg: &LocalEngineConfig,
     mocker: &MockerSettings,
+    worker: Option<usize>,
 ) -> Result<NativeEngine> {
     let model = model_spec(cfg).await?;
     let mocker_cfg = MockerEngineConfig {
-        native: native_config(cfg, model),
+        native: native_config(cfg, model, worker)?,
         timing: mocker.timing,
         speedup: mocker.speedup,
         num_blocks: mocker.num_blocks,
     };
+    let tiers = mocker_cfg.native.kv_tiers.clone();
     let built =
         tokio::task::spawn_blocking(move || rotor_worker::mocker::build(&mocker_cfg)).await??;
     let timing = match mocker.timing {
@@ -106,11 +115,28 @@ pub async fn start_mocker_engine(
         "rotor: mocker engine ({timing}, speedup {}): {}",
         mocker.speedup, built.kv
     );
+    if worker.unwrap_or(0) == 0 {
+        print_tiers(&tiers);
+    }
     Ok(built)
 }
 
-fn native_config(cfg: &LocalEngineConfig, model: ModelSpec) -> NativeConfig {
-    NativeConfig {
+/// The start-up line of the offload tiers, if any.
+fn print_tiers(tiers: &rotor_engine::KvTiersConfig) {
+    if tiers.is_enabled() {
+        eprintln!("rotor: {}", KvTierSettings::describe(tiers));
+    }
+}
+
+/// The native engine's settings; `worker` is the engine's index when this process runs
+/// several (each gets its own disk-tier directory).
+fn native_config(
+    cfg: &LocalEngineConfig,
+    model: ModelSpec,
+    worker: Option<usize>,
+) -> Result<NativeConfig> {
+    let kv_tiers = cfg.kv_tiers.config(&model.name, worker)?;
+    Ok(NativeConfig {
         model,
         threads: cfg.threads,
         max_num_seqs: cfg.max_num_seqs,
@@ -118,29 +144,31 @@ fn native_config(cfg: &LocalEngineConfig, model: ModelSpec) -> NativeConfig {
         block_size_tokens: cfg.block_size_tokens,
         kv_cache_bytes: cfg.kv_cache_bytes,
         kv_dtype: cfg.kv_dtype.dtype(),
-    }
+        kv_tiers,
+    })
 }
 
 /// Starts the engine of worker `index` of `cfg.num_workers`.
 async fn start_engine(cfg: &ServeConfig, index: usize) -> Result<NativeEngine> {
+    let worker = (cfg.num_workers > 1).then_some(index);
     match cfg.engine_kind {
         ServeEngine::Native => {
             let mut engine = cfg.engine.clone();
             // Workers in one process share its cores.
             engine.threads = (cfg.engine.threads / cfg.num_workers).max(1);
             if index == 0 || cfg.num_workers == 1 {
-                start_native_engine(&engine).await
+                start_native_engine(&engine, worker).await
             } else {
                 // The start-up line was printed for the first worker.
                 let model = model_spec(&engine).await?;
-                let native = native_config(&engine, model);
+                let native = native_config(&engine, model, worker)?;
                 Ok(
                     tokio::task::spawn_blocking(move || rotor_worker::native::build(&native))
                         .await??,
                 )
             }
         }
-        ServeEngine::Mocker => start_mocker_engine(&cfg.engine, &cfg.mocker).await,
+        ServeEngine::Mocker => start_mocker_engine(&cfg.engine, &cfg.mocker, worker).await,
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use rotor_protocol::worker::{DEFAULT_COMPONENT, DEFAULT_NAMESPACE, LOAD_TOPIC};
 use rotor_runtime::{DiscoveryConfig, EventSubject, EventsConfig};
@@ -93,7 +93,12 @@ pub struct WorkerConfig {
 
 impl WorkerArgs {
     pub fn validate(&self, total_ram_bytes: Option<u64>, cores: usize) -> Result<WorkerConfig> {
-        let engine = self.engine_args.validate(total_ram_bytes, cores)?;
+        let mut engine = self.engine_args.validate(total_ram_bytes, cores)?;
+        if engine.kv_tiers.is_enabled() && self.engine == EngineKind::Echo {
+            bail!("--kv-host-memory and --kv-disk-dir need --engine native or mocker: the echo engine keeps no KV cache");
+        }
+        // The default shared host pool is per namespace and model.
+        engine.kv_tiers.namespace = self.namespace.clone();
         let discovery = DiscoveryConfig::parse(&self.discovery).context("--discovery")?;
         let events = EventsConfig::parse(&self.events).context("--events")?;
         // Both names must also be valid event-subject segments.
@@ -120,11 +125,11 @@ impl WorkerArgs {
 async fn start_engine(cfg: &WorkerConfig) -> Result<Arc<dyn WorkerEngine>> {
     Ok(match cfg.engine_kind {
         EngineKind::Native => {
-            let built = start_native_engine(&cfg.engine).await?;
+            let built = start_native_engine(&cfg.engine, None).await?;
             Arc::new(EngineWorker::new(built.engine, built.card))
         }
         EngineKind::Mocker => {
-            let built = start_mocker_engine(&cfg.engine, &cfg.mocker).await?;
+            let built = start_mocker_engine(&cfg.engine, &cfg.mocker, None).await?;
             Arc::new(EngineWorker::new(built.engine, built.card))
         }
         EngineKind::Echo => {

@@ -3,11 +3,11 @@
 //! (the GGUF is read for its hyperparameters and tokenizer; no weights are loaded).
 
 use rotor_engine::mocker::ordinary_token_ids;
-use rotor_engine::{Engine, MockerConfig, MockerRunner, MockerTiming};
+use rotor_engine::{MockerConfig, MockerRunner, MockerTiming};
 
 use crate::card::GgufModel;
 use crate::error::Error;
-use crate::native::{engine_config, plan_kv, NativeConfig, NativeEngine};
+use crate::native::{engine_config, plan_kv, start_engine, NativeConfig, NativeEngine};
 
 /// How many distinct tokens the mocker cycles through when generating.
 const OUTPUT_PALETTE: usize = 64;
@@ -52,6 +52,6 @@ pub fn build(cfg: &MockerEngineConfig) -> Result<NativeEngine, Error> {
         mocker.output_token_ids = palette;
     }
     let runner = MockerRunner::new(mocker).map_err(Error::Mocker)?;
-    let engine = Engine::start(Box::new(runner), engine_cfg)?;
+    let engine = start_engine(Box::new(runner), engine_cfg, &cfg.native.kv_tiers)?;
     Ok(NativeEngine { engine, card, kv })
 }

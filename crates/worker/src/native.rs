@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use rotor_engine::{Engine, EngineConfig, EngineHandle, NativeRunner};
+use rotor_engine::{Engine, EngineConfig, EngineHandle, KvTiersConfig, NativeRunner};
 use rotor_model::{KvDtype, KvStorage, LlamaConfig, LlamaModel, LoadOptions};
 use rotor_protocol::ModelCard;
 
@@ -23,6 +23,8 @@ pub struct NativeConfig {
     /// KV-cache budget; the number of blocks is what fits in it.
     pub kv_cache_bytes: u64,
     pub kv_dtype: KvDtype,
+    /// Offload tiers behind the KV pool (G2 shared host memory, G3 disk); none by default.
+    pub kv_tiers: KvTiersConfig,
 }
 
 /// How the KV cache came out, for the start-up log line.
@@ -78,7 +80,7 @@ pub fn build(cfg: &NativeConfig) -> Result<NativeEngine, Error> {
     let card = file.card(&cfg.model, kv.context_length, Some(cfg.block_size_tokens))?;
     let engine_cfg = engine_config(cfg, kv.num_blocks);
     let runner = NativeRunner::new(Arc::new(model), &engine_cfg, cfg.kv_dtype);
-    let engine = Engine::start(Box::new(runner), engine_cfg)?;
+    let engine = start_engine(Box::new(runner), engine_cfg, &cfg.kv_tiers)?;
     Ok(NativeEngine { engine, card, kv })
 }
 
@@ -109,6 +111,19 @@ pub fn plan_kv(
         bytes: num_blocks as u64 * block_bytes,
         dtype: cfg.kv_dtype,
         context_length,
+    })
+}
+
+/// Starts the engine thread, with offload tiers behind its pool when any is configured.
+pub fn start_engine(
+    runner: Box<dyn rotor_engine::ModelRunner>,
+    engine_cfg: EngineConfig,
+    tiers: &KvTiersConfig,
+) -> Result<EngineHandle, Error> {
+    Ok(if tiers.is_enabled() {
+        Engine::start_with_tiers(runner, engine_cfg, tiers)?
+    } else {
+        Engine::start(runner, engine_cfg)?
     })
 }
 

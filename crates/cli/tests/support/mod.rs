@@ -24,16 +24,14 @@ impl RotorServer {
     /// `rotor serve` on another GGUF file.
     pub fn start_model(model: &std::path::Path, extra: &[&str]) -> RotorServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rotor"))
-            .args([
-                "serve",
-                "--port",
-                "0",
-                "--threads",
-                "1",
-                "--kv-cache-memory",
-                "512MiB",
-                "--model",
-            ])
+            .args(["serve", "--port", "0", "--threads", "1"])
+            // A test may size the KV cache itself.
+            .args(if extra.contains(&"--kv-cache-memory") {
+                &[][..]
+            } else {
+                &["--kv-cache-memory", "512MiB"][..]
+            })
+            .arg("--model")
             .arg(model)
             .args(extra)
             .stdout(Stdio::null())
