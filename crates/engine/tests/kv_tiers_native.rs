@@ -8,14 +8,18 @@
 //! The model is found via `ROTOR_TEST_MODEL`, else the default cache path; the test FAILS if it
 //! is missing. Engines are driven step by step on this thread (one model thread).
 
+mod real_model;
+
+use real_model::{model, CHAT_PROMPT};
+
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use rotor_engine::{
     DiskTierConfig, EngineConfig, EngineCore, HostTierConfig, KvTiersConfig, NativeRunner,
 };
-use rotor_model::{GgufFile, KvDtype, LlamaModel, LoadOptions};
+use rotor_model::KvDtype;
 use rotor_protocol::{GenerateRequest, SamplingParams, StopConditions};
 use rotor_tokens::sequence_hashes;
 use tokio::sync::mpsc::unbounded_channel;
@@ -24,23 +28,6 @@ const NEW_TOKENS: u32 = 12;
 const BS: usize = 16;
 /// G1: 16 blocks of 16 tokens.
 const G1_BLOCKS: usize = 16;
-
-/// SmolLM2's chat template around "What color is the sky on a clear day?" (40 tokens).
-const CHAT_PROMPT: [u32; 40] = [
-    1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407,
-    19712, 8182, 2, 198, 1, 4093, 198, 1780, 2380, 314, 260, 6376, 335, 253, 2437, 1194, 47, 2,
-    198, 1, 520, 9531, 198,
-];
-
-fn model() -> Arc<LlamaModel> {
-    static MODEL: OnceLock<Arc<LlamaModel>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let gguf = GgufFile::open(&rotor_testing::model_path()).expect("the test model parses");
-            Arc::new(LlamaModel::load(&gguf, LoadOptions { threads: 1 }).expect("model loads"))
-        })
-        .clone()
-}
 
 /// A returning conversation: 100 tokens (6 full blocks of 16 onboardable).
 fn history() -> Vec<u32> {

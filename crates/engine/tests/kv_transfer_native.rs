@@ -6,37 +6,21 @@
 //! The model is found via `ROTOR_TEST_MODEL`, else the default cache path; the test FAILS if it
 //! is missing.
 
-use std::sync::{Arc, OnceLock};
+mod real_model;
+
+use real_model::{model, CHAT_PROMPT};
+
 
 use rotor_engine::{
     Engine, EngineConfig, EngineHandle, EngineStats, KvExport, KvExportSelector, KvImportError,
     KvImportRejectReason, KvImportReport, NativeRunner,
 };
 use rotor_kv_cache::Error as BlockError;
-use rotor_model::{GgufFile, KvDtype, LlamaModel, LoadOptions};
+use rotor_model::KvDtype;
 use rotor_protocol::{FinishReason, GenerateRequest, SamplingParams, StopConditions};
 
 const NEW_TOKENS: u32 = 16;
 const BS: usize = 16;
-
-/// SmolLM2's chat template around "What color is the sky on a clear day?" (40 tokens: two full
-/// blocks of 16 and a partial one).
-const CHAT_PROMPT: [u32; 40] = [
-    1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407,
-    19712, 8182, 2, 198, 1, 4093, 198, 1780, 2380, 314, 260, 6376, 335, 253, 2437, 1194, 47, 2,
-    198, 1, 520, 9531, 198,
-];
-
-fn model() -> Arc<LlamaModel> {
-    static MODEL: OnceLock<Arc<LlamaModel>> = OnceLock::new();
-    MODEL
-        .get_or_init(|| {
-            let gguf = GgufFile::open(&rotor_testing::model_path()).expect("the test model parses");
-            // One thread: test binaries may run beside other multi-threaded work.
-            Arc::new(LlamaModel::load(&gguf, LoadOptions { threads: 1 }).expect("model loads"))
-        })
-        .clone()
-}
 
 fn engine(block_size_tokens: usize, dtype: KvDtype) -> EngineHandle {
     let cfg = EngineConfig {

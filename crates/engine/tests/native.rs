@@ -4,29 +4,17 @@
 //! The model is found via `ROTOR_TEST_MODEL`, else the default cache path; the test FAILS if it
 //! is missing.
 
+mod real_model;
+
+use real_model::{model, CHAT_PROMPT};
+
 use std::sync::Arc;
 
 use rotor_engine::{Engine, EngineConfig, EngineHandle, NativeRunner, OutputStream};
-use rotor_model::{GgufFile, KvDtype, KvStorage, LlamaModel, LoadOptions, SeqChunk};
+use rotor_model::{KvDtype, KvStorage, LlamaModel, SeqChunk};
 use rotor_protocol::{FinishReason, GenerateRequest, SamplingParams, StopConditions};
 
 const NEW_TOKENS: u32 = 24;
-
-fn load_model() -> Arc<LlamaModel> {
-    let path = rotor_testing::model_path();
-    let gguf = GgufFile::open(&path).expect("the test model parses");
-    // One thread: test binaries may run beside other multi-threaded work on this 2-core machine.
-    Arc::new(LlamaModel::load(&gguf, LoadOptions { threads: 1 }).expect("the test model loads"))
-}
-
-/// A real chat prompt: SmolLM2's template around "What color is the sky on a clear day?" (40
-/// tokens; from crates/model/tests/fixtures/golden_smollm2_q4_1.json). Its greedy continuation is
-/// a varied sentence, unlike the synthetic prompts, whose continuations can degenerate.
-const CHAT_PROMPT: [u32; 40] = [
-    1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407,
-    19712, 8182, 2, 198, 1, 4093, 198, 1780, 2380, 314, 260, 6376, 335, 253, 2437, 1194, 47, 2,
-    198, 1, 520, 9531, 198,
-];
 
 /// A ChatML-looking prompt of plausible ids (`<|im_start|>` = 1, newline = 198), varied by `salt`.
 fn prompt(salt: u32, len: usize) -> Vec<u32> {
@@ -106,7 +94,7 @@ fn start_with(model: &Arc<LlamaModel>, enable_prefix_caching: bool) -> EngineHan
 
 #[test]
 fn greedy_tokens_are_the_same_alone_and_beside_three_other_requests() {
-    let model = load_model();
+    let model = model();
     let target = CHAT_PROMPT.to_vec();
     let expected = reference_greedy(&model, &target, NEW_TOKENS as usize);
     let distinct: std::collections::HashSet<u32> = expected.iter().copied().collect();
@@ -170,7 +158,7 @@ fn collect_with_cached(rx: &mut OutputStream) -> (Vec<u32>, Option<u32>) {
 
 #[test]
 fn a_prompt_served_from_the_prefix_cache_gives_the_same_greedy_tokens() {
-    let model = load_model();
+    let model = model();
     let p = prompt(5, 40);
     let expected = reference_greedy(&model, &p, NEW_TOKENS as usize);
 
