@@ -400,6 +400,7 @@ fn check_sampling(
             .unwrap_or(1.0),
         frequency_penalty: f.frequency_penalty.unwrap_or(0.0) as f32,
         presence_penalty: f.presence_penalty.unwrap_or(0.0) as f32,
+        constraint: None,
     };
     Ok(CheckedSampling {
         sampling,

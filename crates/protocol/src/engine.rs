@@ -25,6 +25,36 @@ pub struct SamplingParams {
     pub frequency_penalty: f32,
     /// OpenAI `presence_penalty`: subtract `penalty` once for each token present in the output.
     pub presence_penalty: f32,
+    /// Grammar-constrained sampling: only tokens the constraint allows can be drawn. `None`
+    /// leaves the vocabulary open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<Constraint>,
+}
+
+/// What a constrained request's output must match. The frontend translates `response_format`,
+/// vLLM's guided-decoding extensions and forced tool calls into one of these; the engine compiles
+/// it (llguidance) and rejects, as an invalid request, anything it cannot enforce exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Constraint {
+    /// Any JSON object (`response_format: {"type": "json_object"}`).
+    JsonObject,
+    /// JSON matching a JSON Schema (`response_format: {"type": "json_schema"}`).
+    JsonSchema {
+        schema: serde_json::Value,
+        /// OpenAI's `strict`: additional properties are refused unless the schema allows them.
+        #[serde(default)]
+        strict: bool,
+    },
+    /// Text matching a regular expression (vLLM's `guided_regex`).
+    Regex { pattern: String },
+    /// Exactly one of these strings (vLLM's `guided_choice`).
+    Choice { choices: Vec<String> },
+    /// A Lark grammar (llguidance's dialect, with `%json` for embedded schemas; also what the
+    /// frontend builds for forced tool calls).
+    Lark { grammar: String },
+    /// A llama.cpp GBNF grammar.
+    Gbnf { grammar: String },
 }
 
 impl Default for SamplingParams {
@@ -38,6 +68,7 @@ impl Default for SamplingParams {
             repetition_penalty: 1.0,
             frequency_penalty: 0.0,
             presence_penalty: 0.0,
+            constraint: None,
         }
     }
 }

@@ -21,7 +21,9 @@ pub mod token_ids;
 pub mod worker;
 
 pub use card::{ModelCard, SamplingDefaults, TokenizerSpec};
-pub use engine::{EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions};
+pub use engine::{
+    Constraint, EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions,
+};
 pub use error::{ErrorKind, WireError};
 pub use kv::{KvEvent, KvEventData, RouterEvent, StoredBlock, WorkerId};
 pub use token_ids::TokenIds;
