@@ -155,6 +155,9 @@ pub enum Error {
     /// A chunk without tokens.
     #[error("chunk {chunk} has no tokens")]
     EmptyChunk { chunk: usize },
+    /// `forward_outputs` was given a different number of outputs than chunks.
+    #[error("{outputs} chunk outputs given for {chunks} chunks")]
+    OutputsMismatch { chunks: usize, outputs: usize },
     /// KV storage built for another model shape.
     #[error("KV storage shape {got} does not match the model's {expected}")]
     KvShapeMismatch { expected: String, got: String },

@@ -32,5 +32,5 @@ pub mod quant;
 pub use error::Error;
 pub use gguf::GgufFile;
 pub use kv::{KvBlockAccessError, KvBlockShape, KvDtype, KvStorage};
-pub use llama::{LlamaConfig, LlamaModel, LoadOptions, SeqChunk};
+pub use llama::{ChunkOutput, LlamaConfig, LlamaModel, LoadOptions, SeqChunk};
 pub use pool::ThreadPool;

@@ -13,7 +13,7 @@ use std::sync::PoisonError;
 
 use crate::kv::KvStorage;
 use crate::llama::parallel::{for_each_row, run_gate_up, run_matmuls, MatJob};
-use crate::llama::{LlamaModel, SeqChunk};
+use crate::llama::{ChunkOutput, LlamaModel, SeqChunk};
 use crate::matmul::{ActivationFormat, Activations, WeightMatrix};
 use crate::ops::attention::{attention_tile, AttnChunk};
 use crate::ops::{add_assign, rmsnorm, rmsnorm_add, rmsnorm_heads, softcap};
@@ -45,6 +45,8 @@ pub(crate) struct Scratch {
     chunk_row0: Vec<usize>,
     /// Rows whose logits are returned, in output order.
     logit_rows: Vec<usize>,
+    /// Rows whose final hidden states are returned, in output order.
+    hidden_rows: Vec<usize>,
     /// Attention tasks: (chunk, kv head, token range within the chunk).
     tiles: Vec<(usize, usize, Range<usize>)>,
     acts: [Activations; 3],
@@ -65,6 +67,7 @@ impl Default for Scratch {
             positions: Vec::new(),
             chunk_row0: Vec::new(),
             logit_rows: Vec::new(),
+            hidden_rows: Vec::new(),
             tiles: Vec::new(),
             acts: [Activations::new(), Activations::new(), Activations::new()],
         }
@@ -113,13 +116,60 @@ impl LlamaModel {
         kv: &mut KvStorage,
         logits: &mut Vec<f32>,
     ) -> Result<(), Error> {
+        let mut outputs = |c: &SeqChunk<'_>| match c.want_logits {
+            true => ChunkOutput::LastLogits,
+            false => ChunkOutput::Nothing,
+        };
+        // An empty Vec does not allocate: decoding stays allocation-free.
+        self.run_step(batch, &mut outputs, kv, logits, &mut Vec::new())
+    }
+
+    /// Runs one batched step like [`forward`](Self::forward), with what each chunk returns chosen
+    /// by `outputs[c]` instead of `want_logits`: `logits` gets, in chunk order, one row for each
+    /// [`ChunkOutput::LastLogits`] chunk and one row per token for each [`ChunkOutput::AllLogits`]
+    /// chunk; `hidden` gets one `embedding_dim` row per token of each [`ChunkOutput::Hidden`]
+    /// chunk (the final hidden state after the output norm, before the LM head: what llama.cpp
+    /// pools into embeddings).
+    pub fn forward_outputs(
+        &self,
+        batch: &[SeqChunk<'_>],
+        outputs: &[ChunkOutput],
+        kv: &mut KvStorage,
+        logits: &mut Vec<f32>,
+        hidden: &mut Vec<f32>,
+    ) -> Result<(), Error> {
+        if outputs.len() != batch.len() {
+            return Err(Error::OutputsMismatch {
+                chunks: batch.len(),
+                outputs: outputs.len(),
+            });
+        }
+        let mut next = outputs.iter().copied();
+        self.run_step(
+            batch,
+            &mut |_: &SeqChunk<'_>| next.next().unwrap_or(ChunkOutput::Nothing),
+            kv,
+            logits,
+            hidden,
+        )
+    }
+
+    fn run_step(
+        &self,
+        batch: &[SeqChunk<'_>],
+        outputs: &mut dyn FnMut(&SeqChunk<'_>) -> ChunkOutput,
+        kv: &mut KvStorage,
+        logits: &mut Vec<f32>,
+        hidden: &mut Vec<f32>,
+    ) -> Result<(), Error> {
         self.validate(batch, kv)?;
         let mut guard = self.scratch.lock().unwrap_or_else(PoisonError::into_inner);
         let s = &mut *guard;
-        self.gather(batch, s);
+        self.gather(batch, outputs, s);
         let n = s.tokens.len();
         if n == 0 {
             logits.clear();
+            hidden.clear();
             return Ok(());
         }
         let cfg = &self.cfg;
@@ -147,6 +197,7 @@ impl LlamaModel {
         for layer in 0..cfg.n_layers {
             self.layer_step(layer, batch, kv, s);
         }
+        self.final_hidden(s, hidden);
         self.lm_head(s, logits);
         Ok(())
     }
@@ -282,6 +333,19 @@ impl LlamaModel {
         }
     }
 
+    /// The output-normed rows of `s.hidden_rows` into `hidden`.
+    fn final_hidden(&self, s: &Scratch, hidden: &mut Vec<f32>) {
+        let d = self.cfg.embedding_dim;
+        let m = s.hidden_rows.len();
+        hidden.clear();
+        hidden.resize(m * d, 0.0);
+        let (x, rows, norm) = (&s.x, &s.hidden_rows, &self.weights.output_norm);
+        for_each_row(&self.pool, hidden, d, |i, row| {
+            let r = rows[i];
+            rmsnorm(&x[r * d..(r + 1) * d], norm, self.cfg.rms_eps, row)
+        });
+    }
+
     fn lm_head(&self, s: &mut Scratch, logits: &mut Vec<f32>) {
         let (d, vocab) = (self.cfg.embedding_dim, self.cfg.vocab_size);
         let m = s.logit_rows.len();
@@ -310,18 +374,29 @@ impl LlamaModel {
     }
 
     /// Fills the flat token/position lists and row bookkeeping of a step.
-    fn gather(&self, batch: &[SeqChunk<'_>], s: &mut Scratch) {
+    fn gather(
+        &self,
+        batch: &[SeqChunk<'_>],
+        outputs: &mut dyn FnMut(&SeqChunk<'_>) -> ChunkOutput,
+        s: &mut Scratch,
+    ) {
         s.tokens.clear();
         s.positions.clear();
         s.chunk_row0.clear();
         s.logit_rows.clear();
+        s.hidden_rows.clear();
         for chunk in batch {
-            s.chunk_row0.push(s.tokens.len());
+            let row0 = s.tokens.len();
+            s.chunk_row0.push(row0);
             s.tokens.extend_from_slice(chunk.tokens);
             s.positions
                 .extend(chunk.start_pos..chunk.start_pos + chunk.tokens.len());
-            if chunk.want_logits {
-                s.logit_rows.push(s.tokens.len() - 1);
+            let rows = row0..s.tokens.len();
+            match outputs(chunk) {
+                ChunkOutput::Nothing => {}
+                ChunkOutput::LastLogits => s.logit_rows.push(rows.end - 1),
+                ChunkOutput::AllLogits => s.logit_rows.extend(rows),
+                ChunkOutput::Hidden => s.hidden_rows.extend(rows),
             }
         }
     }

@@ -50,6 +50,19 @@ pub struct SeqChunk<'a> {
     pub want_logits: bool,
 }
 
+/// What one chunk of a step returns, for [`LlamaModel::forward_outputs`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkOutput {
+    /// Only its K/V is written.
+    Nothing,
+    /// The logits of its last token (sampling the next token).
+    LastLogits,
+    /// The logits of every token (scoring a prompt: the logprob of each next prompt token).
+    AllLogits,
+    /// The final hidden state of every token, after the output norm (embeddings).
+    Hidden,
+}
+
 /// A loaded Llama-family model. `Send + Sync`; concurrent `forward` calls are serialised.
 pub struct LlamaModel {
     cfg: LlamaConfig,
