@@ -16,6 +16,7 @@ mod activations;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_k;
+mod interleaved;
 pub mod naive;
 mod scalar;
 
@@ -80,6 +81,8 @@ pub struct WeightMatrix {
     bytes: Arc<Backing>,
     start: usize,
     row_bytes: usize,
+    /// The prefill layout (`interleaved.rs`), built on first use and shared by clones.
+    interleaved: Arc<OnceLock<interleaved::Interleaved>>,
 }
 
 impl std::fmt::Debug for WeightMatrix {
@@ -119,6 +122,7 @@ impl WeightMatrix {
             bytes: Arc::clone(view.file().backing()),
             start: range.start,
             row_bytes: cols / info.dtype.block_size() * info.dtype.type_size(),
+            interleaved: Arc::default(),
         })
     }
 
@@ -160,6 +164,7 @@ impl WeightMatrix {
             bytes: Arc::new(Backing::Owned(bytes)),
             start: 0,
             row_bytes: cols / dtype.block_size() * dtype.type_size(),
+            interleaved: Arc::default(),
         })
     }
 
@@ -210,6 +215,17 @@ impl WeightMatrix {
         );
         let at = self.start + row * self.row_bytes;
         &self.bytes[at..at + self.row_bytes]
+    }
+
+    /// The interleaved prefill layout of the matrix's whole groups of eight rows, built on the
+    /// first call; `None` for types without one (see `interleaved.rs`).
+    pub(crate) fn interleaved(&self) -> Option<&interleaved::Interleaved> {
+        if !interleaved::supports(self.dtype) || self.rows < 8 {
+            return None;
+        }
+        Some(self.interleaved.get_or_init(|| {
+            interleaved::build(self.dtype, self.rows, self.cols, |r| self.row_data(r))
+        }))
     }
 
     /// Decodes row `row` into `out` (`out.len() == cols`), e.g. an embedding lookup.

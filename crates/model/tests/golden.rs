@@ -18,12 +18,15 @@ use rotor_model::{GgufFile, KvDtype, KvStorage, LlamaModel, LoadOptions, SeqChun
 const LOGIT_TOLERANCE: f32 = 0.75;
 /// Greedy decoding may legitimately part from llama.cpp only at a near-tie: a step where the token
 /// llama.cpp chose scores within this much of our best token (logits are 13–35 in magnitude).
-/// Measured with f16-rounded activation scales (as ggml stores them): "chat_sky" and "capital"
-/// match all 32 tokens exactly; "code" parts at a 0.15 gap and "chat_story" at 0.27; every other
-/// teacher-forced step has a clear winner.
+/// Measured with the interleaved 32-block kernels (one exact integer sum per block, then
+/// `fma(d_w·d_x, sum)`): "capital" and "code" match all 32 tokens exactly; "chat_sky" parts at
+/// token 14 on a 0.08 gap (the file-layout kernels it replaced summed in another order and kept
+/// it, while "code" parted at 0.15) and "chat_story" at 0.27; every other teacher-forced step has
+/// a clear winner.
 const TIE_MARGIN: f32 = 0.3;
-/// Prompts whose whole 32-token greedy continuation must equal llama.cpp's.
-const EXACT: [&str; 2] = ["chat_sky", "capital"];
+/// Prompts whose whole 32-token greedy continuation must equal llama.cpp's: those with no step
+/// closer than 0.1 to a tie, which no rounding order can flip.
+const EXACT: [&str; 2] = ["capital", "code"];
 const GREEDY: usize = 32;
 
 mod golden_support;

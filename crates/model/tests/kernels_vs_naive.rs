@@ -441,3 +441,57 @@ fn k_quant_weights_reject_activations_prepared_for_32_blocks() {
     let mut out = [0.0f32; 2];
     w.matmul_rows(&acts, 0..2, &mut out);
 }
+
+/// Prefill-sized batches run whole groups of eight weight rows on the interleaved layout and
+/// the rows around them on the file's: every split of rows and batch remainder matches naive.
+#[test]
+fn interleaved_prefill_layout_matches_naive() {
+    let mut rng = StdRng::seed_from_u64(9);
+    for dtype in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+    ] {
+        for (rows, cols, batch) in [(40, 576, 16), (27, 64, 33), (64, 32, 21), (8, 1536, 64)] {
+            run_case(&mut rng, dtype, rows, cols, batch);
+        }
+    }
+}
+
+/// The interleaved kernel adds up to eight chunks' products in 16-bit lanes before widening:
+/// the largest codes against the largest activations of one sign must not saturate.
+#[test]
+fn interleaved_sums_do_not_saturate_at_extreme_codes() {
+    let (rows, cols, batch) = (16, 256, 16);
+    for dtype in [
+        GgmlType::Q8_0,
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q5_1,
+    ] {
+        for sign in [1.0f32, -1.0] {
+            // Every weight at the top of its range, every activation at ±its largest code.
+            let w =
+                WeightMatrix::from_f32("w", dtype, rows, cols, &vec![1.0; rows * cols]).unwrap();
+            let x = vec![sign; batch * cols];
+            let mut acts = Activations::new();
+            acts.prepare(&x, batch, cols, dtype);
+            let mut want = vec![0.0; batch * rows];
+            naive::matmul_quantized(&w, &acts, 0..rows, &mut want);
+            for kernel in kernels() {
+                let mut got = vec![f32::NAN; batch * rows];
+                w.matmul_rows_with(kernel, &acts, 0..rows, &mut got);
+                for (g, e) in got.iter().zip(&want) {
+                    assert!(
+                        (g - e).abs() <= 1e-4 * e.abs().max(1.0),
+                        "{kernel:?} {dtype:?} sign {sign}: {g} vs {e}"
+                    );
+                }
+                assert!((want[0] - sign * cols as f32).abs() < 0.02 * cols as f32);
+            }
+        }
+    }
+}

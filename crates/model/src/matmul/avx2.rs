@@ -113,28 +113,216 @@ unsafe fn fifth_bits(p: *const u8) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn quantized<const FMT: u8>(mut job: MatmulJob<'_>) {
     let batch = job.x.batch();
-    let end = job.rows.end;
-    let mut r = job.rows.start;
-    while r < end {
-        // Pair weight rows only when the batch fits one narrow tile: then every tile of the pass
-        // covers the same two rows.
-        let pair = end - r >= 2 && batch <= 2;
+    let (start, end) = (job.rows.start, job.rows.end);
+    // Rows of whole groups of eight run on the interleaved layout at every batch size; a group
+    // the job's range cuts is computed whole and only the job's rows stored. Rows past the last
+    // whole group run on the file layout.
+    let layout = job.w.interleaved();
+    let covered = layout.map_or(0, |il| il.groups * 8);
+    let file_rows = start.max(covered)..end;
+    if let Some(il) = layout.filter(|_| start < covered) {
+        let (p, nb) = (il.bytes.as_ptr(), job.w.cols() / QK);
+        let groups = start / 8..end.min(covered).div_ceil(8);
+        // A group of activation rows stays in L1 while the weight groups pass over it.
+        let mut g0 = 0;
+        while g0 < batch {
+            let g1 = (g0 + BATCH_GROUP).min(batch);
+            for g in groups.clone() {
+                let mut b0 = g0;
+                while b0 < g1 {
+                    let n = (g1 - b0).min(4);
+                    let x = job.x;
+                    match n {
+                        1 => store8(&mut job, g, b0, interleaved_tile::<FMT, 1>(p, nb, g, x, b0)),
+                        2 => store8(&mut job, g, b0, interleaved_tile::<FMT, 2>(p, nb, g, x, b0)),
+                        3 => store8(&mut job, g, b0, interleaved_tile::<FMT, 3>(p, nb, g, x, b0)),
+                        _ => store8(&mut job, g, b0, interleaved_tile::<FMT, 4>(p, nb, g, x, b0)),
+                    }
+                    b0 += n;
+                }
+            }
+            g0 = g1;
+        }
+    }
+    for r in file_rows {
         let mut b0 = 0;
         while b0 < batch {
             let n = (batch - b0).min(4);
             let (w, x) = (job.w, job.x);
-            match (n, pair) {
-                (1, true) => store(&mut job, r, b0, quant_tile::<FMT, 2, 1>(w, x, r, b0)),
-                (2, true) => store(&mut job, r, b0, quant_tile::<FMT, 2, 2>(w, x, r, b0)),
-                (1, false) => store(&mut job, r, b0, quant_tile::<FMT, 1, 1>(w, x, r, b0)),
-                (2, false) => store(&mut job, r, b0, quant_tile::<FMT, 1, 2>(w, x, r, b0)),
-                (3, _) => store(&mut job, r, b0, quant_tile::<FMT, 1, 3>(w, x, r, b0)),
+            match n {
+                1 => store(&mut job, r, b0, quant_tile::<FMT, 1, 1>(w, x, r, b0)),
+                2 => store(&mut job, r, b0, quant_tile::<FMT, 1, 2>(w, x, r, b0)),
+                3 => store(&mut job, r, b0, quant_tile::<FMT, 1, 3>(w, x, r, b0)),
                 _ => store(&mut job, r, b0, quant_tile::<FMT, 1, 4>(w, x, r, b0)),
             }
             b0 += n;
         }
-        r += if pair { 2 } else { 1 };
     }
+}
+
+/// Activation rows kept in L1 while the weight rows pass over them.
+const BATCH_GROUP: usize = 16;
+
+/// Stores the products of rows `8g..8g+8` (one vector's lanes) with batch rows `b0..b0+N`, for
+/// the rows inside the job's range.
+#[inline(always)]
+unsafe fn store8<const N: usize>(job: &mut MatmulJob<'_>, g: usize, b0: usize, v: [__m256; N]) {
+    let rows = job.rows.clone();
+    for (i, lanes) in v.iter().enumerate() {
+        let mut out = [0.0f32; 8];
+        _mm256_storeu_ps(out.as_mut_ptr(), *lanes);
+        for (j, &value) in out.iter().enumerate() {
+            if rows.contains(&(8 * g + j)) {
+                job.store(b0 + i, 8 * g + j, value);
+            }
+        }
+    }
+}
+
+/// The f16 values at `p` (eight of them) as f32.
+#[inline(always)]
+unsafe fn f16x8(p: *const u8) -> __m256 {
+    _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+}
+
+/// Dot products of the eight rows of group `g` (lanes) with batch rows `b0..b0+N`, on the
+/// interleaved layout at `p` (see `interleaved.rs`). Per row and block: the exact integer sum
+/// `T` of the block's code products, then `acc = fma(d_w·d_x, T, acc)` and (except Q8_0)
+/// `acc = fma(c_w, s_x, acc)` with `c_w` = `m`, `−8·d` or `−16·d` — the same operations in the
+/// same order whatever `N` is.
+///
+/// # Safety
+/// `p` must hold the layout of a matrix with `nb` blocks per row and more than `g` groups, and the
+/// activations `nb · 32` columns.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn interleaved_tile<const FMT: u8, const N: usize>(
+    p: *const u8,
+    nb: usize,
+    g: usize,
+    x: &Activations,
+    b0: usize,
+) -> [__m256; N] {
+    use super::interleaved::{scales_len, stride};
+    let dtype = match FMT {
+        Q8_0 => GgmlType::Q8_0,
+        Q4_0 => GgmlType::Q4_0,
+        Q4_1 => GgmlType::Q4_1,
+        Q5_0 => GgmlType::Q5_0,
+        _ => GgmlType::Q5_1,
+    };
+    let (stride, fifth_at) = (stride(dtype), scales_len(dtype));
+    let codes_at = fifth_at + if FMT == Q5_0 || FMT == Q5_1 { 32 } else { 0 };
+    let ones = _mm256_set1_epi16(1);
+    let low4 = _mm256_set1_epi8(0x0f);
+    let bit4 = _mm256_set1_epi8(0x10);
+    let mut xq = [std::ptr::null::<i8>(); N];
+    let mut xds = [std::ptr::null::<f32>(); N];
+    for i in 0..N {
+        xq[i] = x.q_row(b0 + i).as_ptr();
+        xds[i] = x.ds_row(b0 + i).as_ptr();
+    }
+    let mut acc = [_mm256_setzero_ps(); N];
+    for blk in 0..nb {
+        let at = p.add((g * nb + blk) * stride);
+        _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH_AHEAD) as *const i8);
+        let mut isum = [_mm256_setzero_si256(); N];
+        // Adds chunk k's products (codes `w`, unsigned or for Q8_0 signed) to 16-bit sums.
+        macro_rules! chunk {
+            ($s16:ident, $w:expr, $k:expr) => {{
+                let w = $w;
+                let aw = if FMT == Q8_0 {
+                    _mm256_sign_epi8(w, w)
+                } else {
+                    w
+                };
+                for i in 0..N {
+                    let four = (xq[i].add(blk * QK + 4 * $k) as *const i32).read_unaligned();
+                    let xb = _mm256_set1_epi32(four);
+                    let xb = if FMT == Q8_0 {
+                        _mm256_sign_epi8(xb, w)
+                    } else {
+                        xb
+                    };
+                    $s16[i] = _mm256_add_epi16($s16[i], _mm256_maddubs_epi16(aw, xb));
+                }
+            }};
+        }
+        if FMT == Q8_0 {
+            // |w|·|x| pairs reach 2 · 128 · 127: widen after every chunk.
+            for k in 0..8 {
+                let mut s16 = [_mm256_setzero_si256(); N];
+                chunk!(
+                    s16,
+                    _mm256_loadu_si256(at.add(codes_at + 32 * k) as *const __m256i),
+                    k
+                );
+                for i in 0..N {
+                    isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(s16[i], ones));
+                }
+            }
+        } else {
+            // A chunk adds at most 2 · 31 · 128 to a 16-bit lane (2 · 15 · 128 for 4-bit codes):
+            // 5-bit codes widen after four chunks, 4-bit codes after all eight.
+            let h = if FMT == Q5_0 || FMT == Q5_1 {
+                _mm256_loadu_si256(at.add(fifth_at) as *const __m256i)
+            } else {
+                _mm256_setzero_si256()
+            };
+            // Bit k of each byte of h moved to bit 4 (shifts stay within each byte's bit 4).
+            macro_rules! fifth {
+                ($k:expr) => {
+                    _mm256_and_si256(
+                        match $k {
+                            0 => _mm256_slli_epi16(h, 4),
+                            1 => _mm256_slli_epi16(h, 3),
+                            2 => _mm256_slli_epi16(h, 2),
+                            3 => _mm256_slli_epi16(h, 1),
+                            4 => h,
+                            5 => _mm256_srli_epi16(h, 1),
+                            6 => _mm256_srli_epi16(h, 2),
+                            _ => _mm256_srli_epi16(h, 3),
+                        },
+                        bit4,
+                    )
+                };
+            }
+            let mut s16 = [_mm256_setzero_si256(); N];
+            for v in 0..4 {
+                let raw = _mm256_loadu_si256(at.add(codes_at + 32 * v) as *const __m256i);
+                let mut lo = _mm256_and_si256(raw, low4);
+                let mut hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+                if FMT == Q5_0 || FMT == Q5_1 {
+                    lo = _mm256_or_si256(lo, fifth!(v));
+                    hi = _mm256_or_si256(hi, fifth!(v + 4));
+                }
+                chunk!(s16, lo, v);
+                chunk!(s16, hi, v + 4);
+                if (FMT == Q5_0 || FMT == Q5_1) && v == 1 || v == 3 {
+                    for i in 0..N {
+                        isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(s16[i], ones));
+                        s16[i] = _mm256_setzero_si256();
+                    }
+                }
+            }
+        }
+        let d = f16x8(at);
+        let c = match FMT {
+            Q4_0 => _mm256_mul_ps(d, _mm256_set1_ps(-8.0)),
+            Q5_0 => _mm256_mul_ps(d, _mm256_set1_ps(-16.0)),
+            Q4_1 | Q5_1 => f16x8(at.add(16)),
+            _ => d,
+        };
+        for i in 0..N {
+            let ds = xds[i].add(2 * blk);
+            let scale = _mm256_mul_ps(d, _mm256_broadcast_ss(&*ds));
+            acc[i] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(isum[i]), acc[i]);
+            if FMT != Q8_0 {
+                acc[i] = _mm256_fmadd_ps(c, _mm256_broadcast_ss(&*ds.add(1)), acc[i]);
+            }
+        }
+    }
+    acc
 }
 
 /// For each weight row of `$job`, `$tile::<$K, N>(w, x, r, b0)` over the batch in tiles of up to
