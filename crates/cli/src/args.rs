@@ -38,6 +38,13 @@ pub struct ServeArgs {
     /// `--router-mode`. Native workers split `--threads` between them.
     #[arg(long, default_value_t = 1)]
     pub num_workers: usize,
+    /// Disaggregated serving in one process: this many prefill workers (with
+    /// `--decode-workers`; replaces `--num-workers`). Native workers split `--threads`.
+    #[arg(long, default_value_t = 0)]
+    pub prefill_workers: usize,
+    /// Disaggregated serving in one process: this many decode workers.
+    #[arg(long, default_value_t = 0)]
+    pub decode_workers: usize,
     #[command(flatten)]
     pub engine: EngineArgs,
     #[command(flatten)]
@@ -54,6 +61,8 @@ pub struct ServeConfig {
     pub addr: SocketAddr,
     pub engine_kind: ServeEngine,
     pub num_workers: usize,
+    /// Each worker's role, when `--prefill-workers`/`--decode-workers` gave them.
+    pub roles: Option<Vec<rotor_protocol::WorkerRole>>,
     pub engine: LocalEngineConfig,
     pub mocker: MockerSettings,
     pub routing: rotor_frontend::RoutingConfig,
@@ -68,10 +77,31 @@ impl ServeArgs {
                 self.num_workers
             );
         }
+        let disagg = self.prefill_workers + self.decode_workers;
+        let roles = if disagg > 0 {
+            if self.num_workers != 1 {
+                bail!("--num-workers and --prefill-workers/--decode-workers exclude each other: the roles' counts give the workers");
+            }
+            if self.decode_workers == 0 {
+                bail!("--prefill-workers needs --decode-workers: prefill workers only compute prompts for decode workers");
+            }
+            if disagg > 256 {
+                bail!("--prefill-workers + --decode-workers must be at most 256, got {disagg}");
+            }
+            let mut roles = vec![rotor_protocol::WorkerRole::Prefill; self.prefill_workers];
+            roles.extend(vec![
+                rotor_protocol::WorkerRole::Decode;
+                self.decode_workers
+            ]);
+            Some(roles)
+        } else {
+            None
+        };
         Ok(ServeConfig {
             addr: SocketAddr::new(self.host, self.port),
             engine_kind: self.engine_kind,
-            num_workers: self.num_workers,
+            num_workers: if disagg > 0 { disagg } else { self.num_workers },
+            roles,
             engine: self.engine.validate(total_ram_bytes, cores)?,
             mocker: self.mocker.validate()?,
             // In one process every engine's KV events reach the router.
@@ -117,6 +147,22 @@ pub struct RoutingArgs {
     /// add. Needs `--events nats://…`.
     #[arg(long)]
     pub router_replica_sync: bool,
+    /// Disaggregated serving: refuse requests (503) while a model has no `prefill` worker,
+    /// instead of prefilling on the decode workers.
+    #[arg(long)]
+    pub enforce_disagg: bool,
+    /// Disaggregated serving: prefill on the decode worker itself when fewer prompt tokens than
+    /// this are uncached there (0: move every prompt with an uncached full block).
+    #[arg(long, default_value_t = rotor_frontend::DisaggConfig::default().min_prefill_tokens)]
+    pub disagg_min_prefill_tokens: usize,
+    /// Disaggregated serving: prefill locally when the chosen prefill worker already runs this
+    /// many prefills from this router.
+    #[arg(long, default_value_t = rotor_frontend::DisaggConfig::default().max_prefill_queue)]
+    pub disagg_max_prefill_queue: u64,
+    /// Disaggregated serving: seconds a remote prefill and its KV transfer may take before the
+    /// request is prefilled locally instead.
+    #[arg(long, default_value_t = 120)]
+    pub disagg_timeout_secs: u64,
 }
 
 impl RoutingArgs {
@@ -140,6 +186,13 @@ impl RoutingArgs {
             kv_queue_weight: self.kv_queue_weight,
             router_temperature: self.router_temperature,
             kv_events,
+            disagg: rotor_frontend::DisaggConfig {
+                min_prefill_tokens: self.disagg_min_prefill_tokens,
+                max_prefill_queue: self.disagg_max_prefill_queue,
+                enforce: self.enforce_disagg,
+                timeout: std::time::Duration::from_secs(self.disagg_timeout_secs),
+                ..rotor_frontend::DisaggConfig::default()
+            },
             ..rotor_frontend::RoutingConfig::default()
         }
         .validate()?)

@@ -29,6 +29,20 @@ impl Backend for EngineBackend {
         self.worker.kv_snapshot()
     }
 
+    fn prefill_export(
+        &self,
+        req: rotor_protocol::PrefillRequest,
+    ) -> Option<futures::stream::BoxStream<'static, Result<Vec<u8>, WireError>>> {
+        self.worker.prefill_export(req)
+    }
+
+    fn import_kv(
+        &self,
+        blocks: Vec<Vec<u8>>,
+    ) -> Option<BoxFuture<'static, Result<rotor_protocol::KvImportOutcome, WireError>>> {
+        self.worker.import_kv(blocks)
+    }
+
     /// The engine's live load (its stats are updated at every submit and step).
     fn worker_loads(&self) -> Vec<Option<WorkerLoad>> {
         vec![Some(self.worker.load())]

@@ -112,6 +112,54 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
         "KV blocks imported and registered (not those already cached).",
         |s| s.kv_transfer.imported_blocks as f64,
     ),
+    (
+        "rotor_engine_constrained_requests_total",
+        "counter",
+        "Grammar-constrained requests accepted (json_object, json_schema, regex, choice, grammar).",
+        |s| s.constraints.requests as f64,
+    ),
+    (
+        "rotor_engine_constraint_rejections_total",
+        "counter",
+        "Constrained requests refused: a schema keyword or grammar the engine cannot enforce.",
+        |s| s.constraints.rejections as f64,
+    ),
+    (
+        "rotor_engine_constraint_masks_total",
+        "counter",
+        "Token masks computed for constrained sequences.",
+        |s| s.constraints.masks as f64,
+    ),
+    (
+        "rotor_engine_constraint_mask_seconds_total",
+        "counter",
+        "Time spent computing token masks (on a helper thread, during the forward pass).",
+        |s| s.constraints.mask_nanos as f64 / 1e9,
+    ),
+    (
+        "rotor_engine_constraint_mask_seconds_max",
+        "gauge",
+        "The longest single token mask so far.",
+        |s| s.constraints.mask_nanos_max as f64 / 1e9,
+    ),
+    (
+        "rotor_engine_constraint_mask_wait_seconds_total",
+        "counter",
+        "Time the engine waited for token masks after the forward pass (mask time not hidden).",
+        |s| s.constraints.mask_wait_nanos as f64 / 1e9,
+    ),
+    (
+        "rotor_engine_constraint_forced_tokens_total",
+        "counter",
+        "Tokens a grammar forced, appended without sampling (fast-forward).",
+        |s| s.constraints.forced_tokens as f64,
+    ),
+    (
+        "rotor_engine_constraint_failures_total",
+        "counter",
+        "Constrained sequences failed mid-generation (matcher error).",
+        |s| s.constraints.failures as f64,
+    ),
 ];
 
 type TierField = fn(&TierStats) -> f64;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use rotor_frontend::{AllowedOrigins, ApiKeys, BusyThresholds, FrontendConfig};
+use rotor_frontend::{AllowedOrigins, ApiKeys, BusyThresholds, FrontendConfig, ParserSetting};
 
 /// Flags of the OpenAI-compatible HTTP server.
 #[derive(Debug, Clone, Args)]
@@ -44,6 +44,15 @@ pub struct HttpArgs {
     /// (0: as soon as one waits). Default: off.
     #[arg(long, value_name = "N")]
     pub busy_queue_threshold: Option<u64>,
+    /// Tool-call parser for every model's answers: `auto` (from the chat template; hermes when
+    /// it names no format), `none` (requests with tools get 400), or one of hermes,
+    /// llama3_json, mistral, pythonic, qwen3_coder, phi4_mini_json.
+    #[arg(long, value_name = "NAME", default_value = "auto")]
+    pub tool_call_parser: String,
+    /// Reasoning parser (`<think>…</think>` → `reasoning_content`): `auto` (from the chat
+    /// template), `none`, or one of deepseek_r1, qwen3, think.
+    #[arg(long, value_name = "NAME", default_value = "auto")]
+    pub reasoning_parser: String,
 }
 
 /// Smallest `--max-request-body`: below this not even a short chat request fits.
@@ -68,7 +77,13 @@ impl HttpArgs {
         }
         .validate()
         .context("--busy-kv-threshold")?;
+        let tool_call_parser = ParserSetting::parse_tool(&self.tool_call_parser)
+            .map_err(|err| anyhow::anyhow!("--tool-call-parser: {err}"))?;
+        let reasoning_parser = ParserSetting::parse_reasoning(&self.reasoning_parser)
+            .map_err(|err| anyhow::anyhow!("--reasoning-parser: {err}"))?;
         Ok(FrontendConfig {
+            tool_call_parser,
+            reasoning_parser,
             body_limit_bytes: self.body_limit_bytes()?,
             api_keys,
             protect_metrics: self.protect_metrics,
@@ -243,5 +258,47 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn parser_flags_name_their_choices() {
+        use rotor_text::{ReasoningParserKind, ToolParserKind};
+        let cfg = parse(&[]).unwrap();
+        assert_eq!(cfg.tool_call_parser, ParserSetting::Auto);
+        assert_eq!(cfg.reasoning_parser, ParserSetting::Auto);
+        let cfg = parse(&[
+            "--tool-call-parser",
+            "llama3_json",
+            "--reasoning-parser",
+            "qwen3",
+        ])
+        .unwrap();
+        assert_eq!(
+            cfg.tool_call_parser,
+            ParserSetting::Named(ToolParserKind::Llama3Json)
+        );
+        assert_eq!(
+            cfg.reasoning_parser,
+            ParserSetting::Named(ReasoningParserKind::Qwen3)
+        );
+        assert_eq!(
+            parse(&["--tool-call-parser", "none"])
+                .unwrap()
+                .tool_call_parser,
+            ParserSetting::Off
+        );
+        let err = format!(
+            "{:#}",
+            parse(&["--tool-call-parser", "hermez"]).unwrap_err()
+        );
+        assert!(
+            err.contains("--tool-call-parser") && err.contains("hermes, llama3_json"),
+            "{err}"
+        );
+        let err = format!("{:#}", parse(&["--reasoning-parser", "o1"]).unwrap_err());
+        assert!(
+            err.contains("--reasoning-parser") && err.contains("deepseek_r1, qwen3, think"),
+            "{err}"
+        );
     }
 }

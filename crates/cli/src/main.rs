@@ -6,6 +6,8 @@
 //! - `rotor worker`: one engine served to frontends over the runtime.
 //! - `rotor frontend`: the HTTP server over workers found through discovery.
 //! - `rotor router`: the standalone KV-aware router between frontends and workers.
+//! - `rotor planner`: the SLA planner (scales workers through a connector); `rotor profile`,
+//!   `rotor replay`: its performance profile, and offline replay of a trace on a simulated clock.
 //!
 //! The binary is the only place that reads the environment, installs signal handlers and owns the
 //! root cancellation token.
@@ -18,6 +20,9 @@ mod http_args;
 mod kv_tier_args;
 mod mocker_fit_cmd;
 mod model_cache;
+mod planner_cmd;
+mod profile_cmd;
+mod replay_cmd;
 mod router_cmd;
 mod serve;
 mod worker_cmd;
@@ -65,6 +70,12 @@ enum Command {
     Router(router_cmd::RouterArgs),
     /// Time the native engine on this machine and fit the mocker's timing model to it.
     MockerFit(mocker_fit_cmd::MockerFitArgs),
+    /// Scale workers to meet TTFT and ITL targets (SLA planner) through a connector.
+    Planner(planner_cmd::PlannerArgs),
+    /// Sweep a worker's engine and write the planner's performance profile (JSON).
+    Profile(profile_cmd::ProfileArgs),
+    /// Replay a trace against simulated workers, the router and the planner on a simulated clock.
+    Replay(replay_cmd::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -112,6 +123,9 @@ fn main() -> ExitCode {
             Command::Frontend(a) => frontend_cmd::run(a, shutdown).await,
             Command::Router(a) => router_cmd::run(a, shutdown).await,
             Command::MockerFit(a) => mocker_fit_cmd::run(a).await,
+            Command::Planner(a) => planner_cmd::run(a, shutdown).await,
+            Command::Profile(a) => tokio::task::spawn_blocking(move || profile_cmd::run(a)).await?,
+            Command::Replay(a) => tokio::task::spawn_blocking(move || replay_cmd::run(a)).await?,
         }
     });
     match result {

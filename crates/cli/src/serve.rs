@@ -175,13 +175,17 @@ async fn start_engine(cfg: &ServeConfig, index: usize) -> Result<NativeEngine> {
 pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
     let mut engines = Vec::with_capacity(cfg.num_workers);
     for index in 0..cfg.num_workers {
-        engines.push(start_engine(&cfg, index).await?);
+        let mut built = start_engine(&cfg, index).await?;
+        if let Some(roles) = &cfg.roles {
+            built.card.role = roles[index];
+        }
+        engines.push(built);
     }
     let card = engines[0].card.clone();
     let name = card.name.clone();
     let frontend = Frontend::new(cfg.http.clone());
     let mut feeders = Vec::new();
-    if engines.len() == 1 {
+    if engines.len() == 1 && cfg.roles.is_none() {
         let engine = engines[0].engine.clone();
         let worker = Arc::new(EngineWorker::new(engine.clone(), card.clone()));
         frontend.add_model(ServedModel {
@@ -199,7 +203,11 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
         for (index, built) in engines.iter().enumerate() {
             let worker_id = index as WorkerId;
             let worker = Arc::new(EngineWorker::new(built.engine.clone(), built.card.clone()));
-            routed.add_worker(worker_id, Arc::new(EngineBackend::new(worker.clone())));
+            routed.add_worker_with_role(
+                worker_id,
+                Arc::new(EngineBackend::new(worker.clone())),
+                built.card.role,
+            );
             engine_metrics.engines.push((
                 format!("model=\"{name}\",worker=\"{worker_id:016x}\""),
                 built.engine.clone(),
@@ -219,11 +227,25 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
             card,
             backend: Arc::new(routed),
         })?;
-        eprintln!(
-            "rotor: {} workers, router mode {}",
-            engines.len(),
-            cfg.routing.mode.as_str()
-        );
+        match &cfg.roles {
+            Some(roles) => eprintln!(
+                "rotor: {} prefill + {} decode workers (disaggregated), router mode {}",
+                roles
+                    .iter()
+                    .filter(|r| **r == rotor_protocol::WorkerRole::Prefill)
+                    .count(),
+                roles
+                    .iter()
+                    .filter(|r| **r == rotor_protocol::WorkerRole::Decode)
+                    .count(),
+                cfg.routing.mode.as_str()
+            ),
+            None => eprintln!(
+                "rotor: {} workers, router mode {}",
+                engines.len(),
+                cfg.routing.mode.as_str()
+            ),
+        }
     }
 
     let listener = tokio::net::TcpListener::bind(cfg.addr)

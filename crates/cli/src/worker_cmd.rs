@@ -3,14 +3,19 @@
 //! event plane. SIGINT/SIGTERM: deregister, drain (bounded by `--drain-timeout`), stop.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::ValueEnum;
 use rotor_protocol::worker::{DEFAULT_COMPONENT, DEFAULT_NAMESPACE, LOAD_TOPIC};
+use rotor_protocol::ModelCard;
 use rotor_runtime::{DiscoveryConfig, EventSubject, EventsConfig};
-use rotor_worker::{EchoEngine, EngineWorker, WorkerEngine, WorkerHost, WorkerHostConfig};
+use rotor_worker::{
+    EchoEngine, EngineWorker, ExternalConfig, ExternalEngine, ExternalKind, GgufModel,
+    WorkerEngine, WorkerHost, WorkerHostConfig,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::{total_ram_bytes, EngineArgs, LocalEngineConfig, MockerArgs, MockerSettings};
@@ -25,6 +30,13 @@ pub enum EngineKind {
     Echo,
     /// The native engine's scheduler and KV cache with simulated step times (`--mocker-*`).
     Mocker,
+    /// llama.cpp's `llama-server` at `--engine-url` (token ids relayed to its `/completion`).
+    #[value(name = "llama.cpp")]
+    LlamaCpp,
+    /// vLLM's OpenAI server at `--engine-url`, its KV events from `--engine-kv-events`.
+    Vllm,
+    /// Any OpenAI-compatible server at `--engine-url` (text in, text out).
+    Openai,
 }
 
 impl EngineKind {
@@ -33,6 +45,18 @@ impl EngineKind {
             Self::Native => "native",
             Self::Echo => "echo",
             Self::Mocker => "mocker",
+            Self::LlamaCpp => "llama.cpp",
+            Self::Vllm => "vllm",
+            Self::Openai => "openai",
+        }
+    }
+
+    fn external(self) -> Option<ExternalKind> {
+        match self {
+            Self::LlamaCpp => Some(ExternalKind::LlamaCpp),
+            Self::Vllm => Some(ExternalKind::Vllm),
+            Self::Openai => Some(ExternalKind::OpenAi),
+            _ => None,
         }
     }
 }
@@ -76,6 +100,42 @@ pub struct WorkerArgs {
     /// Milliseconds between tokens of `--engine echo`.
     #[arg(long, default_value_t = 0)]
     pub echo_delay_ms: u64,
+    /// Disaggregated serving: `aggregated` (prefill and decode here), `prefill` (compute
+    /// prompts' KV for decode workers) or `decode` (generate, with prompts' KV moved here from
+    /// prefill workers). Published in the model card; frontends disaggregate as soon as both
+    /// `prefill` and `decode` workers are discovered.
+    #[arg(long, default_value_t = rotor_protocol::WorkerRole::Aggregated)]
+    pub role: rotor_protocol::WorkerRole,
+    #[command(flatten)]
+    pub external: ExternalArgs,
+}
+
+/// Flags of `--engine llama.cpp|vllm|openai`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ExternalArgs {
+    /// Base URL of the external engine, e.g. `http://127.0.0.1:8002`.
+    #[arg(long)]
+    pub engine_url: Option<String>,
+    /// vLLM's KV-event ZMQ endpoint, as in its `--kv-events-config` (`tcp://127.0.0.1:P`: the
+    /// worker binds it; `tcp://*:P`: vLLM binds and the worker connects).
+    #[arg(long)]
+    pub engine_kv_events: Option<String>,
+    /// vLLM's KV-event replay endpoint (`replay_endpoint`), to recover lost events.
+    #[arg(long)]
+    pub engine_kv_replay: Option<String>,
+    /// The model name the engine serves (default: the first of its /v1/models).
+    #[arg(long)]
+    pub engine_model: Option<String>,
+    /// The engine's KV block size (default: read from vLLM's /metrics).
+    #[arg(long)]
+    pub engine_block_size: Option<usize>,
+    /// Seconds to wait for the engine to answer at start-up.
+    #[arg(long, default_value_t = 600)]
+    pub engine_wait: u64,
+    /// A Hugging Face model directory whose tokenizer.json / tokenizer_config.json give the
+    /// card's tokenizer and chat template (instead of `--model FILE.gguf`).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
 }
 
 /// Validated `worker` settings.
@@ -89,6 +149,8 @@ pub struct WorkerConfig {
     pub host: WorkerHostConfig,
     pub drain_timeout: Duration,
     pub echo_delay: Duration,
+    pub external: ExternalArgs,
+    pub role: rotor_protocol::WorkerRole,
 }
 
 impl WorkerArgs {
@@ -99,6 +161,36 @@ impl WorkerArgs {
         }
         // The default shared host pool is per namespace and model.
         engine.kv_tiers.namespace = self.namespace.clone();
+        let ext = &self.external;
+        match self.engine.external() {
+            Some(kind) => {
+                if ext.engine_url.is_none() {
+                    bail!("--engine {} needs --engine-url URL", self.engine.as_str());
+                }
+                if ext.engine_kv_events.is_some() && kind != ExternalKind::Vllm {
+                    bail!("--engine-kv-events needs --engine vllm");
+                }
+                if engine.kv_tiers.is_enabled() {
+                    bail!("--kv-host-memory and --kv-disk-dir need --engine native or mocker");
+                }
+            }
+            None => {
+                if ext.engine_url.is_some()
+                    || ext.engine_kv_events.is_some()
+                    || ext.tokenizer.is_some()
+                {
+                    bail!("--engine-url, --engine-kv-events and --tokenizer need --engine llama.cpp, vllm or openai");
+                }
+            }
+        }
+        if self.role != rotor_protocol::WorkerRole::Aggregated
+            && !matches!(self.engine, EngineKind::Native | EngineKind::Mocker)
+        {
+            bail!(
+                "--role {} needs --engine native or mocker: KV blocks move only between Rotor's own engines",
+                self.role
+            );
+        }
         let discovery = DiscoveryConfig::parse(&self.discovery).context("--discovery")?;
         let events = EventsConfig::parse(&self.events).context("--events")?;
         // Both names must also be valid event-subject segments.
@@ -118,6 +210,8 @@ impl WorkerArgs {
             },
             drain_timeout: Duration::from_secs(self.drain_timeout),
             echo_delay: Duration::from_millis(self.echo_delay_ms),
+            external: self.external.clone(),
+            role: self.role,
         })
     }
 }
@@ -125,11 +219,13 @@ impl WorkerArgs {
 async fn start_engine(cfg: &WorkerConfig) -> Result<Arc<dyn WorkerEngine>> {
     Ok(match cfg.engine_kind {
         EngineKind::Native => {
-            let built = start_native_engine(&cfg.engine, None).await?;
+            let mut built = start_native_engine(&cfg.engine, None).await?;
+            built.card.role = cfg.role;
             Arc::new(EngineWorker::new(built.engine, built.card))
         }
         EngineKind::Mocker => {
-            let built = start_mocker_engine(&cfg.engine, &cfg.mocker, None).await?;
+            let mut built = start_mocker_engine(&cfg.engine, &cfg.mocker, None).await?;
+            built.card.role = cfg.role;
             Arc::new(EngineWorker::new(built.engine, built.card))
         }
         EngineKind::Echo => {
@@ -137,7 +233,62 @@ async fn start_engine(cfg: &WorkerConfig) -> Result<Arc<dyn WorkerEngine>> {
             let delay = cfg.echo_delay;
             Arc::new(tokio::task::spawn_blocking(move || EchoEngine::open(&spec, delay)).await??)
         }
+        EngineKind::LlamaCpp | EngineKind::Vllm | EngineKind::Openai => {
+            Arc::new(start_external(cfg).await?)
+        }
     })
+}
+
+/// The card of an external engine's model: tokenizer and template from `--tokenizer DIR` (an HF
+/// model directory) or from the GGUF of `--model`; the context length is the engine's.
+async fn external_card(cfg: &WorkerConfig) -> Result<ModelCard> {
+    let ext = &cfg.external;
+    if let Some(dir) = &ext.tokenizer {
+        let hf = rotor_text::hf_dir::read_hf_dir(dir)
+            .with_context(|| format!("--tokenizer {}", dir.display()))?;
+        let name = cfg.engine.model_name.clone().unwrap_or_else(|| {
+            dir.file_name()
+                .map(|n| n.to_string_lossy().to_lowercase())
+                .unwrap_or_else(|| "model".into())
+        });
+        return Ok(ModelCard {
+            name,
+            context_length: hf.context_length.unwrap_or(2048) as u32,
+            tokenizer: hf.tokenizer,
+            chat_template: cfg.engine.chat_template.clone().or(hf.chat_template),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            sampling_defaults: Default::default(),
+            kv_block_size: None,
+            role: Default::default(),
+        });
+    }
+    let spec = model_spec(&cfg.engine).await?;
+    tokio::task::spawn_blocking(move || -> Result<ModelCard> {
+        let file = GgufModel::open(&spec.path)?;
+        let ctx = file.config.context_length;
+        Ok(file.card(&spec, ctx, None)?)
+    })
+    .await?
+}
+
+async fn start_external(cfg: &WorkerConfig) -> Result<ExternalEngine> {
+    let kind = cfg.engine_kind.external().expect("an external engine kind");
+    let ext = &cfg.external;
+    let card = external_card(cfg).await?;
+    let mut engine_cfg = ExternalConfig::new(kind, ext.engine_url.clone().unwrap_or_default());
+    engine_cfg.upstream_model = ext.engine_model.clone();
+    engine_cfg.kv_events = ext.engine_kv_events.clone();
+    engine_cfg.kv_replay = ext.engine_kv_replay.clone();
+    engine_cfg.block_size = ext.engine_block_size;
+    engine_cfg.connect_timeout = Duration::from_secs(ext.engine_wait);
+    let mut engine = ExternalEngine::start(engine_cfg, card).await?;
+    if let Some(cap) = cfg.engine.max_model_len {
+        engine.cap_context(cap);
+    }
+    Ok(engine)
 }
 
 pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<()> {
@@ -163,9 +314,10 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<()> {
     let name = engine.card().name.clone();
     let host = WorkerHost::start(cfg.host.clone(), discovery, events, engine).await?;
     eprintln!(
-        "rotor: worker ready: instance {} model {name} engine {} on {}",
+        "rotor: worker ready: instance {} model {name} engine {} role {} on {}",
         host.instance_id(),
         cfg.engine_kind.as_str(),
+        cfg.role,
         host.local_addr()
     );
     shutdown.cancelled().await;

@@ -57,6 +57,27 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     ("rotor-frontend", &["rotor-engine", "rotor-model"]),
     (
+        "rotor-planner",
+        &[
+            "rotor-engine",
+            "rotor-model",
+            "tokio",
+            "axum",
+            "hyper",
+            "reqwest",
+        ],
+    ),
+    (
+        "rotor-replay",
+        &[
+            "rotor-model",
+            "rotor-frontend",
+            "rotor-worker",
+            "axum",
+            "reqwest",
+        ],
+    ),
+    (
         "rotor-router",
         &["rotor-engine", "rotor-model", "rotor-worker"],
     ),

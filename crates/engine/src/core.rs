@@ -3,18 +3,19 @@
 
 use std::sync::Arc;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rotor_kv_cache::{KvLoaded, KvTiers, KvTiersConfig};
-use rotor_protocol::{ErrorKind, FinishReason, GenerateRequest, TokenIds, WireError};
+use rotor_protocol::{ErrorKind, FinishReason, GenerateRequest, TokenIds, TokenLogprob, WireError};
 
 use crate::config::EngineConfig;
+use crate::constraint::{Accepted, ConstraintCounters, ConstraintVocab, SeqConstraint};
 use crate::error::Error;
 use crate::kv_events::{KvEventFeed, KvEventReader, KV_EVENT_RING_CAPACITY};
 use crate::kv_offload;
 use crate::kv_transfer::{self, KvExport, KvExportSelector, KvImportReport, KvTransferError};
 use crate::runner::{ModelRunner, ScheduledChunk};
-use crate::sampler::Sampler;
+use crate::sampler::{apply_logit_bias, apply_penalties, token_logprob, Sampler};
 use crate::scheduler::{Scheduler, StepPlan};
 use crate::sequence::{OutputSender, Sequence, TierLoad};
 use crate::stats::EngineStats;
@@ -58,6 +59,15 @@ pub struct EngineCore {
     /// Loads from the tiers received by `wait_for_kv_load`, imported by the next step.
     finished_loads: Vec<KvLoaded>,
     next_load_ticket: u64,
+    /// The vocabulary constraints are compiled against (`with_constraint_vocab`, or the
+    /// runner's); `None`: constrained requests are refused.
+    constraint_vocab: Option<Arc<ConstraintVocab>>,
+    constraint_counters: Arc<ConstraintCounters>,
+    /// This step's constrained sequences (index in `running`) with their matchers, taken out
+    /// while the mask helper computes their masks during the forward pass.
+    mask_jobs: Vec<(usize, Box<SeqConstraint>)>,
+    /// Forced tokens of one fast-forward.
+    forced: Vec<u32>,
 }
 
 impl EngineCore {
@@ -93,6 +103,10 @@ impl EngineCore {
             blocks_total: cfg.num_blocks,
             ..EngineStats::default()
         };
+        let constraint_vocab = runner.constraint_vocab();
+        if let Some(v) = &constraint_vocab {
+            check_vocab(v, runner.vocab_size())?;
+        }
         Ok(Self {
             runner,
             scheduler: Scheduler::new(cfg),
@@ -109,7 +123,28 @@ impl EngineCore {
             tiers: None,
             finished_loads: Vec::new(),
             next_load_ticket: 0,
+            constraint_vocab,
+            constraint_counters: Arc::default(),
+            mask_jobs: Vec::new(),
+            forced: Vec::new(),
         })
+    }
+
+    /// Enables grammar-constrained requests with this vocabulary (it must cover the runner's
+    /// vocabulary exactly); replaces the runner's, if it gave one.
+    pub fn with_constraint_vocab(mut self, vocab: Arc<ConstraintVocab>) -> Result<Self, Error> {
+        check_vocab(&vocab, self.limits.vocab_size)?;
+        self.constraint_vocab = Some(vocab);
+        Ok(self)
+    }
+
+    /// The vocabulary constraints are compiled against, if any.
+    pub fn constraint_vocab(&self) -> Option<&Arc<ConstraintVocab>> {
+        self.constraint_vocab.as_ref()
+    }
+
+    pub(crate) fn constraint_counters(&self) -> &Arc<ConstraintCounters> {
+        &self.constraint_counters
     }
 
     /// [`new`](Self::new) with offload tiers behind the pool (see `kv_offload`): evicted cached
@@ -155,17 +190,34 @@ impl EngineCore {
         self.limits
     }
 
-    /// Validates and queues a request; its outputs go to `output`.
+    /// Validates and queues a request (compiling its constraint); its outputs go to `output`.
     pub fn submit(&mut self, req: GenerateRequest, output: OutputSender) -> Result<(), WireError> {
         validate_request(&req, &self.limits)?;
+        let constraint = compile_constraint(
+            self.constraint_vocab.as_deref(),
+            &req,
+            &self.constraint_counters,
+        )?;
+        self.submit_compiled(req, constraint, output)
+    }
+
+    /// `submit` of a validated request whose constraint was compiled by the caller
+    /// (`EngineHandle::submit` compiles on the caller's thread, not the engine's).
+    pub(crate) fn submit_compiled(
+        &mut self,
+        req: GenerateRequest,
+        constraint: Option<Box<SeqConstraint>>,
+        output: OutputSender,
+    ) -> Result<(), WireError> {
         if self.scheduler.contains(&req.id) {
             return Err(WireError::new(
                 ErrorKind::InvalidRequest,
                 format!("request id {:?} is already in flight", req.id),
             ));
         }
-        self.scheduler
-            .add(Sequence::new(req, self.limits.context_window(), output));
+        let mut seq = Sequence::new(req, self.limits.context_window(), output);
+        seq.constraint = constraint;
+        self.scheduler.add(seq);
         self.refresh_stats();
         Ok(())
     }
@@ -200,6 +252,7 @@ impl EngineCore {
         if let Some(tiers) = &self.tiers {
             s.kv_tiers = tiers.stats();
         }
+        s.constraints = self.constraint_counters.snapshot();
         s
     }
 
@@ -238,19 +291,51 @@ impl EngineCore {
             self.refresh_stats();
             return dropped > 0;
         }
+        self.take_mask_jobs();
         let result = {
             let mut chunks = reuse_empty(std::mem::take(&mut self.chunk_buf));
             self.scheduler.chunks_into(&self.plan, &mut chunks);
             // A runner that picks tokens itself (the mocker) skips logits and sampling.
             self.chosen.clear();
-            let result = match self.runner.step_tokens(&chunks, &mut self.chosen) {
+            let (runner, chosen, logits) = (&mut self.runner, &mut self.chosen, &mut self.logits);
+            let (jobs, counters) = (&mut self.mask_jobs, &*self.constraint_counters);
+            let mut forward = || match runner.step_tokens(&chunks, chosen) {
                 Ok(true) => Ok(true),
-                Ok(false) => self.runner.step(&chunks, &mut self.logits).map(|()| false),
+                Ok(false) => runner.step(&chunks, logits).map(|()| false),
                 Err(e) => Err(e),
+            };
+            let result = if jobs.is_empty() {
+                // No constrained sequence samples: no helper (and no allocation).
+                forward()
+            } else {
+                std::thread::scope(|scope| {
+                    // Constrained sequences' masks are computed on a helper thread while the
+                    // forward pass runs; the engine thread waits for it only after the forward.
+                    let helper = std::thread::Builder::new()
+                        .name("rotor-mask".into())
+                        .spawn_scoped(scope, move || {
+                            for (_, c) in jobs.iter_mut() {
+                                counters.mask(c.compute_mask());
+                            }
+                        });
+                    let result = forward();
+                    let waited = Instant::now();
+                    match helper {
+                        Ok(handle) => {
+                            // A panic leaves masks uncomputed: those sequences fail at sampling.
+                            let _ = handle.join();
+                            counters.mask_wait(waited.elapsed());
+                        }
+                        // No mask: the step's constrained sequences fail at sampling.
+                        Err(e) => tracing::error!(error = %e, "cannot start the mask thread"),
+                    }
+                    result
+                })
             };
             self.chunk_buf = reuse_empty(chunks);
             result
         };
+        self.restore_mask_jobs();
         self.stats.steps += 1;
         self.stats.tokens_processed += self.plan.num_tokens() as u64;
         let n_want = self.plan.chunks.iter().filter(|c| c.want_logits).count();
@@ -333,18 +418,88 @@ impl EngineCore {
         }
     }
 
+    /// Takes the matchers of this step's constrained sequences that sample, for the mask helper.
+    fn take_mask_jobs(&mut self) {
+        self.mask_jobs.clear();
+        let running = self.scheduler.running_mut();
+        for c in self.plan.chunks.iter().filter(|c| c.want_logits) {
+            if let Some(con) = running[c.seq].constraint.take() {
+                self.mask_jobs.push((c.seq, con));
+            }
+        }
+    }
+
+    fn restore_mask_jobs(&mut self) {
+        let running = self.scheduler.running_mut();
+        for (i, con) in self.mask_jobs.drain(..) {
+            running[i].constraint = Some(con);
+        }
+    }
+
+    /// For each sampling sequence: logit bias → constraint mask → penalties → (logprobs) →
+    /// draw; then the constraint accepts the token and fast-forwards what it forces.
     fn sample_and_send(&mut self, vocab: usize) {
         self.scheduler.commit(&self.plan);
         let running = self.scheduler.running_mut();
         let wanted = self.plan.chunks.iter().filter(|c| c.want_logits);
         for (c, logits) in wanted.zip(self.logits.chunks_exact_mut(vocab)) {
             let seq = &mut running[c.seq];
-            let token = self
-                .sampler
-                .sample(logits, &seq.sampling, &seq.penalties, &mut seq.rng);
-            let finish = seq.push_token(token);
-            let delivered = seq.send(TokenIds::one(token), finish);
-            self.stats.tokens_generated += 1;
+            apply_logit_bias(logits, &seq.sampling.logit_bias);
+            let mut constraint = seq.constraint.take();
+            if let Some(con) = constraint.as_deref_mut() {
+                if let Err(message) = con.apply_mask(logits) {
+                    self.constraint_counters.failure();
+                    seq.fail(WireError::new(ErrorKind::Internal, message));
+                    self.finished.push(c.seq);
+                    continue;
+                }
+            }
+            apply_penalties(logits, &seq.sampling, &seq.penalties);
+            let token = self.sampler.draw(logits, &seq.sampling, &mut seq.rng);
+            let top = seq.sampling.logprobs.map(|n| n as usize);
+            let mut logprobs = top.map(|n| vec![token_logprob(logits, token, n)]);
+            let mut tokens = TokenIds::one(token);
+            let mut finish = seq.push_token(token);
+            if let Some(con) = constraint.as_deref_mut() {
+                if con.is_eos(token) {
+                    // The mask allows eos only where the grammar is complete.
+                    finish = Some(FinishReason::Stop);
+                } else {
+                    match con.accept(token) {
+                        Err(message) => {
+                            self.constraint_counters.failure();
+                            seq.fail(WireError::new(ErrorKind::Internal, message));
+                            self.finished.push(c.seq);
+                            continue;
+                        }
+                        Ok(Accepted::Complete) => finish = Some(FinishReason::Stop),
+                        Ok(Accepted::Continue) if finish.is_none() => {
+                            let room = seq.max_total_len.saturating_sub(seq.tokens.len());
+                            con.fast_forward(room, &mut self.forced);
+                            let mut pushed = 0;
+                            for &t in &self.forced {
+                                tokens.push(t);
+                                if let (Some(lp), Some(n)) = (logprobs.as_mut(), top) {
+                                    lp.push(forced_logprob(t, n));
+                                }
+                                pushed += 1;
+                                finish = seq.push_token(t);
+                                if finish.is_some() {
+                                    break;
+                                }
+                            }
+                            self.constraint_counters.forced(pushed);
+                            if finish.is_none() && con.is_complete() {
+                                finish = Some(FinishReason::Stop);
+                            }
+                        }
+                        Ok(Accepted::Continue) => {}
+                    }
+                }
+            }
+            seq.constraint = constraint;
+            self.stats.tokens_generated += tokens.len() as u64;
+            let delivered = seq.send_with_logprobs(tokens, finish, logprobs);
             if finish.is_some() || !delivered {
                 self.finished.push(c.seq);
             }
@@ -452,6 +607,55 @@ impl EngineCore {
             next_event_id: kv.pool().next_event_id(),
         }
     }
+}
+
+/// A token the constraint forced: certain under the constrained distribution.
+fn forced_logprob(token: u32, top: usize) -> TokenLogprob {
+    TokenLogprob {
+        token_id: token,
+        logprob: 0.0,
+        top: if top > 0 {
+            vec![(token, 0.0)]
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+fn check_vocab(vocab: &ConstraintVocab, runner_vocab: usize) -> Result<(), Error> {
+    if vocab.vocab_size() != runner_vocab {
+        return Err(Error::ConstraintVocab(format!(
+            "the constraint vocabulary has {} tokens but the model {runner_vocab}",
+            vocab.vocab_size()
+        )));
+    }
+    Ok(())
+}
+
+/// Compiles `req`'s constraint (if any) with `vocab`, counting the request or its refusal.
+pub(crate) fn compile_constraint(
+    vocab: Option<&ConstraintVocab>,
+    req: &GenerateRequest,
+    counters: &ConstraintCounters,
+) -> Result<Option<Box<SeqConstraint>>, WireError> {
+    let Some(constraint) = &req.sampling.constraint else {
+        return Ok(None);
+    };
+    let refuse = |message: String| {
+        counters.rejection();
+        WireError::new(ErrorKind::InvalidRequest, message)
+    };
+    let Some(vocab) = vocab else {
+        return Err(refuse(
+            "this engine cannot enforce constraints (no tokenizer vocabulary was given to it)"
+                .into(),
+        ));
+    };
+    let replay = req.sampling.constraint_replay_tokens as usize;
+    let replay = &req.token_ids[req.token_ids.len().saturating_sub(replay)..];
+    let compiled = vocab.compile(constraint, replay).map_err(refuse)?;
+    counters.request();
+    Ok(Some(Box::new(compiled)))
 }
 
 /// Warns when a tier holds less than the one above it (it could only keep part of what is

@@ -16,7 +16,8 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::sync::oneshot;
 
 use crate::config::EngineConfig;
-use crate::core::EngineCore;
+use crate::constraint::{ConstraintCounters, ConstraintVocab, SeqConstraint};
+use crate::core::{compile_constraint, EngineCore};
 use crate::error::Error;
 use crate::kv_events::KvEventReader;
 use crate::kv_transfer::{KvExport, KvExportSelector, KvImportReport, KvTransferError};
@@ -32,8 +33,10 @@ const KV_LOAD_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 /// Outputs of one request: token batches, the last with a finish reason, or one error.
 pub type OutputStream = UnboundedReceiver<Result<EngineOutput, WireError>>;
 
+// One command per request or operation: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Command {
-    Submit(GenerateRequest, OutputSender),
+    Submit(GenerateRequest, Option<Box<SeqConstraint>>, OutputSender),
     Cancel(String),
     KvSnapshot(oneshot::Sender<KvSnapshot>),
     FlushKvTiers(oneshot::Sender<()>),
@@ -70,6 +73,8 @@ impl Engine {
     /// Starts the thread of a built core.
     pub fn start_core(core: EngineCore) -> Result<EngineHandle, Error> {
         let limits = core.limits();
+        let constraint_vocab = core.constraint_vocab().cloned();
+        let constraint_counters = core.constraint_counters().clone();
         let kv_events = core.subscribe_kv_events();
         let shared = Arc::new(StatsCell::default());
         shared.publish(&core.stats());
@@ -83,6 +88,8 @@ impl Engine {
             inbox: inbox_tx,
             limits,
             shared,
+            constraint_vocab,
+            constraint_counters,
             kv_events,
             thread: Arc::new(Mutex::new(Some(thread))),
         })
@@ -95,6 +102,8 @@ pub struct EngineHandle {
     inbox: Sender<Command>,
     limits: RequestLimits,
     shared: Arc<StatsCell>,
+    constraint_vocab: Option<Arc<ConstraintVocab>>,
+    constraint_counters: Arc<ConstraintCounters>,
     kv_events: KvEventReader,
     thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -107,14 +116,21 @@ impl EngineHandle {
     /// Admits a request; outputs arrive on the returned receiver. Dropping the receiver cancels
     /// the request (the engine notices before its next step and frees the blocks). Invalid
     /// requests are refused here; a duplicate in-flight id is refused as the stream's only item.
+    /// A grammar constraint is compiled here, on the caller's thread (a few milliseconds for a
+    /// large schema, kept off the engine thread); one it cannot enforce is `InvalidRequest`.
     pub fn submit(&self, req: GenerateRequest) -> Result<OutputStream, WireError> {
         validate_request(&req, &self.limits)?;
         if self.shared.is_stopped() {
             return Err(stopped_error());
         }
+        let constraint = compile_constraint(
+            self.constraint_vocab.as_deref(),
+            &req,
+            &self.constraint_counters,
+        )?;
         let (tx, rx) = unbounded_channel();
         self.inbox
-            .send(Command::Submit(req, tx))
+            .send(Command::Submit(req, constraint, tx))
             .map_err(|_| stopped_error())?;
         Ok(rx)
     }
@@ -127,7 +143,9 @@ impl EngineHandle {
     /// The counters as of the last finished step (published after the step's outputs were sent,
     /// so they may trail a just-received output by one step).
     pub fn stats(&self) -> EngineStats {
-        self.shared.snapshot()
+        let mut s = self.shared.snapshot();
+        s.constraints = self.constraint_counters.snapshot();
+        s
     }
 
     /// A reader of the engine's KV events (stored / removed / cleared, ids contiguous from 0),
@@ -250,8 +268,8 @@ enum Flow {
 
 fn apply(core: &mut EngineCore, cmd: Command, shared: &StatsCell) -> Flow {
     match cmd {
-        Command::Submit(req, tx) => {
-            if let Err(e) = core.submit(req, tx.clone()) {
+        Command::Submit(req, constraint, tx) => {
+            if let Err(e) = core.submit_compiled(req, constraint, tx.clone()) {
                 let _ = tx.send(Err(e));
             }
         }
@@ -327,7 +345,7 @@ fn run(mut core: EngineCore, inbox: Receiver<Command>, shared: Arc<StatsCell>) {
     shared.set_stopped();
     core.fail_all(&stopped_error());
     while let Ok(cmd) = inbox.try_recv() {
-        if let Command::Submit(_, tx) = cmd {
+        if let Command::Submit(_, _, tx) = cmd {
             let _ = tx.send(Err(stopped_error()));
         }
     }

@@ -31,6 +31,9 @@ pub enum Error {
     /// An offload tier could not be opened (shared memory file, disk directory).
     #[error("cannot open the KV offload tiers: {0}")]
     KvTiers(#[source] rotor_kv_cache::Error),
+    /// The vocabulary for constrained sampling does not fit the model.
+    #[error("invalid constraint vocabulary: {0}")]
+    ConstraintVocab(String),
     /// The OS refused to start the engine thread.
     #[error("cannot spawn the engine thread: {0}")]
     Spawn(#[source] std::io::Error),

@@ -16,7 +16,13 @@
 //!   [`KvTiersConfig`]): cached blocks evicted from the pool are written back to G2 (host memory
 //!   shared by a machine's workers) and G3 (disk); a waiting request's prefix found there is
 //!   onboarded before admission; rules in `kv_offload`, counters in [`KvTierStats`].
-//! - [`Sampler`]: penalties → temperature → top-k → top-p → min-p → draw, seeded per request.
+//! - [`Sampler`]: penalties → temperature → top-k → top-p → min-p → draw, seeded per request;
+//!   before it, `logit_bias` and a grammar constraint's token mask (see `constraint`); the
+//!   chosen token's logprob (and top alternatives) from the post-penalty, pre-temperature
+//!   distribution when `SamplingParams::logprobs` asks.
+//! - Grammar-constrained sampling ([`ConstraintVocab`], llguidance): a per-sequence matcher
+//!   compiled at submit, a mask computed on a helper thread while the forward pass runs,
+//!   forced tokens fast-forwarded; counters in [`ConstraintStats`].
 //! - [`ModelRunner`]: the seam to the model. [`NativeRunner`] runs `rotor_model`'s Llama forward;
 //!   [`ScriptedRunner`] is a deterministic test double for this and other crates' tests;
 //!   [`MockerRunner`] ([`mocker`]) simulates a model's step times, for routing at scale.
@@ -24,9 +30,11 @@
 //! Must not depend on the runtime, HTTP, or an async runtime (only `tokio::sync` channels).
 
 mod config;
+mod constraint;
 mod core;
 mod engine;
 mod error;
+mod gbnf;
 mod kv_blocks;
 mod kv_events;
 mod kv_offload;
@@ -42,6 +50,9 @@ mod stats;
 mod validate;
 
 pub use config::EngineConfig;
+pub use constraint::{
+    apply_vob, ConstraintStats, ConstraintVocab, SeqConstraint, TokenizeFn, VocabSource, VocabToken,
+};
 pub use core::{ChunkReport, EngineCore, StepReport};
 pub use engine::{Engine, EngineHandle, OutputStream};
 pub use error::{Error, RunnerError};
@@ -58,7 +69,10 @@ pub use rotor_kv_cache::{
     PrefixCacheStats, TierStats,
 };
 pub use runner::{KvLayout, ModelRunner, ScheduledChunk};
-pub use sampler::{apply_penalties, argmax, seeded_rng, PenaltyState, Sampler};
+pub use sampler::{
+    apply_logit_bias, apply_penalties, argmax, seeded_rng, token_logprob, PenaltyState, Sampler,
+    MAX_LOGIT_BIAS,
+};
 pub use scheduler::{PlannedChunk, Scheduler, StepPlan};
 pub use scripted::{ScriptedRunner, SCRIPTED_LOGIT};
 pub use sequence::{OutputSender, Sequence, TierLoad};

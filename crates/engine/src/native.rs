@@ -7,6 +7,7 @@ use rotor_kv_cache::{model_fingerprint, KvBlockLayout, KvElementType, KvPayloadL
 use rotor_model::{KvDtype, KvStorage, LlamaConfig, LlamaModel, SeqChunk};
 
 use crate::config::EngineConfig;
+use crate::constraint::ConstraintVocab;
 use crate::error::RunnerError;
 use crate::runner::{KvLayout, ModelRunner, ScheduledChunk};
 
@@ -18,6 +19,8 @@ pub struct NativeRunner {
     model_fingerprint: u64,
     /// The model's view of a step, kept empty between steps only to reuse its allocation.
     batch: Vec<SeqChunk<'static>>,
+    /// The tokenizer vocabulary for constrained sampling (`with_constraint_vocab`).
+    constraint_vocab: Option<Arc<ConstraintVocab>>,
 }
 
 impl NativeRunner {
@@ -29,7 +32,15 @@ impl NativeRunner {
             model,
             kv,
             batch: Vec::new(),
+            constraint_vocab: None,
         }
+    }
+
+    /// Gives the engine built on this runner the model's vocabulary, so it can enforce
+    /// grammar constraints (`SamplingParams::constraint`).
+    pub fn with_constraint_vocab(mut self, vocab: Arc<ConstraintVocab>) -> Self {
+        self.constraint_vocab = Some(vocab);
+        self
     }
 
     /// Sets the model identity written into (and required of) KV blocks this runner exports and
@@ -65,6 +76,10 @@ impl ModelRunner for NativeRunner {
 
     fn context_length(&self) -> usize {
         self.model.config().context_length
+    }
+
+    fn constraint_vocab(&self) -> Option<Arc<ConstraintVocab>> {
+        self.constraint_vocab.clone()
     }
 
     fn kv_layout(&self) -> Option<KvLayout> {

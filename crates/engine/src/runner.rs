@@ -1,7 +1,10 @@
 //! The seam between the scheduler and whatever computes logits: `ModelRunner`.
 
+use std::sync::Arc;
+
 use rotor_kv_cache::KvBlockLayout;
 
+use crate::constraint::ConstraintVocab;
 use crate::error::RunnerError;
 
 /// One sequence's slice of a step, as the scheduler hands it to a runner.
@@ -31,6 +34,11 @@ pub trait ModelRunner: Send + 'static {
     fn context_length(&self) -> usize;
     /// The KV pool this runner owns, if it owns one; `Engine::start` checks it against the config.
     fn kv_layout(&self) -> Option<KvLayout> {
+        None
+    }
+    /// The model's vocabulary for grammar-constrained sampling, if the runner was given one;
+    /// `EngineCore::new` takes it (without one, constrained requests are refused).
+    fn constraint_vocab(&self) -> Option<Arc<ConstraintVocab>> {
         None
     }
     /// The layout of the KV block payloads this runner copies out and in (`read_kv_block`,

@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rotor_protocol::SamplingParams;
+use rotor_protocol::{SamplingParams, TokenLogprob};
 
 /// Below this temperature sampling is greedy.
 const GREEDY_TEMPERATURE: f32 = 1e-6;
@@ -93,6 +93,71 @@ pub fn apply_penalties(logits: &mut [f32], params: &SamplingParams, state: &Pena
                 *l -= count as f32 * f + p;
             }
         }
+    }
+}
+
+/// Largest bias `logit_bias` may add or subtract (OpenAI's range).
+pub const MAX_LOGIT_BIAS: f32 = 100.0;
+
+/// Adds OpenAI `logit_bias` to `logits`, each bias clamped to ±[`MAX_LOGIT_BIAS`]; ids outside
+/// the row are ignored (requests are validated against the vocabulary first).
+pub fn apply_logit_bias(logits: &mut [f32], bias: &[(u32, f32)]) {
+    for &(token, b) in bias {
+        if let Some(l) = logits.get_mut(token as usize) {
+            *l += b.clamp(-MAX_LOGIT_BIAS, MAX_LOGIT_BIAS);
+        }
+    }
+}
+
+/// The log-probability of `chosen` under softmax(`logits`) and the `top` most likely tokens
+/// (most likely first, lower id on ties), computed in f64 over the whole row. Tokens at -inf
+/// (masked by a constraint) are never listed; a chosen token at -inf reports `f32::MIN`
+/// (JSON has no -inf).
+pub fn token_logprob(logits: &[f32], chosen: u32, top: usize) -> TokenLogprob {
+    let max = logits
+        .iter()
+        .copied()
+        .filter(|l| !l.is_nan())
+        .fold(f32::NEG_INFINITY, f32::max);
+    let lse = if max.is_finite() {
+        let sum: f64 = logits
+            .iter()
+            .filter(|l| !l.is_nan())
+            .map(|&l| ((l - max) as f64).exp())
+            .sum();
+        max as f64 + sum.ln()
+    } else {
+        0.0
+    };
+    let logprob = |l: f32| -> f32 {
+        let lp = (l as f64 - lse) as f32;
+        if lp.is_finite() {
+            lp.min(0.0)
+        } else {
+            f32::MIN
+        }
+    };
+    let chosen_lp = logits
+        .get(chosen as usize)
+        .map_or(f32::MIN, |&l| logprob(l));
+    let mut best: Vec<(u32, f32)> = Vec::with_capacity(top + 1);
+    if top > 0 {
+        for (i, &l) in logits.iter().enumerate() {
+            if l.is_nan() || l == f32::NEG_INFINITY {
+                continue;
+            }
+            if best.len() == top && l <= best[top - 1].1 {
+                continue;
+            }
+            let at = best.partition_point(|&(_, v)| v >= l);
+            best.insert(at, (i as u32, l));
+            best.truncate(top);
+        }
+    }
+    TokenLogprob {
+        token_id: chosen,
+        logprob: chosen_lp,
+        top: best.into_iter().map(|(id, l)| (id, logprob(l))).collect(),
     }
 }
 
@@ -170,6 +235,12 @@ impl Sampler {
         rng: &mut StdRng,
     ) -> u32 {
         apply_penalties(logits, params, state);
+        self.draw(logits, params, rng)
+    }
+
+    /// Draws the next token from already-penalised (and biased, masked) `logits`: temperature,
+    /// top-k, top-p, min-p, then a draw (greedy below the temperature threshold).
+    pub fn draw(&mut self, logits: &[f32], params: &SamplingParams, rng: &mut StdRng) -> u32 {
         if params.temperature < GREEDY_TEMPERATURE {
             return argmax(logits);
         }

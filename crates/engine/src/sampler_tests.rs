@@ -477,3 +477,56 @@ proptest::proptest! {
         assert_same_as_naive(&logits, &p, seed);
     }
 }
+
+#[test]
+fn logit_bias_is_added_and_clamped() {
+    let mut logits = vec![0.0f32, 1.0, 2.0, 3.0];
+    apply_logit_bias(&mut logits, &[(0, 5.0), (1, -1e9), (3, 250.0), (99, 1.0)]);
+    assert_eq!(
+        logits,
+        vec![5.0, 1.0 - MAX_LOGIT_BIAS, 2.0, 3.0 + MAX_LOGIT_BIAS]
+    );
+}
+
+#[test]
+fn logprobs_are_log_softmax_with_sorted_alternatives() {
+    let probs = [0.1f32, 0.6, 0.3];
+    let logits: Vec<f32> = logits_for(&probs).iter().map(|l| l + 7.0).collect();
+    let lp = token_logprob(&logits, 2, 2);
+    assert_eq!(lp.token_id, 2);
+    assert!((lp.logprob - 0.3f32.ln()).abs() < 1e-5, "{}", lp.logprob);
+    assert_eq!(lp.top.len(), 2);
+    assert_eq!(lp.top[0].0, 1);
+    assert!((lp.top[0].1 - 0.6f32.ln()).abs() < 1e-5);
+    assert_eq!(lp.top[1].0, 2);
+    // Zero alternatives: only the chosen token.
+    assert!(token_logprob(&logits, 0, 0).top.is_empty());
+    // Ties: lower id first.
+    let lp = token_logprob(&[1.0, 2.0, 2.0, 0.5], 1, 3);
+    assert_eq!(
+        lp.top.iter().map(|t| t.0).collect::<Vec<_>>(),
+        vec![1, 2, 0]
+    );
+}
+
+#[test]
+fn masked_tokens_are_never_drawn_nor_listed() {
+    // A constraint mask sets forbidden logits to -inf before the draw.
+    let mut sampler = Sampler::new();
+    let mut logits = vec![5.0f32, f32::NEG_INFINITY, 1.0, f32::NEG_INFINITY];
+    let lp = token_logprob(&logits, 2, 4);
+    assert_eq!(lp.top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 2]);
+    let mass: f32 = lp.top.iter().map(|t| t.1.exp()).sum();
+    assert!((mass - 1.0).abs() < 1e-5);
+    for seed in 0..200 {
+        let mut rng = seeded_rng(Some(seed));
+        let p = SamplingParams {
+            temperature: 3.0,
+            ..params()
+        };
+        let t = sampler.sample(&mut logits, &p, &PenaltyState::default(), &mut rng);
+        assert!(t == 0 || t == 2, "drew masked token {t}");
+    }
+    // A chosen token at -inf still reports a finite (JSON-safe) logprob.
+    assert_eq!(token_logprob(&logits, 1, 0).logprob, f32::MIN);
+}

@@ -5,11 +5,12 @@ use std::sync::Arc;
 use rand::rngs::StdRng;
 use rotor_protocol::{
     EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions, TokenIds,
-    WireError,
+    TokenLogprob, WireError,
 };
 use rotor_tokens::{chain_hash, local_block_hash, LocalBlockHash, SequenceHash};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::constraint::SeqConstraint;
 use crate::sampler::{seeded_rng, PenaltyState};
 
 /// Where a request's outputs go.
@@ -57,6 +58,9 @@ pub struct Sequence {
     pub max_total_len: usize,
     pub rng: StdRng,
     pub penalties: PenaltyState,
+    /// The grammar constraint's matcher and next mask (`SamplingParams::constraint`). It stays
+    /// with the sequence through preemption: a recomputed sequence resumes where it was.
+    pub constraint: Option<Box<SeqConstraint>>,
     output: OutputSender,
     sent_first: bool,
 }
@@ -85,6 +89,7 @@ impl Sequence {
             sampling: req.sampling,
             stop: req.stop,
             max_total_len,
+            constraint: None,
             output,
             sent_first: false,
         }
@@ -152,6 +157,16 @@ impl Sequence {
 
     /// Sends one output; false if the receiver is gone (the caller cancels the sequence).
     pub fn send(&mut self, token_ids: TokenIds, finish_reason: Option<FinishReason>) -> bool {
+        self.send_with_logprobs(token_ids, finish_reason, None)
+    }
+
+    /// `send` with the tokens' log-probabilities (`SamplingParams::logprobs`).
+    pub fn send_with_logprobs(
+        &mut self,
+        token_ids: TokenIds,
+        finish_reason: Option<FinishReason>,
+        logprobs: Option<Vec<TokenLogprob>>,
+    ) -> bool {
         let cached_prompt_tokens = if self.sent_first {
             None
         } else {
@@ -162,6 +177,7 @@ impl Sequence {
             token_ids,
             finish_reason,
             cached_prompt_tokens,
+            logprobs,
         };
         self.output.send(Ok(out)).is_ok()
     }

@@ -6,6 +6,7 @@ use std::sync::{Mutex, PoisonError};
 
 use rotor_kv_cache::KvTierStats;
 
+use crate::constraint::ConstraintStats;
 use crate::kv_transfer::{KvImportRejectReason, KvTransferStats};
 
 /// Load and progress counters of one engine.
@@ -19,7 +20,7 @@ pub struct EngineStats {
     pub steps: u64,
     /// Tokens fed to the runner (prefill, recompute and decode).
     pub tokens_processed: u64,
-    /// Tokens sampled and sent.
+    /// Tokens sampled and sent (with tokens a grammar constraint forced).
     pub tokens_generated: u64,
     pub preemptions: u64,
     /// Prompt tokens looked up in the prefix cache at a request's first admission (zero with
@@ -38,6 +39,8 @@ pub struct EngineStats {
     /// Offload tiers (G2 host, G3 disk): held, hits, offloads, onboards, failed loads. All
     /// zero without tiers.
     pub kv_tiers: KvTierStats,
+    /// Grammar-constrained sampling: requests, refusals, masks and their time, forced tokens.
+    pub constraints: ConstraintStats,
     /// The engine thread has exited (or is exiting) and accepts no more requests.
     pub stopped: bool,
 }
@@ -132,6 +135,8 @@ impl StatsCell {
             prefix_cache_evictions: self.prefix_cache_evictions.load(r),
             kv_transfer,
             kv_tiers: *self.kv_tiers.lock().unwrap_or_else(PoisonError::into_inner),
+            // Filled by `EngineHandle::stats` from the shared constraint counters.
+            constraints: ConstraintStats::default(),
             stopped: self.is_stopped(),
         }
     }

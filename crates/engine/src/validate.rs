@@ -5,7 +5,7 @@
 //! least that many tokens is rejected (nothing could be generated); a prompt + `max_tokens` beyond
 //! it is accepted and finishes with `Length` when the window is full.
 
-use rotor_protocol::{ErrorKind, GenerateRequest, WireError};
+use rotor_protocol::{ErrorKind, GenerateRequest, WireError, MAX_LOGPROBS};
 
 /// What a request is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,28 @@ pub fn validate_request(req: &GenerateRequest, limits: &RequestLimits) -> Result
         return Err(invalid(
             "frequency_penalty and presence_penalty must be finite".into(),
         ));
+    }
+    if let Some(n) = s.logprobs.filter(|&n| n > MAX_LOGPROBS) {
+        return Err(invalid(format!(
+            "logprobs asks for {n} alternatives; at most {MAX_LOGPROBS}"
+        )));
+    }
+    if let Some(&(id, bias)) = s
+        .logit_bias
+        .iter()
+        .find(|(id, b)| *id as usize >= limits.vocab_size || !b.is_finite())
+    {
+        return Err(invalid(format!(
+            "logit_bias entry ({id}, {bias}) needs a token id below {} and a finite bias",
+            limits.vocab_size
+        )));
+    }
+    let replay = s.constraint_replay_tokens as usize;
+    if replay > 0 && (s.constraint.is_none() || replay >= prompt_len) {
+        return Err(invalid(format!(
+            "constraint_replay_tokens = {replay} needs a constraint and a prompt longer than that \
+             ({prompt_len} tokens)"
+        )));
     }
     Ok(())
 }

@@ -10,7 +10,6 @@ mod real_model;
 
 use real_model::{model, CHAT_PROMPT};
 
-
 use rotor_engine::{
     Engine, EngineConfig, EngineHandle, EngineStats, KvExport, KvExportSelector, KvImportError,
     KvImportRejectReason, KvImportReport, NativeRunner,

@@ -22,6 +22,25 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// Disaggregated serving, prefill side: prefills `req.request` on this worker and streams
+    /// the KV blocks of `req.sequence_hashes` it then holds (encoded, chain order). `None` if
+    /// this backend is not one worker that can export KV.
+    fn prefill_export(
+        &self,
+        _req: rotor_protocol::PrefillRequest,
+    ) -> Option<BoxStream<'static, Result<Vec<u8>, WireError>>> {
+        None
+    }
+
+    /// Disaggregated serving, decode side: imports encoded blocks into this worker's prefix
+    /// cache. `None` if this backend is not one worker that can import KV.
+    fn import_kv(
+        &self,
+        _blocks: Vec<Vec<u8>>,
+    ) -> Option<BoxFuture<'static, Result<rotor_protocol::KvImportOutcome, WireError>>> {
+        None
+    }
+
     /// The load of every worker that could take a new request now, as last known (`None` for
     /// a worker that has not reported yet), for overload protection
     /// ([`BusyThresholds`](crate::overload::BusyThresholds)). Empty when this backend cannot

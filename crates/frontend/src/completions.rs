@@ -1,11 +1,14 @@
 //! POST /v1/chat/completions and POST /v1/completions.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
 use rotor_protocol::openai::{ChatCompletionRequest, CompletionRequest};
 
+use crate::chat_output::{ChatAnswer, ChatOutput};
 use crate::error::ApiError;
 use crate::generation::TextGeneration;
 use crate::json_body::JsonBody;
@@ -62,16 +65,36 @@ async fn respond(
     );
     let timer = state.metrics.start_generation(&entry.card.name);
     let mut generation = TextGeneration::start(entry, &plan, timer)?;
+    if let Some(choice) = plan.tool_choice {
+        state.metrics.count_tool_request(choice);
+    }
+    if let Some(kind) = plan.constraint_kind {
+        state.metrics.count_constrained_request(kind);
+    }
+    let chat = (!plan.output.is_plain())
+        .then(|| ChatOutput::new(&plan.output, Arc::clone(&state.metrics)));
     if plan.stream {
-        return stream_response(generation, builder, plan.include_usage).await;
+        return stream_response(generation, builder, plan.include_usage, chat).await;
     }
     // If the client disconnects, hyper drops this future and with it the backend stream.
     let mut text = String::new();
+    let mut chat = chat;
+    let mut answer = ChatAnswer::default();
     while let Some(step) = generation.next_step().await {
         let step = step?;
-        text.push_str(&step.text);
+        let Some(chat) = &mut chat else {
+            text.push_str(&step.text);
+            if let Some(finish) = step.finish {
+                return Ok(Json(builder.full(text, &finish)).into_response());
+            }
+            continue;
+        };
+        answer.apply(chat.push(&step.text));
         if let Some(finish) = step.finish {
-            return Ok(Json(builder.full(text, &finish)).into_response());
+            let (last, reason) = chat.finish(finish.reason);
+            answer.apply(last);
+            let body = builder.chat_full(answer, reason, finish.usage);
+            return Ok(Json(body).into_response());
         }
     }
     Err(ApiError::internal("generation ended without a finish"))

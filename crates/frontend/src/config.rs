@@ -3,6 +3,8 @@
 use crate::auth::ApiKeys;
 use crate::cors::AllowedOrigins;
 use crate::overload::BusyThresholds;
+use crate::parsers::ParserSetting;
+use rotor_text::{ReasoningParserKind, ToolParserKind};
 
 /// Default largest request body: 16 MiB, room for a long context (128k tokens of text is about
 /// 0.5 MB of JSON) with a wide margin, small enough that a few hostile bodies cannot exhaust
@@ -30,6 +32,10 @@ pub struct FrontendConfig {
     pub allowed_origins: Option<AllowedOrigins>,
     /// When a worker counts as busy; a model whose workers are all busy answers 503.
     pub busy: BusyThresholds,
+    /// `--tool-call-parser`: for every model (default: from each model's chat template).
+    pub tool_call_parser: ParserSetting<ToolParserKind>,
+    /// `--reasoning-parser`: for every model (default: from each model's chat template).
+    pub reasoning_parser: ParserSetting<ReasoningParserKind>,
 }
 
 impl Default for FrontendConfig {
@@ -43,6 +49,8 @@ impl Default for FrontendConfig {
             protect_metrics: false,
             allowed_origins: None,
             busy: BusyThresholds::default(),
+            tool_call_parser: ParserSetting::Auto,
+            reasoning_parser: ParserSetting::Auto,
         }
     }
 }

@@ -16,6 +16,13 @@
 //! (a worker on the runtime's request plane) and [`ModelWatcher`] (models from discovery).
 //! The HTTP server sets TCP_NODELAY on every connection so streamed tokens leave at once.
 //!
+//! Chat answers go through the model's parsers ([`parsers`], chosen from the chat template or
+//! `--tool-call-parser` / `--reasoning-parser`): [`chat_output`] splits the text into
+//! `reasoning_content`, `content` and `tool_calls`, whole or streamed. Requests' `tools` and
+//! `tool_choice` are checked in [`tool_request`]; `response_format` and vLLM's guided fields
+//! become a [`rotor_protocol::Constraint`] in [`structured`]; forced calls and constraints
+//! after reasoning are Lark grammars built in [`tool_grammar`]; the engine enforces them.
+//!
 //! Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
 //! GET /v1/models/{id}, POST /tokenize, POST /detokenize, GET /health, GET /live, GET /metrics,
 //! GET /openapi.json.
@@ -32,6 +39,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod chat_output;
 mod completions;
 pub mod config;
 pub mod cors;
@@ -40,6 +48,7 @@ pub mod generation;
 pub mod json_body;
 pub mod metrics;
 pub mod overload;
+pub mod parsers;
 pub mod registry;
 pub mod request_id;
 pub mod responses;
@@ -47,7 +56,11 @@ mod routes;
 pub mod routing;
 mod server;
 mod sse;
+pub mod structured;
 mod tokenize;
+pub mod tool_grammar;
+mod tool_prompt;
+pub mod tool_request;
 pub mod validate;
 
 pub use auth::ApiKeys;
@@ -57,10 +70,11 @@ pub use cors::AllowedOrigins;
 pub use error::{ApiError, FrontendError};
 pub use metrics::{Metrics, MetricsSource};
 pub use overload::BusyThresholds;
+pub use parsers::{ModelParsers, ParserSetting};
 pub use request_id::RequestId;
 pub use routes::OPENAPI_JSON;
 pub use routing::{
-    ModelSink, ModelWatcher, ModelWatcherConfig, RemoteWorker, ReplicaMessage, RoutedBackend,
-    RouterMode, RoutingConfig, RoutingMetrics, ROUTER_SYNC_TOPIC,
+    DisaggConfig, ModelSink, ModelWatcher, ModelWatcherConfig, RemoteWorker, ReplicaMessage,
+    RoutedBackend, RouterMode, RoutingConfig, RoutingMetrics, ROUTER_SYNC_TOPIC,
 };
 pub use server::{serve, Frontend};

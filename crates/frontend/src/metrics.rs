@@ -14,6 +14,13 @@
 //!   worker of the model was busy.
 //! - `rotor_frontend_busy_kv_threshold`, `rotor_frontend_busy_queue_threshold`: the busy
 //!   thresholds (gauges, present only when set).
+//! - `rotor_frontend_tool_requests_total{tool_choice}`: chat requests that offered tools.
+//! - `rotor_frontend_tool_calls_total{parser}`: tool calls parsed out of answers.
+//! - `rotor_frontend_tool_call_parse_failures_total{parser}`: markup that started like a call
+//!   but did not parse (returned as content).
+//! - `rotor_frontend_reasoning_responses_total{parser}`: answers with reasoning content.
+//! - `rotor_frontend_constrained_requests_total{kind}`: requests sent with an output constraint
+//!   (`json_object`, `json_schema`, `regex`, `choice`, `lark`, `gbnf`, `tool_call`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -107,6 +114,11 @@ pub struct Metrics {
     auth_rejected: AtomicU64,
     overload_rejected: Mutex<BTreeMap<String, u64>>,
     busy: BusyThresholds,
+    tool_requests: Mutex<BTreeMap<String, u64>>,
+    tool_calls: Mutex<BTreeMap<String, u64>>,
+    tool_parse_failures: Mutex<BTreeMap<String, u64>>,
+    reasoning_responses: Mutex<BTreeMap<String, u64>>,
+    constrained_requests: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Default for Metrics {
@@ -123,6 +135,11 @@ impl Default for Metrics {
             auth_rejected: AtomicU64::new(0),
             overload_rejected: Mutex::default(),
             busy: BusyThresholds::default(),
+            tool_requests: Mutex::default(),
+            tool_calls: Mutex::default(),
+            tool_parse_failures: Mutex::default(),
+            reasoning_responses: Mutex::default(),
+            constrained_requests: Mutex::default(),
         }
     }
 }
@@ -146,6 +163,37 @@ impl Metrics {
         *lock(&self.overload_rejected)
             .entry(model.to_string())
             .or_default() += 1;
+    }
+
+    /// Counts a chat request that offered tools, by its `tool_choice` (`auto`, `required`, …).
+    pub fn count_tool_request(&self, tool_choice: &str) {
+        add(&self.tool_requests, tool_choice, 1);
+    }
+
+    /// Counts a request sent with an output constraint of this kind.
+    pub fn count_constrained_request(&self, kind: &str) {
+        add(&self.constrained_requests, kind, 1);
+    }
+
+    /// Records what the parsers found in one finished answer.
+    pub fn count_chat_output(
+        &self,
+        tool_parser: Option<&str>,
+        calls: usize,
+        failures: usize,
+        reasoning_parser: Option<&str>,
+    ) {
+        if let Some(parser) = tool_parser {
+            if calls > 0 {
+                add(&self.tool_calls, parser, calls as u64);
+            }
+            if failures > 0 {
+                add(&self.tool_parse_failures, parser, failures as u64);
+            }
+        }
+        if let Some(parser) = reasoning_parser {
+            add(&self.reasoning_responses, parser, 1);
+        }
     }
 
     /// Adds a source whose metrics follow the frontend's own in every /metrics response.
@@ -248,12 +296,54 @@ impl Metrics {
         if let Some(limit) = self.busy.waiting_requests {
             let _ = writeln!(out, "rotor_frontend_busy_queue_threshold {limit}");
         }
+        let labelled = [
+            (
+                "rotor_frontend_tool_requests_total",
+                "Chat requests that offered tools, by tool_choice.",
+                "tool_choice",
+                &self.tool_requests,
+            ),
+            (
+                "rotor_frontend_tool_calls_total",
+                "Tool calls parsed out of answers, by parser.",
+                "parser",
+                &self.tool_calls,
+            ),
+            (
+                "rotor_frontend_tool_call_parse_failures_total",
+                "Tool-call markup that did not parse and was returned as content, by parser.",
+                "parser",
+                &self.tool_parse_failures,
+            ),
+            (
+                "rotor_frontend_reasoning_responses_total",
+                "Answers that had reasoning content, by reasoning parser.",
+                "parser",
+                &self.reasoning_responses,
+            ),
+            (
+                "rotor_frontend_constrained_requests_total",
+                "Requests sent with an output constraint, by kind.",
+                "kind",
+                &self.constrained_requests,
+            ),
+        ];
+        for (name, help, label, counts) in labelled {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (value, count) in lock(counts).iter() {
+                let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {count}", escape_label(value));
+            }
+        }
         let sources: Vec<_> = lock(&self.sources).clone();
         for source in sources {
             source.render(&mut out);
         }
         out
     }
+}
+
+fn add(counts: &Mutex<BTreeMap<String, u64>>, key: &str, by: u64) {
+    *lock(counts).entry(key.to_string()).or_default() += by;
 }
 
 fn render_by_model(out: &mut String, name: &str, help: &str, counts: &BTreeMap<String, u64>) {

@@ -9,6 +9,7 @@ use rotor_text::{ChatTemplate, Tokenizer};
 
 use crate::backend::{Backend, ServedModel};
 use crate::error::FrontendError;
+use crate::parsers::{ModelParsers, ParserSetting};
 
 /// One served model with everything built from its card.
 pub struct ModelEntry {
@@ -20,11 +21,23 @@ pub struct ModelEntry {
     /// Ids that end generation, llama.cpp's end-of-generation set (eos, eot/eom and every
     /// end-of-turn token such as Gemma's `<end_of_turn>`); their text is never shown.
     pub stop_token_ids: Vec<u32>,
+    /// The tool-call and reasoning parsers of its answers.
+    pub parsers: ModelParsers,
 }
 
 impl ModelEntry {
-    /// Builds the tokenizer and chat template from the card (none when the card has none).
+    /// Builds the tokenizer and chat template from the card (none when the card has none);
+    /// parsers are chosen from the template.
     pub fn build(model: ServedModel) -> Result<Self, FrontendError> {
+        Self::build_with_parsers(model, ParserSetting::Auto, ParserSetting::Auto)
+    }
+
+    /// As [`ModelEntry::build`], with the `--tool-call-parser` / `--reasoning-parser` settings.
+    pub fn build_with_parsers(
+        model: ServedModel,
+        tool: ParserSetting<rotor_text::ToolParserKind>,
+        reasoning: ParserSetting<rotor_text::ReasoningParserKind>,
+    ) -> Result<Self, FrontendError> {
         let ServedModel { card, backend } = model;
         if card.context_length == 0 {
             return Err(FrontendError::ZeroContextLength { model: card.name });
@@ -50,12 +63,14 @@ impl ModelEntry {
             None => None,
         };
         let stop_token_ids = tokenizer.end_of_generation_ids().to_vec();
+        let parsers = ModelParsers::choose(card.chat_template.as_deref(), tool, reasoning);
         Ok(Self {
             card,
             backend,
             tokenizer: Arc::new(tokenizer),
             template,
             stop_token_ids,
+            parsers,
         })
     }
 }

@@ -4,10 +4,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rotor_protocol::openai::{
     ChatChoice, ChatChunkChoice, ChatCompletionChunk, ChatCompletionResponse, ChatDelta,
-    CompletionChoice, CompletionResponse, ResponseMessage, Usage,
+    CompletionChoice, CompletionResponse, FunctionCall, FunctionCallDelta, MessageToolCall,
+    ResponseMessage, ToolCallDelta, Usage,
 };
+use rotor_text::ToolCallEvent;
 use serde_json::Value;
 
+use crate::chat_output::{ChatAnswer, ChatPiece};
 use crate::generation::Finish;
 use crate::request_id::RequestId;
 
@@ -54,22 +57,14 @@ impl ResponseBuilder {
     /// The non-streaming body.
     pub fn full(&self, text: String, finish: &Finish) -> Value {
         match self.api {
-            Api::Chat => to_value(&ChatCompletionResponse {
-                id: self.id.clone(),
-                object: "chat.completion".to_string(),
-                created: self.created,
-                model: self.model.clone(),
-                choices: vec![ChatChoice {
-                    index: 0,
-                    message: ResponseMessage {
-                        role: "assistant".to_string(),
-                        content: text,
-                    },
-                    logprobs: None,
-                    finish_reason: Some(finish.reason.to_string()),
-                }],
-                usage: finish.usage,
-            }),
+            Api::Chat => self.chat_full(
+                ChatAnswer {
+                    content: text,
+                    ..ChatAnswer::default()
+                },
+                finish.reason,
+                finish.usage,
+            ),
             Api::Completion => to_value(&CompletionResponse {
                 id: self.id.clone(),
                 object: "text_completion".to_string(),
@@ -86,6 +81,112 @@ impl ResponseBuilder {
         }
     }
 
+    /// The non-streaming chat body of a parsed answer: `content` null when the answer is only
+    /// tool calls, `reasoning_content` when there was reasoning.
+    pub fn chat_full(&self, answer: ChatAnswer, finish_reason: &str, usage: Usage) -> Value {
+        let content = if answer.content.is_empty() && !answer.calls.is_empty() {
+            None
+        } else {
+            Some(answer.content)
+        };
+        let tool_calls = answer
+            .calls
+            .into_iter()
+            .map(|call| MessageToolCall {
+                id: call.id,
+                kind: "function".to_string(),
+                function: FunctionCall {
+                    name: call.name,
+                    arguments: call.arguments,
+                },
+            })
+            .collect();
+        to_value(&ChatCompletionResponse {
+            id: self.id.clone(),
+            object: "chat.completion".to_string(),
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChatChoice {
+                index: 0,
+                message: ResponseMessage {
+                    role: "assistant".to_string(),
+                    content,
+                    reasoning_content: (!answer.reasoning.is_empty()).then_some(answer.reasoning),
+                    tool_calls,
+                },
+                logprobs: None,
+                finish_reason: Some(finish_reason.to_string()),
+            }],
+            usage,
+        })
+    }
+
+    /// The chunks of one parsed piece of a chat stream, as OpenAI sends them: reasoning, then
+    /// content, then one chunk per tool-call event (a call's first chunk has its index, id,
+    /// type, name and empty arguments; the next ones argument fragments).
+    pub fn piece_chunks(&self, piece: ChatPiece) -> Vec<Value> {
+        let mut deltas = Vec::new();
+        if !piece.reasoning.is_empty() {
+            deltas.push(ChatDelta {
+                reasoning_content: Some(piece.reasoning),
+                ..ChatDelta::default()
+            });
+        }
+        if !piece.content.is_empty() {
+            deltas.push(ChatDelta {
+                content: Some(piece.content),
+                ..ChatDelta::default()
+            });
+        }
+        for event in piece.calls {
+            let call = match event {
+                ToolCallEvent::CallStart { index, id, name } => ToolCallDelta {
+                    index: index as u32,
+                    id: Some(id),
+                    kind: Some("function".to_string()),
+                    function: FunctionCallDelta {
+                        name: Some(name),
+                        arguments: Some(String::new()),
+                    },
+                },
+                ToolCallEvent::Arguments { index, fragment } => ToolCallDelta {
+                    index: index as u32,
+                    id: None,
+                    kind: None,
+                    function: FunctionCallDelta {
+                        name: None,
+                        arguments: Some(fragment),
+                    },
+                },
+                ToolCallEvent::Content(text) => {
+                    deltas.push(ChatDelta {
+                        content: Some(text),
+                        ..ChatDelta::default()
+                    });
+                    continue;
+                }
+            };
+            deltas.push(ChatDelta {
+                tool_calls: vec![call],
+                ..ChatDelta::default()
+            });
+        }
+        deltas
+            .into_iter()
+            .map(|delta| {
+                self.chat_chunk(
+                    vec![ChatChunkChoice {
+                        index: 0,
+                        delta,
+                        logprobs: None,
+                        finish_reason: None,
+                    }],
+                    None,
+                )
+            })
+            .collect()
+    }
+
     /// The chunk that opens a chat stream (`delta.role`); none for text completions.
     pub fn opening_chunk(&self) -> Option<Value> {
         match self.api {
@@ -95,6 +196,7 @@ impl ResponseBuilder {
                     delta: ChatDelta {
                         role: Some("assistant".to_string()),
                         content: Some(String::new()),
+                        ..ChatDelta::default()
                     },
                     logprobs: None,
                     finish_reason: None,
@@ -115,8 +217,8 @@ impl ResponseBuilder {
                     vec![ChatChunkChoice {
                         index: 0,
                         delta: ChatDelta {
-                            role: None,
                             content,
+                            ..ChatDelta::default()
                         },
                         logprobs: None,
                         finish_reason,

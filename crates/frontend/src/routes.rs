@@ -83,6 +83,8 @@ fn model_object(entry: &ModelEntry, owned_by: &str) -> ModelObject {
         created: entry.card.created,
         owned_by: owned_by.to_string(),
         max_model_len: Some(entry.card.context_length),
+        tool_call_parser: entry.parsers.tool_kind().map(|k| k.name().to_string()),
+        reasoning_parser: entry.parsers.reasoning_kind().map(|k| k.name().to_string()),
     }
 }
 

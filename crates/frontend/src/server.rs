@@ -31,7 +31,19 @@ impl Frontend {
 
     /// Starts serving a model: builds its tokenizer and chat template from the card.
     pub fn add_model(&self, model: ServedModel) -> Result<(), FrontendError> {
-        let entry = ModelEntry::build(model)?;
+        let cfg = &self.state.config;
+        let entry =
+            ModelEntry::build_with_parsers(model, cfg.tool_call_parser, cfg.reasoning_parser)?;
+        let describe = |choice: Option<(&str, crate::parsers::ParserSource)>| match choice {
+            Some((name, source)) => format!("{name} ({})", source.as_str()),
+            None => "none".to_string(),
+        };
+        tracing::info!(
+            model = %entry.card.name,
+            tool_call_parser = %describe(entry.parsers.tool.map(|(k, s)| (k.name(), s))),
+            reasoning_parser = %describe(entry.parsers.reasoning.map(|(k, s)| (k.name(), s))),
+            "model added"
+        );
         self.state.registry.insert(entry)
     }
 

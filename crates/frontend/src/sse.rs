@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::chat_output::ChatOutput;
 use crate::error::ApiError;
 use crate::generation::{TextGeneration, TextStep};
 use crate::responses::ResponseBuilder;
@@ -20,6 +21,7 @@ pub async fn stream_response(
     mut generation: TextGeneration,
     builder: ResponseBuilder,
     include_usage: bool,
+    chat: Option<ChatOutput>,
 ) -> Result<Response, ApiError> {
     let first = match generation.next_step().await {
         Some(Err(err)) => return Err(err),
@@ -29,6 +31,7 @@ pub async fn stream_response(
         generation: Some(generation),
         builder,
         include_usage,
+        chat,
         queue: VecDeque::new(),
     };
     if let Some(opening) = state.builder.opening_chunk() {
@@ -54,6 +57,8 @@ struct StreamState {
     generation: Option<TextGeneration>,
     builder: ResponseBuilder,
     include_usage: bool,
+    /// Chat answers with a reasoning or tool-call parser: text goes through it.
+    chat: Option<ChatOutput>,
     queue: VecDeque<Event>,
 }
 
@@ -77,6 +82,30 @@ impl StreamState {
     }
 
     fn enqueue(&mut self, step: Option<Result<TextStep, ApiError>>) {
+        if let (Some(chat), Some(Ok(TextStep { text, finish }))) = (&mut self.chat, &step) {
+            let mut pieces = vec![chat.push(text)];
+            let mut reason = None;
+            if let Some(finish) = finish {
+                let (last, r) = chat.finish(finish.reason);
+                pieces.push(last);
+                reason = Some(r);
+            }
+            for piece in pieces {
+                for chunk in self.builder.piece_chunks(piece) {
+                    self.queue.push_back(data(&chunk));
+                }
+            }
+            if let (Some(reason), Some(finish)) = (reason, finish) {
+                self.queue
+                    .push_back(data(&self.builder.delta_chunk(String::new(), Some(reason))));
+                if self.include_usage {
+                    self.queue
+                        .push_back(data(&self.builder.usage_chunk(finish.usage)));
+                }
+                self.end();
+            }
+            return;
+        }
         match step {
             Some(Ok(TextStep { text, finish: None })) => {
                 self.queue

@@ -23,7 +23,8 @@ use crate::error::ApiError;
 use crate::json_body::JsonBody;
 use crate::registry::ModelEntry;
 use crate::routes::AppState;
-use crate::validate::{check_vocabulary, encode, render_chat};
+use crate::tool_request::ToolRequest;
+use crate::validate::{check_vocabulary, encode, render_chat, ChatRender};
 
 /// The model a request names, or the only one served when it names none.
 fn resolve_model(state: &AppState, model: Option<&str>) -> Result<Arc<ModelEntry>, ApiError> {
@@ -72,13 +73,16 @@ pub async fn tokenize(
                     "the model's served template is used",
                 ));
             }
-            if req.tools.as_ref().is_some_and(|tools| !tools.is_empty()) {
-                return Err(ApiError::unsupported(
-                    "tools",
-                    "tool calling is not implemented",
-                ));
-            }
-            let text = render_chat(&entry, messages, req.add_generation_prompt.unwrap_or(true))?;
+            let tools = ToolRequest::from_parts(req.tools.as_deref(), None, None)?;
+            let text = render_chat(
+                &entry,
+                messages,
+                ChatRender {
+                    add_generation_prompt: req.add_generation_prompt.unwrap_or(true),
+                    tools: tools.as_ref(),
+                    kwargs: None,
+                },
+            )?;
             encode(&entry, &text, req.add_special_tokens.unwrap_or(false))?
         }
         (Some(_), Some(_)) => {

@@ -11,10 +11,18 @@ use rotor_protocol::openai::{
     ChatCompletionRequest, ChatMessage, CompletionRequest, MessageContent, Prompt, SamplingFields,
 };
 use rotor_protocol::{GenerateRequest, SamplingDefaults, SamplingParams, StopConditions};
+use rotor_text::reasoning::think_opened_in_prompt;
+use rotor_text::{ReasoningParserKind, RenderOptions, ToolParserKind};
+use serde_json::Value;
 
+use crate::chat_output::ChatOutputPlan;
 use crate::config::FrontendConfig;
 use crate::error::ApiError;
 use crate::registry::ModelEntry;
+use crate::structured::{constraint_kind, constraint_of};
+use crate::tool_grammar::{after_reasoning, forced_calls_rules, with_think_start, ThinkStart};
+use crate::tool_prompt::rewrite_messages;
+use crate::tool_request::ToolRequest;
 
 /// A validated, tokenized request and how to answer it.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +33,22 @@ pub struct GenerationPlan {
     pub stream: bool,
     /// Streaming only: send a final chunk with usage.
     pub include_usage: bool,
+    /// Chat: what to parse out of the answer (reasoning, tool calls).
+    pub output: ChatOutputPlan,
+    /// The request's `tool_choice` when it offered tools (for /metrics).
+    pub tool_choice: Option<&'static str>,
+    /// The kind of output constraint asked for, if any (for /metrics).
+    pub constraint_kind: Option<&'static str>,
+}
+
+/// How chat messages are rendered: the generation prompt, the request's tools, and extra
+/// template variables.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ChatRender<'a> {
+    pub add_generation_prompt: bool,
+    /// Tools to describe to the model (`None` with `tool_choice: "none"`).
+    pub tools: Option<&'a ToolRequest>,
+    pub kwargs: Option<&'a serde_json::Map<String, Value>>,
 }
 
 impl GenerationPlan {
@@ -54,47 +78,81 @@ pub fn chat_plan(
             "log probabilities are not returned",
         ));
     }
-    if req.tools.as_ref().is_some_and(|tools| !tools.is_empty()) {
-        return Err(ApiError::unsupported(
-            "tools",
-            "tool calling is not implemented",
-        ));
-    }
-    if req
-        .tool_choice
-        .as_ref()
-        .is_some_and(|c| !c.is_null() && c != "none")
-    {
-        return Err(ApiError::unsupported(
-            "tool_choice",
-            "tool calling is not implemented",
-        ));
-    }
-    if let Some(format) = &req.response_format {
-        if !format.is_null() && format.get("type").and_then(|t| t.as_str()) != Some("text") {
-            return Err(ApiError::unsupported(
-                "response_format",
-                "only {\"type\": \"text\"}",
-            ));
-        }
-    }
     let fields = req.sampling_fields();
-    let checked = check_sampling(&fields, &entry.card.sampling_defaults, cfg)?;
-    let text = render_chat(entry, &req.messages, true)?;
+    let mut checked = check_sampling(&fields, &entry.card.sampling_defaults, cfg)?;
+    let tools = ToolRequest::from_request(req)?;
+    let constraint = constraint_of(&req.constraint_fields())?;
+    let requested_kind = constraint.as_ref().map(constraint_kind);
+    let calling = tools.as_ref().filter(|t| t.parses_calls());
+    let tool_kind = match calling {
+        Some(_) => Some(entry.parsers.tool_kind().ok_or_else(|| {
+            ApiError::unsupported(
+                "tools",
+                &format!(
+                    "tool calling is off for model {:?} (its server runs with --tool-call-parser none)",
+                    entry.card.name
+                ),
+            )
+        })?),
+        None => None,
+    };
+    let forced = calling.filter(|t| t.forces_call());
+    if forced.is_some() && constraint.is_some() {
+        return Err(ApiError::invalid_param(
+            "tool_choice",
+            "A forced tool call (`tool_choice` \"required\" or a named function) cannot be combined with `response_format` or a guided-decoding field.",
+        ));
+    }
+    let text = render_chat(
+        entry,
+        &req.messages,
+        ChatRender {
+            add_generation_prompt: true,
+            tools: calling,
+            kwargs: req.chat_template_kwargs.as_ref(),
+        },
+    )?;
     let ids = encode(entry, &text, true)?;
+    let reasoning = entry
+        .parsers
+        .reasoning_kind()
+        .map(|kind| (kind, think_opened_in_prompt(&text)));
+    let think = match reasoning {
+        None => ThinkStart::None,
+        Some((ReasoningParserKind::DeepseekR1, _)) | Some((_, true)) => ThinkStart::Inside,
+        Some(_) => ThinkStart::Optional,
+    };
+    let constraint = match (forced, tool_kind) {
+        (Some(tools), Some(kind)) => Some(rotor_protocol::Constraint::Lark {
+            grammar: with_think_start(&forced_calls_rules(kind, tools)?, think),
+        }),
+        _ => constraint.map(|c| after_reasoning(c, think)),
+    };
+    let constraint_kind = match forced {
+        Some(_) => Some("tool_call"),
+        None => requested_kind,
+    };
+    checked.sampling.constraint = constraint;
     let max_param = if req.max_completion_tokens.is_some() {
         "max_completion_tokens"
     } else {
         "max_tokens"
     };
-    finish_plan(
+    let mut plan = finish_plan(
         entry,
         ids,
         checked,
         cfg,
         request_id,
         ("messages", max_param),
-    )
+    )?;
+    plan.output = ChatOutputPlan {
+        tools: calling.zip(tool_kind).map(|(t, kind)| (kind, t.specs())),
+        reasoning,
+    };
+    plan.tool_choice = tools.as_ref().map(|t| t.choice.as_str());
+    plan.constraint_kind = constraint_kind;
+    Ok(plan)
 }
 
 /// Validates a text-completion request and tokenizes its prompt (or takes its token ids).
@@ -122,7 +180,9 @@ pub fn completion_plan(
     if req.best_of.is_some_and(|best_of| best_of != 1) {
         return Err(ApiError::unsupported("best_of", "only best_of = 1"));
     }
-    let checked = check_sampling(&req.sampling_fields(), &entry.card.sampling_defaults, cfg)?;
+    let mut checked = check_sampling(&req.sampling_fields(), &entry.card.sampling_defaults, cfg)?;
+    checked.sampling.constraint = constraint_of(&req.constraint_fields())?;
+    let constraint_kind = checked.sampling.constraint.as_ref().map(constraint_kind);
     let one_prompt =
         || ApiError::invalid_param("prompt", "Exactly one prompt per request is supported.");
     let ids = match &req.prompt {
@@ -137,23 +197,27 @@ pub fn completion_plan(
             _ => return Err(one_prompt()),
         },
     };
-    finish_plan(
+    let mut plan = finish_plan(
         entry,
         ids,
         checked,
         cfg,
         request_id,
         ("prompt", "max_tokens"),
-    )
+    )?;
+    plan.constraint_kind = constraint_kind;
+    Ok(plan)
 }
 
-/// The prompt text of `messages` in the model's chat template.
+/// The prompt text of `messages` in the model's chat template. A template that does not read
+/// `tools` gets the tools and the tool-call history rewritten into its messages
+/// ([`crate::tool_prompt`]) in the model's tool-call markup.
 pub(crate) fn render_chat(
     entry: &ModelEntry,
     messages: &[ChatMessage],
-    add_generation_prompt: bool,
+    how: ChatRender<'_>,
 ) -> Result<String, ApiError> {
-    let messages = template_messages(messages)?;
+    let mut messages = template_messages(messages)?;
     let Some(template) = &entry.template else {
         return Err(ApiError::invalid_param(
             "messages",
@@ -164,15 +228,35 @@ pub(crate) fn render_chat(
             ),
         ));
     };
+    let tools_json = how.tools.map(|t| t.template_tools());
+    let template_tools = if template.reads_tools() {
+        tools_json.as_ref()
+    } else {
+        let kind = entry.parsers.tool_kind().unwrap_or(ToolParserKind::Hermes);
+        let listed = tools_json
+            .as_ref()
+            .and_then(Value::as_array)
+            .map(Vec::as_slice);
+        rewrite_messages(kind, &mut messages, listed);
+        None
+    };
     template
-        .render(&messages, add_generation_prompt)
+        .render_with(
+            &Value::Array(messages),
+            RenderOptions {
+                add_generation_prompt: how.add_generation_prompt,
+                tools: template_tools,
+                extra: how.kwargs,
+            },
+        )
         .map_err(|err| {
             ApiError::invalid_param("messages", format!("Cannot apply the chat template: {err}"))
         })
 }
 
-/// The messages as the template sees them: `developer` becomes `system`, content is required.
-fn template_messages(messages: &[ChatMessage]) -> Result<serde_json::Value, ApiError> {
+/// The messages as the template sees them: `developer` becomes `system`; content is required
+/// except on an assistant message with `tool_calls`.
+fn template_messages(messages: &[ChatMessage]) -> Result<Vec<Value>, ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid_param(
             "messages",
@@ -191,11 +275,19 @@ fn template_messages(messages: &[ChatMessage]) -> Result<serde_json::Value, ApiE
             ));
         }
         let content_param = format!("messages[{i}].content");
+        let has_calls = message.tool_calls.as_ref().is_some_and(|c| !c.is_empty());
+        if has_calls && message.role != "assistant" {
+            return Err(ApiError::invalid_param(
+                &format!("messages[{i}].tool_calls"),
+                "Only assistant messages carry `tool_calls`.",
+            ));
+        }
         match &message.content {
+            None if has_calls => {}
             None => {
                 return Err(ApiError::invalid_param(
                     &content_param,
-                    "Every message needs `content`.",
+                    "Every message needs `content` (an assistant message may leave it null when it has `tool_calls`).",
                 ))
             }
             Some(MessageContent::Parts(parts)) => {
@@ -220,10 +312,12 @@ fn template_messages(messages: &[ChatMessage]) -> Result<serde_json::Value, ApiE
         if message.role == "developer" {
             message.role = "system".to_string();
         }
-        out.push(message);
+        out.push(
+            serde_json::to_value(message)
+                .map_err(|err| ApiError::internal(format!("cannot serialize messages: {err}")))?,
+        );
     }
-    serde_json::to_value(out)
-        .map_err(|err| ApiError::internal(format!("cannot serialize messages: {err}")))
+    Ok(out)
 }
 
 /// Tokenizes with special tokens recognised; with `add_bos`, adds BOS when the model wants it
@@ -401,6 +495,7 @@ fn check_sampling(
         frequency_penalty: f.frequency_penalty.unwrap_or(0.0) as f32,
         presence_penalty: f.presence_penalty.unwrap_or(0.0) as f32,
         constraint: None,
+        ..SamplingParams::default()
     };
     Ok(CheckedSampling {
         sampling,
@@ -490,5 +585,8 @@ fn finish_plan(
         stop_strings: checked.stop_strings,
         stream: checked.stream,
         include_usage: checked.include_usage,
+        output: ChatOutputPlan::default(),
+        tool_choice: None,
+        constraint_kind: None,
     })
 }

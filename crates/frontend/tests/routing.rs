@@ -246,6 +246,32 @@ async fn migration_continues_the_stream_on_another_worker() {
 }
 
 #[tokio::test]
+async fn a_migrated_constrained_request_replays_its_generated_tokens_through_the_grammar() {
+    let (routed, log) = dying_first_worker(3, 3);
+    let server = http(&routed).await;
+    let mut body = streamed_completion(10);
+    body["guided_regex"] = json!("[a-z ]*");
+    let resp = server.post("/v1/completions", &body).await;
+    assert_eq!(resp.status(), 200);
+    resp.text().await.expect("body");
+
+    let first = log.requests_of(1);
+    let second = log.requests_of(2);
+    assert_eq!((first.len(), second.len()), (1, 1), "{:?}", log.workers());
+    assert!(
+        first[0].sampling.constraint.is_some(),
+        "{:?}",
+        first[0].sampling
+    );
+    assert_eq!(first[0].sampling.constraint_replay_tokens, 0);
+    // The 3 tokens streamed before the failure were sampled under the grammar: the second
+    // worker walks its matcher over them before constraining what follows.
+    assert_eq!(second[0].sampling.constraint, first[0].sampling.constraint);
+    assert_eq!(second[0].sampling.constraint_replay_tokens, 3);
+    assert_eq!(second[0].stop.max_tokens, 7);
+}
+
+#[tokio::test]
 async fn migration_limit_zero_ends_the_stream_with_an_error_event() {
     let (routed, log) = dying_first_worker(3, 0);
     let server = http(&routed).await;

@@ -59,6 +59,7 @@ impl StreamHandler for PositionalHandler {
                     token_ids: vec![token].into(),
                     finish_reason: (i + 1 == max_tokens).then_some(FinishReason::Length),
                     cached_prompt_tokens: None,
+                    logprobs: None,
                 };
                 Ok(Bytes::from(encode_output(&output)))
             });

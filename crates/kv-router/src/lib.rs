@@ -43,5 +43,8 @@ pub use metrics::RouterMetrics;
 pub use overlap::OverlapScores;
 pub use prefix_index::PrefixIndex;
 pub use replica::{ReplicaSync, RoutingDecision};
+/// The prompt block hashes routers and disaggregated serving use (re-exported from
+/// `rotor-tokens`, so the frontend hashes exactly as workers do).
+pub use rotor_tokens::sequence_hashes;
 pub use router::{KvRouter, RoutedRequest};
 pub use selector::{Candidate, Selection, TieBreak, WorkerSelector};

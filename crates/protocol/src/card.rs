@@ -59,4 +59,77 @@ pub struct ModelCard {
     /// `None` when the engine has no paged KV cache.
     #[serde(default)]
     pub kv_block_size: Option<u32>,
+    /// What the worker does in disaggregated serving (`rotor worker --role`); cards published
+    /// before roles existed read as [`WorkerRole::Aggregated`].
+    #[serde(default)]
+    pub role: WorkerRole,
+}
+
+/// A worker's part in disaggregated serving.
+///
+/// - `Aggregated`: prefills and decodes its own requests (the default).
+/// - `Prefill`: computes prompts' KV for decode workers; a frontend sends it prefill work only
+///   (it still serves generation when no other worker is left).
+/// - `Decode`: generates; with a prefill worker discovered, long uncached prompts are prefilled
+///   there and their KV blocks imported here first.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerRole {
+    #[default]
+    Aggregated,
+    Prefill,
+    Decode,
+}
+
+impl WorkerRole {
+    pub const ALL: [WorkerRole; 3] = [
+        WorkerRole::Aggregated,
+        WorkerRole::Prefill,
+        WorkerRole::Decode,
+    ];
+
+    /// The name used on the command line, in cards and in metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerRole::Aggregated => "aggregated",
+            WorkerRole::Prefill => "prefill",
+            WorkerRole::Decode => "decode",
+        }
+    }
+}
+
+impl std::fmt::Display for WorkerRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for WorkerRole {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        WorkerRole::ALL
+            .into_iter()
+            .find(|role| role.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown worker role `{s}` (expected aggregated, prefill or decode)")
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_parse_print_and_default_to_aggregated() {
+        for role in WorkerRole::ALL {
+            assert_eq!(role.to_string().parse::<WorkerRole>().unwrap(), role);
+            let json = serde_json::to_string(&role).unwrap();
+            assert_eq!(json, format!("\"{role}\""));
+        }
+        let error = "prefil".parse::<WorkerRole>().unwrap_err();
+        assert!(error.contains("prefill"), "{error}");
+        assert_eq!(WorkerRole::default(), WorkerRole::Aggregated);
+    }
 }

@@ -29,6 +29,26 @@ pub struct SamplingParams {
     /// leaves the vocabulary open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub constraint: Option<Constraint>,
+    /// How many trailing prompt tokens were generated under `constraint` (by an earlier worker,
+    /// before a migration): the engine feeds them to the constraint's matcher before sampling,
+    /// so generation resumes mid-grammar. 0 for a fresh request.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub constraint_replay_tokens: u32,
+    /// Log-probabilities: `Some(n)` reports the sampled token's logprob and the `n` most likely
+    /// alternatives (0 = the sampled token only; at most `MAX_LOGPROBS`). `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u32>,
+    /// OpenAI `logit_bias`: (token id, bias) added to the logits before anything else; biases are
+    /// clamped to [-100, 100].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logit_bias: Vec<(u32, f32)>,
+}
+
+/// Most top alternatives `SamplingParams::logprobs` may ask for (as OpenAI's `top_logprobs`).
+pub const MAX_LOGPROBS: u32 = 20;
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a constrained request's output must match. The frontend translates `response_format`,
@@ -69,6 +89,9 @@ impl Default for SamplingParams {
             frequency_penalty: 0.0,
             presence_penalty: 0.0,
             constraint: None,
+            constraint_replay_tokens: 0,
+            logprobs: None,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -149,4 +172,78 @@ pub struct EngineOutput {
     /// Prompt tokens served from the prefix cache (set on the first output).
     #[serde(default)]
     pub cached_prompt_tokens: Option<u32>,
+    /// With `SamplingParams::logprobs`: one entry per token of `token_ids`, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<Vec<TokenLogprob>>,
+}
+
+/// The log-probability of one generated token and of its most likely alternatives, from the
+/// distribution the token was drawn from after logit bias, constraint mask and penalties but
+/// before temperature and truncation (vLLM's `processed_logprobs` without temperature). A token
+/// forced by a constraint (fast-forwarded, not sampled) has logprob 0 and itself as the only
+/// alternative.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token_id: u32,
+    pub logprob: f32,
+    /// The most likely tokens, most likely first (lower id on ties), `SamplingParams::logprobs`
+    /// of them; tokens the constraint forbids are never listed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top: Vec<(u32, f32)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_without_the_new_fields_still_parse_and_defaults_are_not_written() {
+        let old = r#"{"temperature":0.0,"top_k":null,"top_p":1.0,"min_p":0.0,"seed":null,
+            "repetition_penalty":1.0,"frequency_penalty":0.0,"presence_penalty":0.0}"#;
+        let p: SamplingParams = serde_json::from_str(old).unwrap();
+        assert_eq!(p, SamplingParams::greedy());
+        let text = serde_json::to_string(&SamplingParams::greedy()).unwrap();
+        for field in ["constraint", "logprobs", "logit_bias"] {
+            assert!(!text.contains(field), "{text}");
+        }
+        let out: EngineOutput =
+            serde_json::from_str(r#"{"token_ids":[1],"finish_reason":null}"#).unwrap();
+        assert_eq!(out.logprobs, None);
+    }
+
+    #[test]
+    fn new_fields_round_trip() {
+        let p = SamplingParams {
+            constraint: Some(Constraint::Regex {
+                pattern: "[0-9]+".into(),
+            }),
+            constraint_replay_tokens: 3,
+            logprobs: Some(2),
+            logit_bias: vec![(7, -100.0)],
+            ..SamplingParams::default()
+        };
+        let back: SamplingParams =
+            serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+        let out = EngineOutput {
+            token_ids: vec![4, 5].into(),
+            finish_reason: None,
+            cached_prompt_tokens: None,
+            logprobs: Some(vec![
+                TokenLogprob {
+                    token_id: 4,
+                    logprob: -0.5,
+                    top: vec![(4, -0.5), (9, -1.5)],
+                },
+                TokenLogprob {
+                    token_id: 5,
+                    logprob: 0.0,
+                    top: vec![],
+                },
+            ]),
+        };
+        let back: EngineOutput =
+            serde_json::from_str(&serde_json::to_string(&out).unwrap()).unwrap();
+        assert_eq!(back, out);
+    }
 }

@@ -20,11 +20,12 @@ pub mod openai;
 pub mod token_ids;
 pub mod worker;
 
-pub use card::{ModelCard, SamplingDefaults, TokenizerSpec};
+pub use card::{ModelCard, SamplingDefaults, TokenizerSpec, WorkerRole};
 pub use engine::{
     Constraint, EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions,
+    TokenLogprob, MAX_LOGPROBS,
 };
 pub use error::{ErrorKind, WireError};
 pub use kv::{KvEvent, KvEventData, RouterEvent, StoredBlock, WorkerId};
 pub use token_ids::TokenIds;
-pub use worker::{KvSnapshot, LoadReport, WorkerLoad};
+pub use worker::{KvImportOutcome, KvSnapshot, LoadReport, PrefillRequest, WorkerLoad};

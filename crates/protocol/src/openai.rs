@@ -2,8 +2,12 @@
 //!
 //! Requests keep numeric fields wide (`i64`, `f64`) so that out-of-range values parse and the
 //! frontend can reject them with an error naming the field, instead of a generic type error.
-//! Unknown fields are ignored, as OpenAI does; fields Rotor does not support (`logit_bias`,
-//! `tools`, `logprobs`, …) are parsed so the frontend can refuse them by name.
+//! Unknown fields are ignored, as OpenAI does; fields Rotor does not support (`logprobs`, …) are
+//! parsed so the frontend can refuse them by name. Tool calling (`tools`, `tool_choice`,
+//! assistant `tool_calls`, `tool` messages), `response_format` and vLLM's guided-decoding
+//! extensions (`guided_json`, `guided_regex`, `guided_choice`, `guided_grammar`,
+//! `structured_outputs`) are parsed here and checked by the frontend, which gives a 400 naming
+//! the field for anything malformed.
 
 use std::collections::BTreeMap;
 
@@ -82,10 +86,95 @@ pub struct ContentPart {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: String,
+    /// May be null on an assistant message that only carries `tool_calls`.
     #[serde(default)]
     pub content: Option<MessageContent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Assistant messages: the calls the model made earlier in the conversation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<MessageToolCall>>,
+    /// `tool` messages: the id of the call this message answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// Assistant messages: reasoning returned earlier (templates that render it may use it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+}
+
+/// A function call, in an assistant message of a request or of a response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    /// The arguments as a JSON object text (OpenAI sends a string, not an object).
+    pub arguments: String,
+}
+
+/// One entry of an assistant message's `tool_calls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageToolCall {
+    pub id: String,
+    /// Always `"function"`.
+    #[serde(rename = "type", default = "function_type")]
+    pub kind: String,
+    pub function: FunctionCall,
+}
+
+fn function_type() -> String {
+    "function".to_string()
+}
+
+/// The `function` of a tool definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionDefinition {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the arguments object; absent means no arguments are described.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<serde_json::Value>,
+    /// OpenAI's `strict`: accepted; forced calls always follow the schema.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
+}
+
+/// One entry of a request's `tools`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolDefinition {
+    /// Only `"function"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub function: FunctionDefinition,
+}
+
+/// vLLM's `structured_outputs` object: exactly one of its members.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StructuredOutputs {
+    /// A JSON schema (object or JSON text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub choice: Option<Vec<String>>,
+    /// Lark (llguidance's dialect), or GBNF when it contains `::=`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grammar: Option<String>,
+    /// Any JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_object: Option<bool>,
+}
+
+/// The constraint fields shared by chat and text completions: OpenAI's `response_format` and
+/// vLLM's guided-decoding extensions. At most one may be set per request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConstraintFields {
+    pub response_format: Option<serde_json::Value>,
+    pub guided_json: Option<serde_json::Value>,
+    pub guided_regex: Option<String>,
+    pub guided_choice: Option<Vec<String>>,
+    pub guided_grammar: Option<String>,
+    pub structured_outputs: Option<StructuredOutputs>,
 }
 
 /// POST /v1/chat/completions body.
@@ -117,12 +206,28 @@ pub struct ChatCompletionRequest {
     pub logprobs: Option<bool>,
     /// Unsupported when set.
     pub top_logprobs: Option<i64>,
-    /// Unsupported when non-empty.
-    pub tools: Option<Vec<serde_json::Value>>,
-    /// Unsupported unless `"none"`.
+    /// Functions the model may call.
+    pub tools: Option<Vec<ToolDefinition>>,
+    /// `"none"`, `"auto"` (the default with tools), `"required"`, or
+    /// `{"type": "function", "function": {"name": …}}`.
     pub tool_choice: Option<serde_json::Value>,
-    /// Unsupported unless `{"type": "text"}`.
+    /// Whether the model may make several calls in one answer (default true).
+    pub parallel_tool_calls: Option<bool>,
+    /// `{"type": "text"}`, `{"type": "json_object"}` or
+    /// `{"type": "json_schema", "json_schema": {"name", "schema", "strict"}}`.
     pub response_format: Option<serde_json::Value>,
+    /// vLLM extension: output must match this JSON schema.
+    pub guided_json: Option<serde_json::Value>,
+    /// vLLM extension: output must match this regular expression.
+    pub guided_regex: Option<String>,
+    /// vLLM extension: output must be one of these strings.
+    pub guided_choice: Option<Vec<String>>,
+    /// vLLM extension: output must match this grammar (Lark, or GBNF when it contains `::=`).
+    pub guided_grammar: Option<String>,
+    /// vLLM extension (newer form of the `guided_*` fields).
+    pub structured_outputs: Option<StructuredOutputs>,
+    /// vLLM extension: extra variables for the chat template (e.g. `enable_thinking`).
+    pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// `prompt` of a text completion: text, or token ids, alone or in a list of one.
@@ -166,6 +271,14 @@ pub struct CompletionRequest {
     pub suffix: Option<String>,
     /// Unsupported above 1.
     pub best_of: Option<i64>,
+    /// `{"type": "text"}`, `{"type": "json_object"}` or `{"type": "json_schema", …}`.
+    pub response_format: Option<serde_json::Value>,
+    /// vLLM extensions, as on chat completions.
+    pub guided_json: Option<serde_json::Value>,
+    pub guided_regex: Option<String>,
+    pub guided_choice: Option<Vec<String>>,
+    pub guided_grammar: Option<String>,
+    pub structured_outputs: Option<StructuredOutputs>,
 }
 
 /// Cached-prompt accounting inside [`Usage`].
@@ -184,11 +297,38 @@ pub struct Usage {
     pub prompt_tokens_details: Option<PromptTokensDetails>,
 }
 
-/// An assistant message in a non-streaming chat response.
+/// An assistant message in a non-streaming chat response. `content` is null when the answer is
+/// only tool calls; `reasoning_content` (vLLM's extension) is present only with a reasoning
+/// parser, `tool_calls` only when the model called tools.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResponseMessage {
     pub role: String,
-    pub content: String,
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<MessageToolCall>,
+}
+
+/// The function part of a streamed tool-call delta.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FunctionCallDelta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
+}
+
+/// One entry of a streamed `delta.tool_calls`: the first delta of a call carries `id`, `type`
+/// and `function.name` (with empty arguments), later ones argument fragments only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCallDelta {
+    pub index: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    pub function: FunctionCallDelta,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -218,6 +358,10 @@ pub struct ChatDelta {
     pub role: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallDelta>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -271,6 +415,12 @@ pub struct ModelObject {
     /// Rotor extension: the context window in tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_model_len: Option<u32>,
+    /// Rotor extension: the tool-call parser in use (`hermes`, …); none when tool calling is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_parser: Option<String>,
+    /// Rotor extension: the reasoning parser in use (`qwen3`, …), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning_parser: Option<String>,
 }
 
 /// GET /v1/models body (`object: "list"`).
@@ -298,8 +448,8 @@ pub struct TokenizeRequest {
     pub continue_final_message: Option<bool>,
     /// Unsupported when set (the served template is used).
     pub chat_template: Option<String>,
-    /// Unsupported when non-empty.
-    pub tools: Option<Vec<serde_json::Value>>,
+    /// Tools to render with the template (as on chat completions).
+    pub tools: Option<Vec<ToolDefinition>>,
 }
 
 /// POST /tokenize answer.
@@ -366,15 +516,38 @@ macro_rules! sampling_fields_of {
     };
 }
 
+macro_rules! constraint_fields_of {
+    ($req:expr) => {
+        ConstraintFields {
+            response_format: $req.response_format.clone(),
+            guided_json: $req.guided_json.clone(),
+            guided_regex: $req.guided_regex.clone(),
+            guided_choice: $req.guided_choice.clone(),
+            guided_grammar: $req.guided_grammar.clone(),
+            structured_outputs: $req.structured_outputs.clone(),
+        }
+    };
+}
+
 impl ChatCompletionRequest {
     /// The shared sampling fields; `max_completion_tokens` wins over `max_tokens`.
     pub fn sampling_fields(&self) -> SamplingFields {
         sampling_fields_of!(self, self.max_completion_tokens.or(self.max_tokens))
+    }
+
+    /// `response_format` and the guided-decoding extensions.
+    pub fn constraint_fields(&self) -> ConstraintFields {
+        constraint_fields_of!(self)
     }
 }
 
 impl CompletionRequest {
     pub fn sampling_fields(&self) -> SamplingFields {
         sampling_fields_of!(self, self.max_tokens)
+    }
+
+    /// `response_format` and the guided-decoding extensions.
+    pub fn constraint_fields(&self) -> ConstraintFields {
+        constraint_fields_of!(self)
     }
 }

@@ -23,6 +23,14 @@ pub const DEFAULT_COMPONENT: &str = "backend";
 pub const GENERATE_ENDPOINT: &str = "generate";
 /// The request-plane endpoint that returns the worker's [`KvSnapshot`].
 pub const KV_SNAPSHOT_ENDPOINT: &str = "kv_snapshot";
+/// The request-plane endpoint of a prefill worker (`--role prefill`): runs one
+/// [`PrefillRequest`] (the prompt, one sampled token that is thrown away) and then streams the
+/// prompt's KV blocks it was asked for, one encoded block (`rotor_kv_cache::block_format`) per
+/// response chunk, in chain order. Ends early (fewer blocks) when a block is no longer cached.
+pub const KV_PREFILL_ENDPOINT: &str = "kv_prefill";
+/// The request-plane endpoint that imports KV blocks into a worker's prefix cache: the payload
+/// is [`encode_block_batch`]'s, the one response chunk a JSON [`KvImportOutcome`].
+pub const KV_IMPORT_ENDPOINT: &str = "kv_import";
 /// Event-plane topic of KV events.
 pub const KV_EVENTS_TOPIC: &str = "kv_events";
 /// Event-plane topic of load reports.
@@ -83,6 +91,62 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<KvSnapshot, serde_json::Error> {
     serde_json::from_slice(bytes)
 }
 
+/// A prefill for a decode worker: run `request` (its `max_tokens` is forced to 1), then send
+/// the blocks of `sequence_hashes` (a run of the prompt's full blocks, in chain order — the
+/// ones the decode worker lacks).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrefillRequest {
+    pub request: GenerateRequest,
+    pub sequence_hashes: Vec<u64>,
+}
+
+/// What a [`KV_IMPORT_ENDPOINT`] call did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvImportOutcome {
+    /// Blocks written and registered in the prefix cache.
+    pub imported: u64,
+    /// Blocks the worker already held (skipped).
+    pub already_cached: u64,
+    /// Why the import stopped before the last block (a metric label such as `corrupt`,
+    /// `layout`, `token_hash`, `missing_parent`, `pool_full`), and the message.
+    pub stopped: Option<(String, String)>,
+}
+
+/// Encodes blocks for one [`KV_IMPORT_ENDPOINT`] call: a u32 count, then each block as a u32
+/// length and its bytes (little endian).
+pub fn encode_block_batch(blocks: &[Vec<u8>]) -> Vec<u8> {
+    let total: usize = blocks.iter().map(|b| b.len() + 4).sum();
+    let mut out = Vec::with_capacity(4 + total);
+    out.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
+    for block in blocks {
+        out.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        out.extend_from_slice(block);
+    }
+    out
+}
+
+/// Decodes [`encode_block_batch`]'s bytes; `None` when they are truncated or have bytes left over.
+pub fn decode_block_batch(bytes: &[u8]) -> Option<Vec<Vec<u8>>> {
+    fn take_u32(bytes: &mut &[u8]) -> Option<u32> {
+        let (head, rest) = bytes.split_first_chunk::<4>()?;
+        *bytes = rest;
+        Some(u32::from_le_bytes(*head))
+    }
+    let mut rest = bytes;
+    let count = take_u32(&mut rest)? as usize;
+    let mut blocks = Vec::with_capacity(count.min(rest.len() / 4));
+    for _ in 0..count {
+        let len = take_u32(&mut rest)? as usize;
+        if rest.len() < len {
+            return None;
+        }
+        let (block, tail) = rest.split_at(len);
+        blocks.push(block.to_vec());
+        rest = tail;
+    }
+    rest.is_empty().then_some(blocks)
+}
+
 /// Encodes a generate call's payload.
 pub fn encode_request(req: &GenerateRequest) -> Vec<u8> {
     serde_json::to_vec(req).expect("invariant: a GenerateRequest serializes")
@@ -124,9 +188,26 @@ mod tests {
             token_ids: vec![9].into(),
             finish_reason: Some(FinishReason::Length),
             cached_prompt_tokens: Some(16),
+            logprobs: None,
         };
         assert_eq!(decode_output(&encode_output(&out)).unwrap(), out);
         assert!(decode_output(b"{\"token_ids\":").is_err());
+    }
+
+    #[test]
+    fn block_batches_round_trip_and_refuse_damage() {
+        let blocks = vec![vec![1u8, 2, 3], vec![], vec![9u8; 70]];
+        let bytes = encode_block_batch(&blocks);
+        assert_eq!(decode_block_batch(&bytes).unwrap(), blocks);
+        assert_eq!(
+            decode_block_batch(&encode_block_batch(&[])).unwrap(),
+            Vec::<Vec<u8>>::new()
+        );
+        assert!(decode_block_batch(&bytes[..bytes.len() - 1]).is_none());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_block_batch(&longer).is_none());
+        assert!(decode_block_batch(&[5, 0, 0, 0]).is_none());
     }
 
     #[test]

@@ -3,8 +3,12 @@
 //! The environment imitates Hugging Face transformers' template sandbox: `trim_blocks` and
 //! `lstrip_blocks` on, loop controls, `raise_exception(msg)`, `strftime_now(fmt)`, Python-style
 //! `tojson`, and Python string/dict methods (`.strip()`, `.startswith()`, `.items()`, ...) via
-//! minijinja-contrib's pycompat. Variables given to the template: `messages`,
-//! `add_generation_prompt`, `bos_token`, `eos_token`.
+//! minijinja-contrib's pycompat. Variables given to the template: `messages`, `tools` (the
+//! request's OpenAI tool definitions, or none), `add_generation_prompt`, `bos_token`,
+//! `eos_token`, plus any extra variables of the request (vLLM's `chat_template_kwargs`, e.g.
+//! `enable_thinking`). Assistant `tool_calls[].function.arguments` arrive as JSON text in
+//! OpenAI's API but templates index into them, so valid JSON is parsed into its value first
+//! (as vLLM does); text that is not JSON is passed as it is.
 
 use minijinja::syntax::SyntaxConfig;
 use minijinja::value::Serde;
@@ -36,6 +40,19 @@ pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    /// The template reads a `tools` variable (so it describes the tools to the model itself).
+    reads_tools: bool,
+}
+
+/// What a rendering needs besides the messages.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RenderOptions<'a> {
+    /// End with the opening of the assistant's turn.
+    pub add_generation_prompt: bool,
+    /// The OpenAI `tools` array, given to the template as `tools` (none when absent).
+    pub tools: Option<&'a serde_json::Value>,
+    /// Extra template variables; they cannot replace the standard ones.
+    pub extra: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl std::fmt::Debug for ChatTemplate {
@@ -66,11 +83,22 @@ impl ChatTemplate {
         env.add_filter("tojson", py_json::tojson);
         env.add_template_owned(TEMPLATE_NAME, source.to_owned())
             .map_err(template_error)?;
+        let reads_tools = env
+            .get_template(TEMPLATE_NAME)
+            .map(|t| t.undeclared_variables(false).contains("tools"))
+            .unwrap_or(false);
         Ok(ChatTemplate {
             env,
             bos_token: bos_token.to_owned(),
             eos_token: eos_token.to_owned(),
+            reads_tools,
         })
+    }
+
+    /// Whether the template reads the `tools` variable, i.e. tells the model about the tools
+    /// itself. When it does not, callers describe the tools some other way.
+    pub fn reads_tools(&self) -> bool {
+        self.reads_tools
     }
 
     /// The documented fallback for models without a template: ChatML
@@ -88,19 +116,43 @@ impl ChatTemplate {
         messages: &serde_json::Value,
         add_generation_prompt: bool,
     ) -> Result<String, Error> {
+        self.render_with(
+            messages,
+            RenderOptions {
+                add_generation_prompt,
+                ..RenderOptions::default()
+            },
+        )
+    }
+
+    /// Renders `messages` with tools and extra variables (see [`RenderOptions`]).
+    pub fn render_with(
+        &self,
+        messages: &serde_json::Value,
+        options: RenderOptions<'_>,
+    ) -> Result<String, Error> {
         let messages = flatten_messages(messages)?;
         let template = self
             .env
             .get_template(TEMPLATE_NAME)
             .map_err(template_error)?;
-        template
-            .render(context! {
-                messages => Value::from(Serde(&messages)),
-                add_generation_prompt => add_generation_prompt,
-                bos_token => self.bos_token.as_str(),
-                eos_token => self.eos_token.as_str(),
-            })
-            .map_err(template_error)
+        let tools = match options.tools {
+            Some(tools) => Value::from(Serde(tools)),
+            None => Value::from(()),
+        };
+        let standard = context! {
+            messages => Value::from(Serde(&messages)),
+            tools => tools,
+            add_generation_prompt => options.add_generation_prompt,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+        };
+        let ctx = match options.extra {
+            // The standard variables win over extra ones of the same name.
+            Some(extra) => context! { ..standard, ..Value::from(Serde(extra)) },
+            None => standard,
+        };
+        template.render(ctx).map_err(template_error)
     }
 }
 

@@ -22,6 +22,7 @@ mod byte_level;
 mod chat_template;
 mod detokenizer;
 mod error;
+pub mod hf_dir;
 mod messages;
 mod pretokenizer;
 mod py_json;
@@ -34,7 +35,7 @@ mod token_roles;
 mod tokenizer;
 pub mod tools;
 
-pub use chat_template::ChatTemplate;
+pub use chat_template::{ChatTemplate, RenderOptions};
 pub use detokenizer::Detokenizer;
 pub use error::Error;
 pub use reasoning::{ReasoningParser, ReasoningParserKind, ReasoningSplit};

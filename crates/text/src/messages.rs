@@ -3,6 +3,10 @@
 //! Templates written for Hugging Face expect `content` to be a string. OpenAI clients may send it
 //! as a list of parts; text parts are joined with "\n" (as vLLM and llama.cpp do) and any other
 //! part type is refused, since this server has no image or audio input.
+//!
+//! An assistant message's `tool_calls[].function.arguments` is JSON text in OpenAI's API, but
+//! templates iterate over it (`arguments.items()`) or print it with `tojson`: text that parses
+//! as JSON is replaced by its value (vLLM does the same); other text is left as it is.
 
 use serde_json::Value;
 
@@ -24,9 +28,29 @@ pub(crate) fn flatten_messages(messages: &Value) -> Result<Value, Error> {
         if let Some(content) = object.get_mut("content") {
             *content = flatten_content(index, content)?;
         }
+        if let Some(Value::Array(calls)) = object.get_mut("tool_calls") {
+            for call in calls {
+                parse_arguments(call);
+            }
+        }
         out.push(Value::Object(object));
     }
     Ok(Value::Array(out))
+}
+
+/// `function.arguments` text → its JSON value, when it is valid JSON.
+fn parse_arguments(call: &mut Value) {
+    let Some(arguments) = call
+        .get_mut("function")
+        .and_then(|f| f.get_mut("arguments"))
+    else {
+        return;
+    };
+    if let Value::String(text) = arguments {
+        if let Ok(value) = serde_json::from_str::<Value>(text) {
+            *arguments = value;
+        }
+    }
 }
 
 fn flatten_content(index: usize, content: &Value) -> Result<Value, Error> {
@@ -94,6 +118,26 @@ mod tests {
             got,
             json!([{"role": "user", "name": "ann", "content": "a\nb"}, {"role": "assistant", "content": null}])
         );
+    }
+
+    #[test]
+    fn tool_call_arguments_text_becomes_json_and_bad_json_stays_text() {
+        let got = flatten_messages(&json!([
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{\"city\": \"Paris\", \"n\": [1, 2]}"}},
+                {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": "not json"}}
+            ]}
+        ]))
+        .expect("valid messages");
+        assert_eq!(
+            got[0]["tool_calls"][0]["function"]["arguments"],
+            json!({"city": "Paris", "n": [1, 2]})
+        );
+        assert_eq!(
+            got[0]["tool_calls"][1]["function"]["arguments"],
+            json!("not json")
+        );
+        assert_eq!(got[0]["content"], Value::Null);
     }
 
     #[test]

@@ -69,6 +69,7 @@ impl GgufModel {
                 .unwrap_or(0),
             sampling_defaults: spec.sampling_defaults.clone(),
             kv_block_size: kv_block_size.map(|size| u32::try_from(size).unwrap_or(u32::MAX)),
+            role: Default::default(),
         })
     }
 }

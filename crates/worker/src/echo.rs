@@ -102,6 +102,7 @@ impl EchoRun {
             token_ids: rotor_protocol::TokenIds::one(token),
             finish_reason: (self.produced == self.limit).then_some(FinishReason::Length),
             cached_prompt_tokens: (self.produced == 1).then_some(0),
+            logprobs: None,
         };
         Some((Ok(output), self))
     }

@@ -4,7 +4,9 @@
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use rotor_engine::KvEventReader;
-use rotor_protocol::{EngineOutput, GenerateRequest, KvSnapshot, ModelCard, WireError, WorkerLoad};
+use rotor_protocol::{
+    EngineOutput, GenerateRequest, KvEvent, KvSnapshot, ModelCard, WireError, WorkerLoad,
+};
 
 /// Outputs of one request: token batches, the last with a finish reason, or one error that ends
 /// the stream. Dropping it before the end cancels the request's work.
@@ -29,10 +31,35 @@ pub trait WorkerEngine: Send + Sync {
         None
     }
 
+    /// KV events an engine outside Rotor produces (external engines: numbered from 0,
+    /// contiguous), when [`subscribe_kv_events`](Self::subscribe_kv_events) has none. The host
+    /// takes the receiver once.
+    fn take_external_kv_events(&self) -> Option<tokio::sync::mpsc::Receiver<KvEvent>> {
+        None
+    }
+
     /// A snapshot of the engine's prefix cache consistent with its KV event stream (every hash
     /// it holds, and the id of its next event), for a router that missed events; `None` if the
     /// engine emits no KV events.
     fn kv_snapshot(&self) -> Option<BoxFuture<'static, Result<KvSnapshot, WireError>>> {
+        None
+    }
+
+    /// Disaggregated serving, prefill side: runs the prompt and streams the asked-for KV
+    /// blocks (see [`crate::disagg::prefill_export`]); `None` if the engine cannot export KV.
+    fn prefill_export(
+        &self,
+        _req: rotor_protocol::PrefillRequest,
+    ) -> Option<crate::disagg::KvBlockStream> {
+        None
+    }
+
+    /// Disaggregated serving, decode side: imports encoded blocks (chain order) into the prefix
+    /// cache; `None` if the engine cannot import KV.
+    fn import_kv(
+        &self,
+        _blocks: Vec<Vec<u8>>,
+    ) -> Option<BoxFuture<'static, Result<rotor_protocol::KvImportOutcome, WireError>>> {
         None
     }
 

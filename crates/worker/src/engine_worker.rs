@@ -84,6 +84,20 @@ impl WorkerEngine for EngineWorker {
         Some(self.engine.kv_snapshot().boxed())
     }
 
+    fn prefill_export(
+        &self,
+        req: rotor_protocol::PrefillRequest,
+    ) -> Option<crate::disagg::KvBlockStream> {
+        Some(crate::disagg::prefill_export(self.engine.clone(), req))
+    }
+
+    fn import_kv(
+        &self,
+        blocks: Vec<Vec<u8>>,
+    ) -> Option<BoxFuture<'static, Result<rotor_protocol::KvImportOutcome, WireError>>> {
+        Some(crate::disagg::import_blocks(self.engine.clone(), blocks))
+    }
+
     fn shutdown(&self) {
         self.engine.shutdown();
         self.engine.join();

@@ -37,6 +37,10 @@ pub enum Error {
     #[error("mocker: {0}")]
     Mocker(rotor_engine::mocker::MockerError),
 
+    /// An external engine (`--engine llama.cpp|vllm|openai`) could not be used.
+    #[error("engine at {url}: {message}")]
+    External { url: String, message: String },
+
     /// The task stopping the engine panicked or was cancelled.
     #[error("stopping the engine: {reason}")]
     EngineStop { reason: String },

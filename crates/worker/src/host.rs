@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rotor_protocol::worker::{
-    DEFAULT_COMPONENT, DEFAULT_NAMESPACE, GENERATE_ENDPOINT, KV_EVENTS_TOPIC, KV_SNAPSHOT_ENDPOINT,
-    LOAD_TOPIC,
+    DEFAULT_COMPONENT, DEFAULT_NAMESPACE, GENERATE_ENDPOINT, KV_EVENTS_TOPIC, KV_IMPORT_ENDPOINT,
+    KV_PREFILL_ENDPOINT, KV_SNAPSHOT_ENDPOINT, LOAD_TOPIC,
 };
 use rotor_protocol::WorkerId;
 use rotor_runtime::event_plane::KvEventPublisher;
@@ -25,10 +25,11 @@ use rotor_runtime::{
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
+use crate::disagg::{KvImportHandler, KvPrefillHandler};
 use crate::engine::WorkerEngine;
 use crate::error::Error;
 use crate::handler::generate_handler;
-use crate::publishers::{forward_kv_events, LoadReporter};
+use crate::publishers::{forward_external_kv_events, forward_kv_events, LoadReporter};
 use crate::snapshot_handler::KvSnapshotHandler;
 
 /// Where a worker serves and how it reports.
@@ -103,9 +104,18 @@ impl WorkerHost {
             KV_SNAPSHOT_ENDPOINT,
             Arc::new(KvSnapshotHandler::new(Arc::clone(&engine))),
         );
+        server.register(
+            KV_PREFILL_ENDPOINT,
+            Arc::new(KvPrefillHandler::new(Arc::clone(&engine))),
+        );
+        server.register(
+            KV_IMPORT_ENDPOINT,
+            Arc::new(KvImportHandler::new(Arc::clone(&engine))),
+        );
 
         let mut instance = Instance::new(path, addr.to_string());
-        instance.metadata = serde_json::json!({ "model": engine.card().name });
+        instance.metadata =
+            serde_json::json!({ "model": engine.card().name, "role": engine.card().role });
         let worker_id: WorkerId = instance.instance_id.0;
 
         let stop = CancellationToken::new();
@@ -113,6 +123,13 @@ impl WorkerHost {
         if let Some(reader) = engine.subscribe_kv_events() {
             let publisher = KvEventPublisher::new(Arc::clone(&events), kv_subject, worker_id);
             publishers.spawn(forward_kv_events(reader, publisher, stop.clone()));
+        } else if let Some(external) = engine.take_external_kv_events() {
+            let publisher = KvEventPublisher::new(Arc::clone(&events), kv_subject, worker_id);
+            publishers.spawn(forward_external_kv_events(
+                external,
+                publisher,
+                stop.clone(),
+            ));
         }
         let reporter = LoadReporter {
             engine: Arc::clone(&engine),

@@ -15,6 +15,11 @@
 //!   for a router's resync after an event gap), registers the instance and its model card in
 //!   discovery, publishes KV events and [`LoadReport`]s on the event plane, and shuts down in
 //!   order (deregister → drain → stop publishers → stop the engine).
+//! - [`disagg`]: disaggregated serving — the `kv_prefill` endpoint (prefill a prompt, stream its
+//!   KV blocks) and the `kv_import` endpoint (blocks into the prefix cache); the worker's role
+//!   (`aggregated`, `prefill`, `decode`) is its model card's `role`.
+//! - [`external`]: [`ExternalEngine`] relays to engines outside Rotor (llama.cpp's server,
+//!   vLLM with its ZMQ KV events, any OpenAI-compatible server) over their HTTP APIs.
 //! - [`Error`]: the crate's one error enum.
 //!
 //! Must not depend on HTTP frameworks (axum, hyper, reqwest) or on `rotor-frontend`.
@@ -23,10 +28,12 @@
 //! [`LoadReport`]: rotor_protocol::LoadReport
 
 mod card;
+pub mod disagg;
 mod echo;
 mod engine;
 mod engine_worker;
 mod error;
+pub mod external;
 mod handler;
 mod host;
 pub mod mocker;
@@ -35,10 +42,12 @@ mod publishers;
 mod snapshot_handler;
 
 pub use card::{GgufModel, ModelSpec};
+pub use disagg::{KvBlockStream, KvImportHandler, KvPrefillHandler};
 pub use echo::EchoEngine;
 pub use engine::{GenerateStream, WorkerEngine};
 pub use engine_worker::EngineWorker;
 pub use error::Error;
+pub use external::{ExternalConfig, ExternalEngine, ExternalKind, ExternalStats};
 pub use handler::generate_handler;
 pub use host::{ShutdownReport, WorkerHost, WorkerHostConfig};
 pub use mocker::MockerEngineConfig;

@@ -79,9 +79,58 @@ pub fn build(cfg: &NativeConfig) -> Result<NativeEngine, Error> {
     let kv = plan_kv(model.config(), cfg, None)?;
     let card = file.card(&cfg.model, kv.context_length, Some(cfg.block_size_tokens))?;
     let engine_cfg = engine_config(cfg, kv.num_blocks);
-    let runner = NativeRunner::new(Arc::new(model), &engine_cfg, cfg.kv_dtype);
+    let mut runner = NativeRunner::new(Arc::new(model), &engine_cfg, cfg.kv_dtype);
+    // The tokenizer's vocabulary, so the engine can enforce grammar constraints (structured
+    // outputs); without it constrained requests are refused, everything else works.
+    let vocab_size = runner.model().config().vocab_size;
+    match constraint_vocab(&file.gguf, vocab_size) {
+        Ok(vocab) => runner = runner.with_constraint_vocab(Arc::new(vocab)),
+        Err(error) => tracing::warn!(%error, "constrained sampling is unavailable for this model"),
+    }
     let engine = start_engine(Box::new(runner), engine_cfg, &cfg.kv_tiers)?;
     Ok(NativeEngine { engine, card, kv })
+}
+
+/// The model's tokenizer as the engine's constraint vocabulary (structured outputs): control and
+/// unknown tokens are special (a Lark grammar can name them), unused slots never match, every
+/// other token is its raw bytes (byte-level BPE mapped back, SentencePiece `▁` as a space); the
+/// tokenizer tokenizes forced text (fast-forward); ends are llama.cpp's end-of-generation set.
+pub fn constraint_vocab(
+    gguf: &rotor_model::GgufFile,
+    vocab_size: usize,
+) -> Result<rotor_engine::ConstraintVocab, String> {
+    use rotor_engine::{ConstraintVocab, TokenizeFn, VocabSource, VocabToken};
+    use rotor_text::{TokenKind, Tokenizer};
+    let spec = rotor_model::card::tokenizer_spec(gguf).map_err(|e| e.to_string())?;
+    let tokenizer = Arc::new(Tokenizer::from_spec(&spec).map_err(|e| e.to_string())?);
+    // SentencePiece decoding drops the first token's leading space; a skipped control token in
+    // front keeps every piece's own bytes.
+    let lead = (0..tokenizer.vocab_size() as u32)
+        .find(|&id| tokenizer.token_kind(id) == Some(TokenKind::Control));
+    let tokens = (0..tokenizer.vocab_size() as u32)
+        .map(|id| {
+            Ok(match tokenizer.token_kind(id) {
+                Some(TokenKind::Control | TokenKind::Unknown) => {
+                    VocabToken::Special(tokenizer.token_text(id).unwrap_or_default().to_owned())
+                }
+                Some(TokenKind::Unused) | None => VocabToken::Bytes(Vec::new()),
+                Some(_) => {
+                    let ids: Vec<u32> = lead.into_iter().chain([id]).collect();
+                    let bytes = tokenizer.decode_bytes(&ids, true);
+                    VocabToken::Bytes(bytes.map_err(|e| format!("token {id}: {e}"))?)
+                }
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let eos_token_ids = tokenizer.end_of_generation_ids().to_vec();
+    let tokenize: TokenizeFn =
+        Arc::new(move |text| tokenizer.encode(text, false).unwrap_or_default());
+    let source = VocabSource {
+        tokens,
+        eos_token_ids,
+        tokenize: Some(tokenize),
+    };
+    ConstraintVocab::new(source, vocab_size)
 }
 
 /// The KV pool that fits `cfg`'s byte budget for a model of `mc` (or exactly `num_blocks`

@@ -47,6 +47,25 @@ pub(crate) async fn forward_kv_events(
     }
 }
 
+/// Publishes the KV events of an external engine (already numbered) until `stop` fires or the
+/// engine's sender is gone.
+pub(crate) async fn forward_external_kv_events(
+    mut events: tokio::sync::mpsc::Receiver<rotor_protocol::KvEvent>,
+    publisher: KvEventPublisher,
+    stop: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            _ = stop.cancelled() => return,
+            event = events.recv() => event,
+        };
+        let Some(event) = event else { return };
+        if let Err(error) = publisher.publish(event).await {
+            tracing::warn!(%error, "publishing a KV event failed");
+        }
+    }
+}
+
 /// Where and how often load reports go.
 pub(crate) struct LoadReporter {
     pub engine: Arc<dyn WorkerEngine>,

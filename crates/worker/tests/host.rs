@@ -56,6 +56,7 @@ fn card(name: &str, kv_block_size: Option<u32>) -> ModelCard {
         created: 0,
         sampling_defaults: SamplingDefaults::default(),
         kv_block_size,
+        role: Default::default(),
     }
 }
 

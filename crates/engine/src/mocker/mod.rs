@@ -9,6 +9,8 @@
 //!   the default model's fit, [`DEFAULT_FITTED_PROFILE_JSON`]).
 //! - [`profile_native`] times the real `NativeRunner` over a [`ProfileGrid`];
 //!   [`fit_coefficients`] fits the linear model to the samples (`rotor mocker-fit`).
+//! - [`MockerClock`]: sleep out each step (live) or add it to a [`SimulatedClock`] that an
+//!   offline simulator reads (`rotor replay` steps engine cores itself and never sleeps).
 //! - [`ordinary_token_ids`] picks the tokens the mocker generates from the model's tokenizer.
 //!
 //! docs/MOCKER.md describes the models, the fit and the limits.
@@ -20,6 +22,7 @@ mod profile;
 mod profile_file;
 mod runner;
 mod shape;
+mod sim_clock;
 mod timing;
 
 #[cfg(test)]
@@ -32,6 +35,7 @@ pub use profile::{profile_native, ProfileGrid};
 pub use profile_file::{FittedProfile, ProfileSample};
 pub use runner::{MockerConfig, MockerKvShape, MockerRunner};
 pub use shape::{chunk_attention_pairs, ShapeCounter, StepShape};
+pub use sim_clock::{MockerClock, SimulatedClock};
 pub use timing::{
     dynamo_vllm_decode_ms, dynamo_vllm_prefill_ms, FittedCoefficients, MockerTiming,
     DEFAULT_FITTED_PROFILE_JSON, DYNAMO_VLLM_DECODE_MS, DYNAMO_VLLM_PREFILL_MS,

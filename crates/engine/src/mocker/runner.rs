@@ -23,6 +23,7 @@ use rotor_kv_cache::{model_fingerprint, KvBlockLayout, KvElementType, KvPayloadL
 use super::error::MockerError;
 use super::output_tokens::default_output_token_ids;
 use super::shape::{ShapeCounter, StepShape};
+use super::sim_clock::MockerClock;
 use super::timing::MockerTiming;
 use crate::config::EngineConfig;
 use crate::error::RunnerError;
@@ -46,6 +47,8 @@ pub struct MockerConfig {
     /// The KV shape of the model it stands in for: the layout (and byte size) of the blocks it
     /// exports and imports.
     pub kv_shape: MockerKvShape,
+    /// Sleep out each step (a live engine, the default) or add it to a simulator's clock.
+    pub clock: MockerClock,
 }
 
 /// The per-block KV shape a mocker reports for export/import (its block size is the pool's).
@@ -87,6 +90,7 @@ impl MockerConfig {
             context_length,
             output_token_ids: default_output_token_ids(vocab_size),
             kv_shape: MockerKvShape::default(),
+            clock: MockerClock::WallClock,
         }
     }
 
@@ -210,6 +214,10 @@ impl MockerRunner {
     }
 
     fn wait(&mut self, start_of_call: Instant, duration: Duration) {
+        if let MockerClock::Simulated(clock) = &self.cfg.clock {
+            clock.advance(duration);
+            return;
+        }
         let start = match self.clock {
             Some(prev_end) if start_of_call <= prev_end + duration => prev_end,
             _ => start_of_call,

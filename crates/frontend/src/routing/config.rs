@@ -92,6 +92,41 @@ pub struct RoutingConfig {
     pub replica_request_ttl: Duration,
     /// Seed of the random choices (random mode, kv sampling); `None` seeds from the OS.
     pub seed: Option<u64>,
+    /// Disaggregated serving (prefill workers discovered): how and when to prefill remotely.
+    pub disagg: DisaggConfig,
+}
+
+/// When a request is prefilled on a prefill worker and its KV moved to the decode worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisaggConfig {
+    /// Prefill locally on the decode worker when fewer prompt tokens than this are uncached
+    /// there (`--disagg-min-prefill-tokens`). 0 sends every prompt with a full uncached block.
+    pub min_prefill_tokens: usize,
+    /// Prefill locally when the chosen prefill worker already runs this many prefills of this
+    /// frontend (`--disagg-max-prefill-queue`): waiting there would be slower than local.
+    pub max_prefill_queue: u64,
+    /// Refuse requests (503) while a model has no prefill worker instead of serving them
+    /// aggregated (`--enforce-disagg`).
+    pub enforce: bool,
+    /// Longest a remote prefill plus its transfer may take before the request falls back to
+    /// local prefill (`--disagg-timeout-secs`).
+    pub timeout: Duration,
+    /// Largest batch of blocks sent to the decode worker in one import call.
+    pub import_batch_bytes: usize,
+}
+
+impl Default for DisaggConfig {
+    fn default() -> Self {
+        Self {
+            // Dynamo's conditional disaggregation keeps prompts under ~1,000 uncached tokens
+            // local; on a CPU worker a 512-token prefill is ~1 s of stalled decode steps.
+            min_prefill_tokens: 512,
+            max_prefill_queue: 4,
+            enforce: false,
+            timeout: Duration::from_secs(120),
+            import_batch_bytes: 8 << 20,
+        }
+    }
 }
 
 impl Default for RoutingConfig {
@@ -108,6 +143,7 @@ impl Default for RoutingConfig {
             replica_sync: false,
             replica_request_ttl: Duration::from_secs(600),
             seed: None,
+            disagg: DisaggConfig::default(),
         }
     }
 }
@@ -146,6 +182,16 @@ impl RoutingConfig {
         }
         if self.replica_request_ttl.is_zero() {
             return Err(invalid("replica_request_ttl", 0.0, "must be positive"));
+        }
+        if self.disagg.timeout.is_zero() {
+            return Err(invalid("disagg_timeout", 0.0, "must be positive"));
+        }
+        if self.disagg.import_batch_bytes == 0 {
+            return Err(invalid(
+                "disagg_import_batch_bytes",
+                0.0,
+                "must be positive",
+            ));
         }
         if self.replica_sync && !self.kv_events {
             return Err(FrontendError::InvalidRoutingConfig {

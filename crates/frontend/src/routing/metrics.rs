@@ -14,12 +14,22 @@
 //!   `rotor_frontend_kv_router_remote_decisions_total{model}` (other replicas' decisions applied),
 //!   `rotor_frontend_kv_router_remote_requests{model}` (other replicas' requests counted now).
 //!
+//! - disaggregated serving: `rotor_frontend_disagg_active{model}` (1 while prefill and
+//!   generating workers are both routable), `rotor_frontend_workers_by_role{model,role}`,
+//!   `rotor_frontend_remote_prefill_total{model}`, `rotor_frontend_local_prefill_total{model,reason}`
+//!   (pools with roles only), `rotor_kv_transfer_blocks_total{model}`,
+//!   `rotor_kv_transfer_bytes_total{model}`, `rotor_kv_transfer_already_cached_blocks_total{model}`,
+//!   `rotor_kv_transfer_seconds{model}` (histogram: prefill + move), `rotor_kv_transfers_in_flight{model}`.
+//!
 //! Workers are labelled with their id as 16 hex digits (as discovery shows instance ids).
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError, Weak};
 
+use rotor_protocol::WorkerRole;
+
+use super::disagg::{LocalReason, TRANSFER_BUCKETS};
 use super::routed::{RoutedBackend, RoutedInner};
 use crate::metrics::{escape_label, MetricsSource};
 
@@ -150,14 +160,95 @@ impl MetricsSource for RoutingMetrics {
             "gauge",
             "Other router replicas' requests counted as load now.",
         );
+        let mut active = Family::new(
+            "rotor_frontend_disagg_active",
+            "gauge",
+            "1 while the model has routable prefill and generating workers (requests are disaggregated), else 0.",
+        );
+        let mut by_role = Family::new(
+            "rotor_frontend_workers_by_role",
+            "gauge",
+            "Routable workers by disaggregation role.",
+        );
+        let mut remote_prefill = Family::new(
+            "rotor_frontend_remote_prefill_total",
+            "counter",
+            "Requests prefilled on a prefill worker, their KV blocks moved to the decode worker.",
+        );
+        let mut local_prefill = Family::new(
+            "rotor_frontend_local_prefill_total",
+            "counter",
+            "Requests of a pool with roles prefilled on their decode worker, by reason.",
+        );
+        let mut moved_blocks = Family::new(
+            "rotor_kv_transfer_blocks_total",
+            "counter",
+            "KV blocks imported by decode workers from prefill workers.",
+        );
+        let mut moved_bytes = Family::new(
+            "rotor_kv_transfer_bytes_total",
+            "counter",
+            "Bytes of KV blocks moved from prefill to decode workers.",
+        );
+        let mut moved_cached = Family::new(
+            "rotor_kv_transfer_already_cached_blocks_total",
+            "counter",
+            "Moved KV blocks the decode worker already held.",
+        );
+        let mut transfers_open = Family::new(
+            "rotor_kv_transfers_in_flight",
+            "gauge",
+            "Requests running a remote prefill and KV transfer now.",
+        );
+        let mut transfer_seconds = Family::new(
+            "rotor_kv_transfer_seconds",
+            "histogram",
+            "Time of a remote prefill and its KV transfer, until the decode worker can start.",
+        );
         let mut sorted = backends;
         sorted.sort_by(|a, b| a.model.cmp(&b.model));
         for backend in &sorted {
             let model = format!("model=\"{}\"", escape_label(&backend.model));
             migrations.sample(&model, backend.migrations.load(Ordering::Relaxed));
             failures.sample(&model, backend.migration_failures.load(Ordering::Relaxed));
+            let counters = &backend.disagg_counters;
+            remote_prefill.sample(&model, counters.remote_prefills.load(Ordering::Relaxed));
+            for reason in LocalReason::ALL {
+                local_prefill.sample(
+                    &format!("{model},reason=\"{}\"", reason.label()),
+                    counters.local(reason),
+                );
+            }
+            moved_blocks.sample(&model, counters.transferred_blocks.load(Ordering::Relaxed));
+            moved_bytes.sample(&model, counters.transferred_bytes.load(Ordering::Relaxed));
+            moved_cached.sample(
+                &model,
+                counters.already_cached_blocks.load(Ordering::Relaxed),
+            );
+            transfers_open.sample(&model, counters.in_transfer.load(Ordering::Relaxed));
+            let (buckets, sum) = counters.transfer_histogram();
+            for (bound, count) in TRANSFER_BUCKETS.iter().zip(&buckets) {
+                let _ = writeln!(
+                    transfer_seconds.lines,
+                    "rotor_kv_transfer_seconds_bucket{{{model},le=\"{bound}\"}} {count}"
+                );
+            }
+            let total = buckets.last().copied().unwrap_or(0);
+            let _ = writeln!(
+                transfer_seconds.lines,
+                "rotor_kv_transfer_seconds_bucket{{{model},le=\"+Inf\"}} {total}\n\
+                 rotor_kv_transfer_seconds_sum{{{model}}} {sum}\n\
+                 rotor_kv_transfer_seconds_count{{{model}}} {total}"
+            );
             let pool = backend.pool();
             routable.sample(&model, pool.routable());
+            let prefill = pool.routable_of(WorkerRole::Prefill);
+            let generating =
+                pool.routable_of(WorkerRole::Decode) + pool.routable_of(WorkerRole::Aggregated);
+            active.sample(&model, u8::from(prefill > 0 && generating > 0));
+            for role in WorkerRole::ALL {
+                by_role.sample(&format!("{model},role=\"{role}\""), pool.routable_of(role));
+            }
             for figures in pool.figures() {
                 let labels = format!("{model},worker=\"{:016x}\"", figures.worker);
                 decisions.sample(&labels, figures.decisions);
@@ -190,6 +281,15 @@ impl MetricsSource for RoutingMetrics {
             &resyncs,
             &remote,
             &remote_open,
+            &active,
+            &by_role,
+            &remote_prefill,
+            &local_prefill,
+            &moved_blocks,
+            &moved_bytes,
+            &moved_cached,
+            &transfers_open,
+            &transfer_seconds,
         ] {
             family.render(out);
         }

@@ -92,6 +92,11 @@ impl Migration {
         next.token_ids.extend_from_slice(&self.generated);
         next.stop.max_tokens = next.stop.max_tokens.saturating_sub(generated);
         next.stop.min_tokens = next.stop.min_tokens.saturating_sub(generated);
+        if next.sampling.constraint.is_some() {
+            // The tokens already streamed were sampled under the grammar: the next worker must
+            // replay them through its matcher before it constrains the rest.
+            next.sampling.constraint_replay_tokens += generated;
+        }
         next
     }
 
@@ -122,7 +127,16 @@ impl Migration {
                     "migrating request"
                 );
             }
-            match choice.backend.generate(request) {
+            let started = if self.last_error.is_none() && super::disagg::applies(&self.inner) {
+                Ok(super::disagg::disaggregated(
+                    Arc::clone(&self.inner),
+                    Arc::clone(&choice.backend),
+                    request,
+                ))
+            } else {
+                choice.backend.generate(request)
+            };
+            match started {
                 Ok(outputs) => {
                     self.current = Some(Attempt {
                         outputs,
@@ -191,6 +205,7 @@ impl Migration {
                         token_ids: Default::default(),
                         finish_reason: Some(FinishReason::Length),
                         cached_prompt_tokens: None,
+                        logprobs: None,
                     }));
                 }
                 if let Err(error) = self.launch() {

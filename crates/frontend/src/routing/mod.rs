@@ -10,10 +10,16 @@
 //! - [`RoutingMetrics`]: decisions and in-flight requests per worker, migrations, kv hit figures.
 //! - [`ReplicaMessage`]: what router replicas share over the event plane in kv mode
 //!   (`replica_sync`), so each weighs the load the others put on a worker.
+//! - Disaggregated serving (`disagg`): with prefill-role workers discovered, a request's prompt
+//!   is prefilled on a prefill worker and the KV blocks the chosen decode worker lacks are moved
+//!   to it before it generates; short or cached prompts, a busy prefill pool, and every failure
+//!   fall back to local prefill on the decode worker, each counted with its reason
+//!   ([`DisaggConfig`]).
 //! - [`RoutingConfig`]: the mode, `migration_limit`, `kv_overlap_weight`, `router_temperature`,
 //!   `replica_sync`.
 
 mod config;
+mod disagg;
 mod metrics;
 mod migration;
 mod pool;
@@ -22,7 +28,7 @@ mod replica;
 mod routed;
 mod watcher;
 
-pub use config::{RouterMode, RoutingConfig, FALLBACK_KV_BLOCK_SIZE};
+pub use config::{DisaggConfig, RouterMode, RoutingConfig, FALLBACK_KV_BLOCK_SIZE};
 pub use metrics::RoutingMetrics;
 pub use remote::RemoteWorker;
 pub use replica::{ReplicaMessage, ROUTER_SYNC_TOPIC};

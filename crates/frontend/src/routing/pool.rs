@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rotor_kv_router::{IndexMode, KvRouter, KvRouterConfig, ReplicaSync, RouterMetrics, TieBreak};
-use rotor_protocol::{KvSnapshot, RouterEvent, WorkerId, WorkerLoad};
+use rotor_protocol::{KvSnapshot, RouterEvent, WorkerId, WorkerLoad, WorkerRole};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::config::{RouterMode, RoutingConfig, FALLBACK_KV_BLOCK_SIZE};
@@ -20,6 +20,8 @@ use crate::error::FrontendError;
 /// One worker as the pool sees it.
 struct WorkerSlot {
     backend: Arc<dyn Backend>,
+    /// Prefill workers take only prefills (unless no other worker is left).
+    role: WorkerRole,
     /// Requests of this frontend running there now.
     inflight: u64,
     /// Requests routed there since it joined.
@@ -51,7 +53,10 @@ pub struct WorkerPool {
     /// Turn counter of round-robin, and of ties in least-loaded mode.
     turn: u64,
     rng: StdRng,
+    /// kv mode: the router of the generating workers (aggregated and decode roles).
     kv: Option<KvRouter>,
+    /// kv mode: the router of the prefill workers (prefix overlap + pending prefill).
+    prefill_kv: Option<KvRouter>,
     quarantine: Duration,
     next_tracking_id: u64,
     model: String,
@@ -117,14 +122,19 @@ impl WorkerPool {
                     index_mode,
                     seed,
                 };
-                let router =
-                    KvRouter::new(kv_config).map_err(|source| FrontendError::KvRouter {
+                let make = |config| {
+                    KvRouter::new(config).map_err(|source| FrontendError::KvRouter {
                         model: model.to_string(),
                         source,
-                    })?;
-                Some(router)
+                    })
+                };
+                Some((make(kv_config)?, make(kv_config)?))
             }
             _ => None,
+        };
+        let (kv, prefill_kv) = match kv {
+            Some((kv, prefill)) => (Some(kv), Some(prefill)),
+            None => (None, None),
         };
         Ok(Self {
             mode: config.mode,
@@ -132,6 +142,7 @@ impl WorkerPool {
             turn: 0,
             rng: StdRng::seed_from_u64(seed),
             kv,
+            prefill_kv,
             quarantine: config.quarantine,
             next_tracking_id: 0,
             model: model.to_string(),
@@ -219,17 +230,24 @@ impl WorkerPool {
     }
 
     /// Adds `worker`, or replaces its backend (new address) and lifts any quarantine.
-    pub fn add_worker(&mut self, worker: WorkerId, backend: Arc<dyn Backend>) {
+    pub fn add_worker(&mut self, worker: WorkerId, backend: Arc<dyn Backend>, role: WorkerRole) {
         match self.workers.get_mut(&worker) {
             Some(slot) => {
                 slot.backend = backend;
                 slot.quarantined_until = None;
+                let old_role = std::mem::replace(&mut slot.role, role);
+                if old_role != role {
+                    if let Some(kv) = self.router_of_role(old_role) {
+                        kv.remove_worker(worker);
+                    }
+                }
             }
             None => {
                 self.workers.insert(
                     worker,
                     WorkerSlot {
                         backend,
+                        role,
                         inflight: 0,
                         decisions: 0,
                         reported: None,
@@ -238,18 +256,114 @@ impl WorkerPool {
                 );
             }
         }
-        if let Some(kv) = &mut self.kv {
+        if let Some(kv) = self.router_of_role(role) {
             kv.add_worker(worker);
         }
+    }
+
+    /// The kv router that indexes workers of `role` (kv mode only).
+    fn router_of_role(&mut self, role: WorkerRole) -> Option<&mut KvRouter> {
+        match role {
+            WorkerRole::Prefill => self.prefill_kv.as_mut(),
+            WorkerRole::Aggregated | WorkerRole::Decode => self.kv.as_mut(),
+        }
+    }
+
+    /// The kv router that indexes `worker` (kv mode, known worker).
+    fn router_of(&mut self, worker: WorkerId) -> Option<&mut KvRouter> {
+        let role = self.workers.get(&worker)?.role;
+        self.router_of_role(role)
     }
 
     /// Removes `worker`; attempts running on it end on their own. Returns whether it was there.
     pub fn remove_worker(&mut self, worker: WorkerId) -> bool {
         self.resyncing.remove(&worker);
-        if let Some(kv) = &mut self.kv {
+        if let Some(kv) = self.router_of(worker) {
             kv.remove_worker(worker);
         }
         self.workers.remove(&worker).is_some()
+    }
+
+    /// Routable (not quarantined) workers of `role`.
+    pub fn routable_of(&self, role: WorkerRole) -> usize {
+        self.workers
+            .values()
+            .filter(|slot| slot.role == role && slot.quarantined_until.is_none())
+            .count()
+    }
+
+    /// The role of `worker`.
+    pub fn role_of(&self, worker: WorkerId) -> Option<WorkerRole> {
+        self.workers.get(&worker).map(|slot| slot.role)
+    }
+
+    /// Workers of `role`, quarantined ones included.
+    pub fn count_of(&self, role: WorkerRole) -> usize {
+        self.workers
+            .values()
+            .filter(|slot| slot.role == role)
+            .count()
+    }
+
+    /// Chooses a prefill worker for a prompt of `tokens`: in kv mode by the prefill workers'
+    /// router (prefix overlap and prefill already queued there), else the one with the fewest
+    /// prefills in flight. Returns the choice and the prefills it already runs from here.
+    pub fn select_prefill(
+        &mut self,
+        request_id: &str,
+        tokens: &[u32],
+        now: Instant,
+    ) -> Option<(Choice, u64)> {
+        self.readmit(now);
+        let eligible: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, slot)| {
+                slot.role == WorkerRole::Prefill && slot.quarantined_until.is_none()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if eligible.is_empty() {
+            return None;
+        }
+        let mut tracking = None;
+        let mut worker = None;
+        if let Some(kv) = self.prefill_kv.as_mut() {
+            let id = format!(
+                "{:016x}/{request_id}#{}p",
+                self.replica_id, self.next_tracking_id
+            );
+            self.next_tracking_id += 1;
+            match kv.route(&id, tokens, now) {
+                Ok(routed) if eligible.contains(&routed.selection.worker) => {
+                    worker = Some(routed.selection.worker);
+                    tracking = Some(id);
+                }
+                Ok(_) => {
+                    let _ = kv.mark_finished(&id);
+                }
+                Err(error) => tracing::debug!(request_id, %error, "prefill router"),
+            }
+        }
+        let worker = match worker {
+            Some(worker) => worker,
+            None => self.least_loaded(&eligible),
+        };
+        let slot = self
+            .workers
+            .get_mut(&worker)
+            .expect("invariant: the chosen worker is in the pool");
+        let queued = slot.inflight;
+        slot.inflight += 1;
+        slot.decisions += 1;
+        Some((
+            Choice {
+                worker,
+                backend: Arc::clone(&slot.backend),
+                tracking,
+            },
+            queued,
+        ))
     }
 
     /// Workers of the pool (quarantined ones included), sorted.
@@ -267,12 +381,24 @@ impl WorkerPool {
         now: Instant,
     ) -> Option<Choice> {
         self.readmit(now);
-        let eligible: Vec<WorkerId> = self
+        let usable = |(id, slot): &(&WorkerId, &WorkerSlot)| {
+            slot.quarantined_until.is_none() && !excluded.contains(id)
+        };
+        // Prefill workers generate only when no other worker is left.
+        let mut eligible: Vec<WorkerId> = self
             .workers
             .iter()
-            .filter(|(id, slot)| slot.quarantined_until.is_none() && !excluded.contains(id))
+            .filter(|entry| usable(entry) && entry.1.role != WorkerRole::Prefill)
             .map(|(id, _)| *id)
             .collect();
+        if eligible.is_empty() {
+            eligible = self
+                .workers
+                .iter()
+                .filter(usable)
+                .map(|(id, _)| *id)
+                .collect();
+        }
         if eligible.is_empty() {
             return None;
         }
@@ -368,6 +494,11 @@ impl WorkerPool {
 
     /// The attempt's first token arrived (its prefill is done).
     pub fn first_token(&mut self, tracking: &str) {
+        if let Some(kv) = &mut self.prefill_kv {
+            if kv.mark_prefill_completed(tracking).is_ok() {
+                return;
+            }
+        }
         if let Some(kv) = &mut self.kv {
             // Unknown when the worker was removed meanwhile; nothing to update then.
             if kv.mark_prefill_completed(tracking).is_ok() {
@@ -383,6 +514,11 @@ impl WorkerPool {
         if let Some(slot) = self.workers.get_mut(&worker) {
             slot.inflight = slot.inflight.saturating_sub(1);
         }
+        if let (Some(kv), Some(tracking)) = (&mut self.prefill_kv, tracking) {
+            if kv.mark_finished(tracking).is_ok() {
+                return;
+            }
+        }
         if let (Some(kv), Some(tracking)) = (&mut self.kv, tracking) {
             let _ = kv.mark_finished(tracking);
             // Published even when the worker left meanwhile: the others may still count it.
@@ -396,19 +532,23 @@ impl WorkerPool {
     pub fn quarantine(&mut self, worker: WorkerId, now: Instant) {
         if let Some(slot) = self.workers.get_mut(&worker) {
             slot.quarantined_until = Some(now + self.quarantine);
-            if let Some(kv) = &mut self.kv {
+            if let Some(kv) = self.router_of(worker) {
                 kv.remove_worker(worker);
             }
         }
     }
 
     fn readmit(&mut self, now: Instant) {
+        let mut readmitted = Vec::new();
         for (id, slot) in &mut self.workers {
             if slot.quarantined_until.is_some_and(|until| until <= now) {
                 slot.quarantined_until = None;
-                if let Some(kv) = &mut self.kv {
-                    kv.add_worker(*id);
-                }
+                readmitted.push(*id);
+            }
+        }
+        for id in readmitted {
+            if let Some(kv) = self.router_of(id) {
+                kv.add_worker(id);
             }
         }
     }
@@ -418,9 +558,12 @@ impl WorkerPool {
     /// snapshot and hands it to [`complete_resync`](Self::complete_resync) (or calls
     /// [`abandon_resync`](Self::abandon_resync)); until then the worker's events are buffered.
     pub fn apply_kv_event(&mut self, event: &RouterEvent) -> Option<Arc<dyn Backend>> {
-        let kv = self.kv.as_mut()?;
         let worker = event.worker_id;
         let slot = self.workers.get(&worker)?;
+        let kv = match slot.role {
+            WorkerRole::Prefill => self.prefill_kv.as_mut()?,
+            _ => self.kv.as_mut()?,
+        };
         if let Some(resync) = self.resyncing.get_mut(&worker) {
             if resync.buffered.len() < MAX_BUFFERED_EVENTS {
                 resync.buffered.push(event.clone());
@@ -453,8 +596,8 @@ impl WorkerPool {
         snapshot: KvSnapshot,
     ) -> Option<Arc<dyn Backend>> {
         let resync = self.resyncing.remove(&worker)?;
-        let kv = self.kv.as_mut()?;
         let backend = Arc::clone(&self.workers.get(&worker)?.backend);
+        let kv = self.router_of(worker)?;
         if let Err(error) = kv.resync_worker(worker, snapshot.block_hashes, snapshot.next_event_id)
         {
             tracing::warn!(%error, "resync");
@@ -484,7 +627,10 @@ impl WorkerPool {
     /// Gives up resynchronising `worker` (no snapshot to be had): the buffered events are
     /// applied as they are and the index stays flagged for it.
     pub fn abandon_resync(&mut self, worker: WorkerId) {
-        let (Some(resync), Some(kv)) = (self.resyncing.remove(&worker), self.kv.as_mut()) else {
+        let Some(resync) = self.resyncing.remove(&worker) else {
+            return;
+        };
+        let Some(kv) = self.router_of(worker) else {
             return;
         };
         for event in &resync.buffered {
@@ -503,7 +649,7 @@ impl WorkerPool {
             return;
         };
         slot.reported = Some(load);
-        if let Some(kv) = &mut self.kv {
+        if let Some(kv) = self.router_of(worker) {
             kv.update_worker_load(worker, load);
         }
     }

@@ -4,11 +4,15 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use rotor_protocol::worker::{
-    decode_output, decode_snapshot, encode_request, GENERATE_ENDPOINT, KV_SNAPSHOT_ENDPOINT,
+    decode_output, decode_snapshot, encode_block_batch, encode_request, GENERATE_ENDPOINT,
+    KV_IMPORT_ENDPOINT, KV_PREFILL_ENDPOINT, KV_SNAPSHOT_ENDPOINT,
 };
-use rotor_protocol::{ErrorKind, GenerateRequest, KvSnapshot, WireError};
+use rotor_protocol::{
+    ErrorKind, GenerateRequest, KvImportOutcome, KvSnapshot, PrefillRequest, WireError,
+};
 use rotor_runtime::{RequestPlaneClient, RequestPlaneConfig};
 
 use crate::backend::{Backend, OutputStream};
@@ -131,5 +135,63 @@ impl Backend for RemoteWorker {
             })
         };
         Some(fetch.boxed())
+    }
+
+    /// The worker's `kv_prefill` call: one encoded block per chunk.
+    fn prefill_export(
+        &self,
+        req: PrefillRequest,
+    ) -> Option<BoxStream<'static, Result<Vec<u8>, WireError>>> {
+        let payload = serde_json::to_vec(&req).expect("invariant: a PrefillRequest serializes");
+        let inner = Arc::clone(&self.inner);
+        let call = async move {
+            let client = inner.client().await?;
+            client
+                .call(KV_PREFILL_ENDPOINT, payload.into())
+                .await
+                .map_err(|error| call_error(&inner.addr, error))
+        };
+        let blocks = futures::stream::once(call)
+            .map(|called| match called {
+                Ok(chunks) => chunks.map(|chunk| chunk.map(|b| b.to_vec())).left_stream(),
+                Err(error) => futures::stream::iter([Err(error)]).right_stream(),
+            })
+            .flatten();
+        Some(blocks.boxed())
+    }
+
+    /// The worker's `kv_import` call.
+    fn import_kv(
+        &self,
+        blocks: Vec<Vec<u8>>,
+    ) -> Option<BoxFuture<'static, Result<KvImportOutcome, WireError>>> {
+        let inner = Arc::clone(&self.inner);
+        let payload = encode_block_batch(&blocks);
+        let call = async move {
+            let client = inner.client().await?;
+            let mut chunks = client
+                .call(KV_IMPORT_ENDPOINT, payload.into())
+                .await
+                .map_err(|error| call_error(&inner.addr, error))?;
+            let chunk = chunks.next().await.ok_or_else(|| {
+                WireError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "worker at {}: the KV import call returned nothing",
+                        inner.addr
+                    ),
+                )
+            })??;
+            serde_json::from_slice(&chunk).map_err(|error| {
+                WireError::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "worker at {}: an undecodable KV import outcome: {error}",
+                        inner.addr
+                    ),
+                )
+            })
+        };
+        Some(call.boxed())
     }
 }

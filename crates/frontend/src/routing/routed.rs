@@ -6,10 +6,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use rotor_protocol::{
-    ErrorKind, GenerateRequest, LoadReport, ModelCard, RouterEvent, WireError, WorkerId, WorkerLoad,
+    ErrorKind, GenerateRequest, LoadReport, ModelCard, RouterEvent, WireError, WorkerId,
+    WorkerLoad, WorkerRole,
 };
 
-use super::config::RoutingConfig;
+use super::config::{DisaggConfig, RoutingConfig};
+use super::disagg::DisaggCounters;
 use super::migration::Migration;
 use super::pool::{Choice, WorkerPool};
 use super::replica::ReplicaMessage;
@@ -23,6 +25,10 @@ pub(crate) struct RoutedInner {
     pool: Mutex<WorkerPool>,
     pub migrations: AtomicU64,
     pub migration_failures: AtomicU64,
+    /// Tokens per KV block of the model's workers (from the card).
+    pub kv_block_size: Option<u32>,
+    pub disagg: DisaggConfig,
+    pub disagg_counters: DisaggCounters,
 }
 
 impl RoutedInner {
@@ -74,6 +80,9 @@ impl RoutedBackend {
                 pool: Mutex::new(pool),
                 migrations: AtomicU64::new(0),
                 migration_failures: AtomicU64::new(0),
+                kv_block_size,
+                disagg: config.disagg.clone(),
+                disagg_counters: DisaggCounters::default(),
             }),
         })
     }
@@ -89,7 +98,55 @@ impl RoutedBackend {
 
     /// Adds a worker, or replaces the backend of a known one (and lets it route again).
     pub fn add_worker(&self, worker: WorkerId, backend: Arc<dyn Backend>) {
-        self.inner.pool().add_worker(worker, backend);
+        self.add_worker_with_role(worker, backend, WorkerRole::Aggregated);
+    }
+
+    /// Adds a worker with its disaggregation role (from its model card). With prefill and
+    /// decode workers both present, requests are disaggregated (see the routing module docs).
+    pub fn add_worker_with_role(
+        &self,
+        worker: WorkerId,
+        backend: Arc<dyn Backend>,
+        role: WorkerRole,
+    ) {
+        self.inner.pool().add_worker(worker, backend, role);
+    }
+
+    /// The role `worker` joined with.
+    pub fn role_of(&self, worker: WorkerId) -> Option<WorkerRole> {
+        self.inner.pool().role_of(worker)
+    }
+
+    /// Routable workers of `role` now.
+    pub fn routable_workers(&self, role: WorkerRole) -> usize {
+        self.inner.pool().routable_of(role)
+    }
+
+    /// Requests prefilled on a prefill worker (their KV moved to the decode worker).
+    pub fn remote_prefills(&self) -> u64 {
+        self.inner
+            .disagg_counters
+            .remote_prefills
+            .load(Ordering::Relaxed)
+    }
+
+    /// Requests of a disaggregated pool prefilled on their decode worker, by reason label
+    /// (`no_prefill_worker`, `short_prompt`, `cached`, `prefill_queue`, `prefill_failed`,
+    /// `transfer_failed`, `import_rejected`, `timeout`, `unsupported`).
+    pub fn local_prefills(&self, reason: &str) -> u64 {
+        super::disagg::LocalReason::ALL
+            .into_iter()
+            .find(|r| r.label() == reason)
+            .map_or(0, |r| self.inner.disagg_counters.local(r))
+    }
+
+    /// Blocks and bytes moved from prefill to decode workers so far.
+    pub fn transferred(&self) -> (u64, u64) {
+        let counters = &self.inner.disagg_counters;
+        (
+            counters.transferred_blocks.load(Ordering::Relaxed),
+            counters.transferred_bytes.load(Ordering::Relaxed),
+        )
     }
 
     /// Removes a worker; requests running on it go on until they end (or fail and migrate).
@@ -218,6 +275,16 @@ async fn resync(inner: Arc<RoutedInner>, worker: WorkerId, mut backend: Arc<dyn 
 
 impl Backend for RoutedBackend {
     fn generate(&self, req: GenerateRequest) -> Result<OutputStream, WireError> {
+        if self.inner.disagg.enforce && self.inner.pool().routable_of(WorkerRole::Prefill) == 0 {
+            return Err(WireError::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "model `{}` has no worker with role `prefill` and disaggregated serving is \
+                     enforced (--enforce-disagg); start a `rotor worker --role prefill`",
+                    self.inner.model
+                ),
+            ));
+        }
         let mut migration = Migration::new(Arc::clone(&self.inner), req);
         migration.launch().map_err(|error| match error {
             Some(error) => error,

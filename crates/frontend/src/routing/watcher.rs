@@ -323,7 +323,8 @@ impl WatcherState {
         if let Some(model) = self.joined.get(&id) {
             // Known instance with new data (a new address): point its worker there.
             if let Some(backend) = self.models.get(model) {
-                backend.add_worker(id.0, Arc::new(self.remote(&instance)));
+                let role = backend.role_of(id.0).unwrap_or_default();
+                backend.add_worker_with_role(id.0, Arc::new(self.remote(&instance)), role);
             }
             return;
         }
@@ -392,9 +393,10 @@ impl WatcherState {
             },
         };
         let id = instance.instance_id;
-        backend.add_worker(id.0, Arc::new(self.remote(&instance)));
+        backend.add_worker_with_role(id.0, Arc::new(self.remote(&instance)), card.role);
         self.joined.insert(id, model.clone());
-        tracing::info!(%model, instance = %id, address = %instance.address, "worker joined");
+        tracing::info!(%model, instance = %id, address = %instance.address, role = %card.role,
+            "worker joined");
         if self.served.contains(&model) {
             return;
         }

@@ -131,7 +131,9 @@ async fn models_health_and_live() {
     );
     let list: Value = server.get("/v1/models").await.json().await.expect("json");
     let context = smollm2_card().context_length;
-    let model = json!({"id": MODEL, "object": "model", "created": 1_700_000_000u64, "owned_by": "rotor", "max_model_len": context});
+    // SmolLM2's template names no tool format: hermes is the fallback; no `<think>`, no
+    // reasoning parser.
+    let model = json!({"id": MODEL, "object": "model", "created": 1_700_000_000u64, "owned_by": "rotor", "max_model_len": context, "tool_call_parser": "hermes"});
     assert_eq!(list, json!({"object": "list", "data": [model.clone()]}));
     let one: Value = server
         .get(&format!("/v1/models/{MODEL}"))

@@ -30,6 +30,7 @@ pub fn smollm2_card() -> ModelCard {
             created: 1_700_000_000,
             sampling_defaults: Default::default(),
             kv_block_size: None,
+            role: Default::default(),
         }
     })
     .clone()
@@ -206,6 +207,7 @@ impl Backend for ScriptedBackend {
                 } else {
                     None
                 },
+                logprobs: None,
             };
             if finish.is_some() {
                 st.done = true;

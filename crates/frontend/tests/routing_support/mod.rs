@@ -31,6 +31,7 @@ pub fn smollm2_card() -> ModelCard {
             created: 1_700_000_000,
             sampling_defaults: Default::default(),
             kv_block_size: Some(4),
+            role: Default::default(),
         }
     })
     .clone()
@@ -180,6 +181,7 @@ impl Backend for FakeWorker {
                     } else {
                         None
                     },
+                    logprobs: None,
                 };
                 Some((Ok(output), (emitted + 1, probe)))
             }

@@ -166,6 +166,7 @@ mod tests {
             created: 0,
             sampling_defaults: SamplingDefaults::default(),
             kv_block_size: None,
+            role: Default::default(),
         }
     }
 

@@ -180,5 +180,6 @@ pub fn big_card(name: &str, min_bytes: usize) -> ModelCard {
         created: 1_700_000_000,
         sampling_defaults: SamplingDefaults::default(),
         kv_block_size: None,
+        role: Default::default(),
     }
 }

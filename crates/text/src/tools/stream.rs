@@ -33,6 +33,8 @@ pub struct ToolCallParser {
     /// Something other than whitespace has been seen (start-of-output markers no longer apply).
     output_started: bool,
     calls_emitted: usize,
+    /// Markup blocks that were not valid calls and went out as content.
+    markup_rejected: usize,
     finished: bool,
 }
 
@@ -57,6 +59,7 @@ impl ToolCallParser {
             content_emitted: false,
             output_started: false,
             calls_emitted: 0,
+            markup_rejected: 0,
             finished: false,
         }
     }
@@ -68,6 +71,12 @@ impl ToolCallParser {
     /// Calls emitted so far (a response with any has `finish_reason: "tool_calls"`).
     pub fn calls_emitted(&self) -> usize {
         self.calls_emitted
+    }
+
+    /// Markup blocks that started like a call but were not one (malformed, unknown function,
+    /// unterminated), and so went out as content: a model's failed attempts to call.
+    pub fn markup_rejected(&self) -> usize {
+        self.markup_rejected
     }
 
     /// Feeds the next piece of output text; returns what is now decided.
@@ -172,7 +181,10 @@ impl ToolCallParser {
         self.in_markup = false;
         match calls {
             Some(calls) => self.emit_calls(calls, events),
-            None => self.emit_content(&markup, events),
+            None => {
+                self.markup_rejected += 1;
+                self.emit_content(&markup, events)
+            }
         }
         true
     }

@@ -1,0 +1,125 @@
+//! Disaggregated serving across processes with file discovery: `rotor worker --role prefill`,
+//! `rotor worker --role decode` and `rotor frontend` on the real model. The frontend
+//! disaggregates once both roles are discovered; a prefill worker killed with -9 costs no
+//! request (local prefill on the decode worker, counted); a restarted prefill worker (a new
+//! instance id) is used again without restarting anything else.
+
+mod cluster;
+
+use std::time::{Duration, Instant};
+
+use cluster::{frontend, post_json, worker, Frontend, Proc};
+use serde_json::json;
+
+const MODEL: &str = "smollm2-135m-instruct";
+
+fn role_worker(tag: &str, discovery: &str, role: &str) -> Proc {
+    worker(
+        tag,
+        discovery,
+        "mem",
+        &[
+            "--engine",
+            "native",
+            "--threads",
+            "1",
+            "--kv-cache-memory",
+            "256MiB",
+            "--role",
+            role,
+        ],
+    )
+}
+
+fn wait_for(f: &Frontend, what: &str, ready: impl Fn(&Frontend) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ready(f) {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{}",
+            f.metrics_text()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn complete(f: &Frontend, prompt: &str) -> String {
+    let (status, body) = post_json(
+        &f.url("/v1/completions"),
+        &json!({"model": MODEL, "prompt": prompt, "max_tokens": 8, "temperature": 0}),
+    );
+    assert_eq!(status, 200, "{body}");
+    body["choices"][0]["text"]
+        .as_str()
+        .expect("text")
+        .to_string()
+}
+
+fn story(topic: &str) -> String {
+    format!(
+        "Here is a short story about {topic}. Once upon a time, in a small village at the edge \
+         of a great forest, there lived a curious child who wanted to learn everything about \
+         {topic}. Every morning the child asked the"
+    )
+}
+
+#[test]
+fn prefill_and_decode_workers_behind_a_frontend() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let discovery = format!("file:{}", dir.path().display());
+    let mut prefill = role_worker("prefill", &discovery, "prefill");
+    let decode = role_worker("decode", &discovery, "decode");
+    let f = frontend(&discovery, "mem", &["--disagg-min-prefill-tokens", "0"]);
+    f.wait_models(Duration::from_secs(30), "the model", |ids| {
+        ids == [MODEL.to_string()]
+    });
+    wait_for(&f, "both roles", |f| {
+        f.metric("rotor_frontend_disagg_active", &[]) == 1.0
+    });
+
+    let first = complete(&f, &story("lighthouses"));
+    assert!(!first.is_empty());
+    assert_eq!(
+        f.metric("rotor_frontend_remote_prefill_total", &[]),
+        1.0,
+        "the prefill worker was not used:\n{}",
+        f.metrics_text()
+    );
+    assert!(f.metric("rotor_kv_transfer_blocks_total", &[]) >= 3.0);
+    assert!(f.metric("rotor_kv_transfer_bytes_total", &[]) > 0.0);
+    // The decode worker never served as a prefill worker and vice versa.
+    let label = format!("worker=\"{}\"", decode.instance());
+    assert_eq!(
+        f.metric("rotor_frontend_router_decisions_total", &[&label]),
+        1.0
+    );
+
+    // The prefill worker dies: the next request is still served, prefilled on the decode worker.
+    prefill.kill9();
+    let text = complete(&f, &story("volcanoes"));
+    assert!(!text.is_empty());
+    let fallbacks = f.metric(
+        "rotor_frontend_local_prefill_total",
+        &["reason=\"prefill_failed\""],
+    ) + f.metric(
+        "rotor_frontend_local_prefill_total",
+        &["reason=\"no_prefill_worker\""],
+    );
+    assert!(fallbacks >= 1.0, "{}", f.metrics_text());
+    assert_eq!(f.metric("rotor_frontend_remote_prefill_total", &[]), 1.0);
+
+    // A new prefill worker (new instance id) is used again; nothing else restarts.
+    let _prefill2 = role_worker("prefill-2", &discovery, "prefill");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut topic = 0;
+    while f.metric("rotor_frontend_remote_prefill_total", &[]) < 2.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the restarted prefill worker was never used:\n{}",
+            f.metrics_text()
+        );
+        topic += 1;
+        complete(&f, &story(&format!("comets number {topic}")));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
