@@ -54,8 +54,9 @@ async fn respond(
     state: &AppState,
     entry: &ModelEntry,
     plan: GenerationPlan,
-    builder: ResponseBuilder,
+    mut builder: ResponseBuilder,
 ) -> Result<Response, ApiError> {
+    builder.logprobs = plan.request.sampling.logprobs.is_some();
     tracing::debug!(
         generation_id = %builder.id,
         model = %entry.card.name,
@@ -68,6 +69,7 @@ async fn respond(
     if let Some(choice) = plan.tool_choice {
         state.metrics.count_tool_request(choice);
     }
+    state.metrics.count_sampling_options(&plan.request.sampling);
     if let Some(kind) = plan.constraint_kind {
         state.metrics.count_constrained_request(kind);
     }
@@ -80,12 +82,16 @@ async fn respond(
     let mut text = String::new();
     let mut chat = chat;
     let mut answer = ChatAnswer::default();
+    let mut logprobs = Vec::new();
     while let Some(step) = generation.next_step().await {
-        let step = step?;
+        let mut step = step?;
+        logprobs.append(&mut step.logprobs);
         let Some(chat) = &mut chat else {
             text.push_str(&step.text);
             if let Some(finish) = step.finish {
-                return Ok(Json(builder.full(text, &finish)).into_response());
+                let mut body = builder.full(text, &finish);
+                builder.attach_logprobs(&mut body, &logprobs);
+                return Ok(Json(body).into_response());
             }
             continue;
         };
@@ -93,7 +99,8 @@ async fn respond(
         if let Some(finish) = step.finish {
             let (last, reason) = chat.finish(finish.reason);
             answer.apply(last);
-            let body = builder.chat_full(answer, reason, finish.usage);
+            let mut body = builder.chat_full(answer, reason, finish.usage);
+            builder.attach_logprobs(&mut body, &logprobs);
             return Ok(Json(body).into_response());
         }
     }

@@ -4,7 +4,7 @@
 
 use futures::StreamExt;
 use rotor_protocol::openai::{PromptTokensDetails, Usage};
-use rotor_protocol::{ErrorKind, FinishReason, WireError};
+use rotor_protocol::{ErrorKind, FinishReason, TokenLogprob, WireError};
 use rotor_text::{Detokenizer, StopMatcher};
 
 use crate::backend::OutputStream;
@@ -14,10 +14,33 @@ use crate::registry::ModelEntry;
 use crate::validate::GenerationPlan;
 
 /// New text since the previous step, and the end of generation when it came.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TextStep {
     pub text: String,
     pub finish: Option<Finish>,
+    /// With logprobs requested: one entry per token consumed in this step (end-of-generation
+    /// tokens, which are never shown, are left out).
+    pub logprobs: Vec<LogprobEntry>,
+}
+
+/// One generated token's log-probability, as the APIs show it: the token's text (its bytes, as
+/// lossy UTF-8 when a token holds part of a character) and the most likely alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogprobEntry {
+    pub token: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+    /// Character offset of the token in the generated text (the legacy API's `text_offset`).
+    pub text_offset: usize,
+    pub top: Vec<TopLogprob>,
+}
+
+/// One alternative of [`LogprobEntry::top`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopLogprob {
+    pub token: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
 }
 
 /// How generation ended.
@@ -34,6 +57,13 @@ pub struct TextGeneration {
     detokenizer: Detokenizer,
     stops: StopMatcher,
     hidden_ids: Vec<u32>,
+    tokenizer: std::sync::Arc<rotor_text::Tokenizer>,
+    /// Whether the request asked for logprobs (then every output must carry them).
+    logprobs: bool,
+    /// Characters of generated text so far (before stop-string trimming).
+    text_chars: usize,
+    /// Logprobs of tokens whose text is still held back; they go out with the next step.
+    pending: Vec<LogprobEntry>,
     prompt_tokens: u32,
     completion_tokens: u32,
     cached_prompt_tokens: u32,
@@ -54,6 +84,10 @@ impl TextGeneration {
             detokenizer: Detokenizer::new(entry.tokenizer.clone(), true),
             stops: StopMatcher::new(plan.stop_strings.clone()),
             hidden_ids: entry.stop_token_ids.clone(),
+            tokenizer: entry.tokenizer.clone(),
+            logprobs: plan.request.sampling.logprobs.is_some(),
+            text_chars: 0,
+            pending: Vec::new(),
             prompt_tokens: plan.prompt_tokens() as u32,
             completion_tokens: 0,
             cached_prompt_tokens: 0,
@@ -84,7 +118,11 @@ impl TextGeneration {
             if let Some(cached) = output.cached_prompt_tokens {
                 self.cached_prompt_tokens = cached;
             }
-            let step = match self.consume(&output.token_ids, output.finish_reason) {
+            let mut step = match self.consume(
+                &output.token_ids,
+                output.logprobs.as_deref(),
+                output.finish_reason,
+            ) {
                 Ok(step) => step,
                 Err(err) => {
                     self.outputs = None;
@@ -95,30 +133,63 @@ impl TextGeneration {
                 self.outputs = None;
             }
             if step.finish.is_some() || !step.text.is_empty() {
+                if !self.pending.is_empty() {
+                    let mut held = std::mem::take(&mut self.pending);
+                    held.append(&mut step.logprobs);
+                    step.logprobs = held;
+                }
                 return Some(Ok(step));
             }
+            self.pending.append(&mut step.logprobs);
         }
     }
 
-    fn consume(&mut self, ids: &[u32], finish: Option<FinishReason>) -> Result<TextStep, ApiError> {
+    fn consume(
+        &mut self,
+        ids: &[u32],
+        logprobs: Option<&[TokenLogprob]>,
+        finish: Option<FinishReason>,
+    ) -> Result<TextStep, ApiError> {
+        let logprobs = match (self.logprobs, logprobs) {
+            (false, _) => None,
+            (true, Some(lp)) if lp.len() == ids.len() => Some(lp),
+            (true, got) => {
+                return Err(ApiError::internal(format!(
+                    "the model's engine returned {} logprob entries for {} tokens; its backend \
+                     may not support logprobs",
+                    got.map_or(0, <[_]>::len),
+                    ids.len()
+                )))
+            }
+        };
         let mut text = String::new();
-        for &id in ids {
+        let mut entries = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
             self.completion_tokens += 1;
             if self.hidden_ids.contains(&id) {
                 continue;
             }
             let piece = self.detokenizer.push(id).map_err(detokenize_error)?;
+            if let Some(lp) = logprobs {
+                entries.push(self.entry(&lp[i])?);
+            }
+            self.text_chars += piece.chars().count();
             let outcome = self.stops.push(&piece);
             text.push_str(&outcome.emit);
             if outcome.stopped {
                 return Ok(TextStep {
                     text,
                     finish: Some(self.finish("stop")),
+                    logprobs: entries,
                 });
             }
         }
         let Some(reason) = finish else {
-            return Ok(TextStep { text, finish: None });
+            return Ok(TextStep {
+                text,
+                finish: None,
+                logprobs: entries,
+            });
         };
         let tail = self.detokenizer.finish().map_err(detokenize_error)?;
         let outcome = self.stops.push(&tail);
@@ -127,13 +198,47 @@ impl TextGeneration {
             return Ok(TextStep {
                 text,
                 finish: Some(self.finish("stop")),
+                logprobs: entries,
             });
         }
         text.push_str(&self.stops.flush());
         Ok(TextStep {
             text,
             finish: Some(self.finish(reason.as_openai())),
+            logprobs: entries,
         })
+    }
+
+    /// The API form of one token's logprobs.
+    fn entry(&self, lp: &TokenLogprob) -> Result<LogprobEntry, ApiError> {
+        let (token, bytes) = self.token_text(lp.token_id)?;
+        let top = lp
+            .top
+            .iter()
+            .map(|&(id, logprob)| {
+                let (token, bytes) = self.token_text(id)?;
+                Ok(TopLogprob {
+                    token,
+                    bytes,
+                    logprob,
+                })
+            })
+            .collect::<Result<_, ApiError>>()?;
+        Ok(LogprobEntry {
+            token,
+            bytes,
+            logprob: lp.logprob,
+            text_offset: self.text_chars,
+            top,
+        })
+    }
+
+    fn token_text(&self, id: u32) -> Result<(String, Vec<u8>), ApiError> {
+        let bytes = self
+            .tokenizer
+            .decode_bytes(&[id], false)
+            .map_err(detokenize_error)?;
+        Ok((String::from_utf8_lossy(&bytes).into_owned(), bytes))
     }
 
     fn finish(&self, reason: &'static str) -> Finish {

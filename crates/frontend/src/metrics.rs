@@ -21,6 +21,8 @@
 //! - `rotor_frontend_reasoning_responses_total{parser}`: answers with reasoning content.
 //! - `rotor_frontend_constrained_requests_total{kind}`: requests sent with an output constraint
 //!   (`json_object`, `json_schema`, `regex`, `choice`, `lark`, `gbnf`, `tool_call`).
+//! - `rotor_frontend_sampling_options_total{option}`: requests that asked for `logprobs`,
+//!   `top_logprobs` (more than 0 alternatives) or `logit_bias`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -119,6 +121,7 @@ pub struct Metrics {
     tool_parse_failures: Mutex<BTreeMap<String, u64>>,
     reasoning_responses: Mutex<BTreeMap<String, u64>>,
     constrained_requests: Mutex<BTreeMap<String, u64>>,
+    sampling_options: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Default for Metrics {
@@ -140,6 +143,7 @@ impl Default for Metrics {
             tool_parse_failures: Mutex::default(),
             reasoning_responses: Mutex::default(),
             constrained_requests: Mutex::default(),
+            sampling_options: Mutex::default(),
         }
     }
 }
@@ -173,6 +177,19 @@ impl Metrics {
     /// Counts a request sent with an output constraint of this kind.
     pub fn count_constrained_request(&self, kind: &str) {
         add(&self.constrained_requests, kind, 1);
+    }
+
+    /// Counts the optional sampling features a request asked for.
+    pub fn count_sampling_options(&self, sampling: &rotor_protocol::SamplingParams) {
+        if let Some(top) = sampling.logprobs {
+            add(&self.sampling_options, "logprobs", 1);
+            if top > 0 {
+                add(&self.sampling_options, "top_logprobs", 1);
+            }
+        }
+        if !sampling.logit_bias.is_empty() {
+            add(&self.sampling_options, "logit_bias", 1);
+        }
     }
 
     /// Records what the parsers found in one finished answer.
@@ -326,6 +343,12 @@ impl Metrics {
                 "Requests sent with an output constraint, by kind.",
                 "kind",
                 &self.constrained_requests,
+            ),
+            (
+                "rotor_frontend_sampling_options_total",
+                "Requests that asked for logprobs, top_logprobs or logit_bias.",
+                "option",
+                &self.sampling_options,
             ),
         ];
         for (name, help, label, counts) in labelled {

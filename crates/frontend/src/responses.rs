@@ -8,10 +8,10 @@ use rotor_protocol::openai::{
     ResponseMessage, ToolCallDelta, Usage,
 };
 use rotor_text::ToolCallEvent;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::chat_output::{ChatAnswer, ChatPiece};
-use crate::generation::Finish;
+use crate::generation::{Finish, LogprobEntry};
 use crate::request_id::RequestId;
 
 /// Which API a response belongs to.
@@ -28,6 +28,9 @@ pub struct ResponseBuilder {
     pub id: String,
     pub created: u64,
     pub model: String,
+    /// Whether the request asked for logprobs: then every choice carries a `logprobs` object,
+    /// empty when it has no tokens, instead of null.
+    pub logprobs: bool,
 }
 
 fn to_value<T: serde::Serialize>(body: &T) -> Value {
@@ -51,7 +54,44 @@ impl ResponseBuilder {
             id: request_id.generation_id(prefix),
             created,
             model: model.to_string(),
+            logprobs: false,
         }
+    }
+
+    /// Sets `choices[0].logprobs` of a body or chunk to `entries` in the API's shape, when the
+    /// request asked for logprobs (chat: `{"content": [{token, logprob, bytes, top_logprobs}]}`;
+    /// text completions: `{tokens, token_logprobs, top_logprobs, text_offset}`).
+    pub fn attach_logprobs(&self, body: &mut Value, entries: &[LogprobEntry]) {
+        if !self.logprobs {
+            return;
+        }
+        let Some(choice) = body.pointer_mut("/choices/0") else {
+            return;
+        };
+        choice["logprobs"] = match self.api {
+            Api::Chat => json!({
+                "content": entries.iter().map(|e| json!({
+                    "token": e.token,
+                    "logprob": e.logprob,
+                    "bytes": e.bytes,
+                    "top_logprobs": e.top.iter().map(|t| json!({
+                        "token": t.token,
+                        "logprob": t.logprob,
+                        "bytes": t.bytes,
+                    })).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>(),
+                "refusal": null,
+            }),
+            Api::Completion => json!({
+                "tokens": entries.iter().map(|e| &e.token).collect::<Vec<_>>(),
+                "token_logprobs": entries.iter().map(|e| e.logprob).collect::<Vec<_>>(),
+                "top_logprobs": entries.iter().map(|e| {
+                    e.top.iter().map(|t| (t.token.clone(), json!(t.logprob)))
+                        .collect::<serde_json::Map<_, _>>()
+                }).collect::<Vec<_>>(),
+                "text_offset": entries.iter().map(|e| e.text_offset).collect::<Vec<_>>(),
+            }),
+        };
     }
 
     /// The non-streaming body.

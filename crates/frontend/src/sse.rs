@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use crate::chat_output::ChatOutput;
 use crate::error::ApiError;
-use crate::generation::{TextGeneration, TextStep};
+use crate::generation::{LogprobEntry, TextGeneration, TextStep};
 use crate::responses::ResponseBuilder;
 
 /// Streams a generation. The first step is awaited before answering, so an error the backend
@@ -33,6 +33,7 @@ pub async fn stream_response(
         include_usage,
         chat,
         queue: VecDeque::new(),
+        logprobs: Vec::new(),
     };
     if let Some(opening) = state.builder.opening_chunk() {
         state.queue.push_back(data(&opening));
@@ -60,6 +61,19 @@ struct StreamState {
     /// Chat answers with a reasoning or tool-call parser: text goes through it.
     chat: Option<ChatOutput>,
     queue: VecDeque<Event>,
+    /// Logprobs not yet sent: they ride on the next chunk that has a choice.
+    logprobs: Vec<LogprobEntry>,
+}
+
+impl StreamState {
+    /// Queues a chunk with a choice, carrying the logprobs not yet sent.
+    fn push_choice(&mut self, mut chunk: Value) {
+        if !self.logprobs.is_empty() || self.builder.logprobs {
+            let entries = std::mem::take(&mut self.logprobs);
+            self.builder.attach_logprobs(&mut chunk, &entries);
+        }
+        self.queue.push_back(data(&chunk));
+    }
 }
 
 fn data(value: &Value) -> Event {
@@ -81,8 +95,11 @@ impl StreamState {
         }
     }
 
-    fn enqueue(&mut self, step: Option<Result<TextStep, ApiError>>) {
-        if let (Some(chat), Some(Ok(TextStep { text, finish }))) = (&mut self.chat, &step) {
+    fn enqueue(&mut self, mut step: Option<Result<TextStep, ApiError>>) {
+        if let Some(Ok(step)) = &mut step {
+            self.logprobs.append(&mut step.logprobs);
+        }
+        if let (Some(chat), Some(Ok(TextStep { text, finish, .. }))) = (&mut self.chat, &step) {
             let mut pieces = vec![chat.push(text)];
             let mut reason = None;
             if let Some(finish) = finish {
@@ -92,12 +109,11 @@ impl StreamState {
             }
             for piece in pieces {
                 for chunk in self.builder.piece_chunks(piece) {
-                    self.queue.push_back(data(&chunk));
+                    self.push_choice(chunk);
                 }
             }
             if let (Some(reason), Some(finish)) = (reason, finish) {
-                self.queue
-                    .push_back(data(&self.builder.delta_chunk(String::new(), Some(reason))));
+                self.push_choice(self.builder.delta_chunk(String::new(), Some(reason)));
                 if self.include_usage {
                     self.queue
                         .push_back(data(&self.builder.usage_chunk(finish.usage)));
@@ -107,21 +123,20 @@ impl StreamState {
             return;
         }
         match step {
-            Some(Ok(TextStep { text, finish: None })) => {
-                self.queue
-                    .push_back(data(&self.builder.delta_chunk(text, None)));
+            Some(Ok(TextStep {
+                text, finish: None, ..
+            })) => {
+                self.push_choice(self.builder.delta_chunk(text, None));
             }
             Some(Ok(TextStep {
                 text,
                 finish: Some(finish),
+                ..
             })) => {
                 if !text.is_empty() {
-                    self.queue
-                        .push_back(data(&self.builder.delta_chunk(text, None)));
+                    self.push_choice(self.builder.delta_chunk(text, None));
                 }
-                self.queue.push_back(data(
-                    &self.builder.delta_chunk(String::new(), Some(finish.reason)),
-                ));
+                self.push_choice(self.builder.delta_chunk(String::new(), Some(finish.reason)));
                 if self.include_usage {
                     self.queue
                         .push_back(data(&self.builder.usage_chunk(finish.usage)));

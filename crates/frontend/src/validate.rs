@@ -10,10 +10,11 @@
 use rotor_protocol::openai::{
     ChatCompletionRequest, ChatMessage, CompletionRequest, MessageContent, Prompt, SamplingFields,
 };
-use rotor_protocol::{GenerateRequest, SamplingDefaults, SamplingParams, StopConditions};
+use rotor_protocol::{GenerateRequest, SamplingParams, StopConditions, MAX_LOGPROBS};
 use rotor_text::reasoning::think_opened_in_prompt;
 use rotor_text::{ReasoningParserKind, RenderOptions, ToolParserKind};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 use crate::chat_output::ChatOutputPlan;
 use crate::config::FrontendConfig;
@@ -66,20 +67,19 @@ pub fn chat_plan(
     cfg: &FrontendConfig,
     request_id: &str,
 ) -> Result<GenerationPlan, ApiError> {
-    if req.logprobs == Some(true) {
-        return Err(ApiError::unsupported(
-            "logprobs",
-            "log probabilities are not returned",
-        ));
-    }
-    if req.top_logprobs.is_some() {
-        return Err(ApiError::unsupported(
-            "top_logprobs",
-            "log probabilities are not returned",
-        ));
-    }
+    let logprobs = match (req.logprobs, req.top_logprobs) {
+        (Some(true), top) => Some(logprob_count("top_logprobs", top.unwrap_or(0))?),
+        (_, Some(_)) => {
+            return Err(ApiError::invalid_param(
+                "top_logprobs",
+                "`top_logprobs` needs `logprobs` = true.",
+            ))
+        }
+        _ => None,
+    };
     let fields = req.sampling_fields();
-    let mut checked = check_sampling(&fields, &entry.card.sampling_defaults, cfg)?;
+    let mut checked = check_sampling(&fields, entry, cfg)?;
+    checked.sampling.logprobs = logprobs;
     let tools = ToolRequest::from_request(req)?;
     let constraint = constraint_of(&req.constraint_fields())?;
     let requested_kind = constraint.as_ref().map(constraint_kind);
@@ -162,12 +162,10 @@ pub fn completion_plan(
     cfg: &FrontendConfig,
     request_id: &str,
 ) -> Result<GenerationPlan, ApiError> {
-    if req.logprobs.is_some() {
-        return Err(ApiError::unsupported(
-            "logprobs",
-            "log probabilities are not returned",
-        ));
-    }
+    let logprobs = req
+        .logprobs
+        .map(|n| logprob_count("logprobs", n))
+        .transpose()?;
     if req.echo == Some(true) {
         return Err(ApiError::unsupported("echo", "the prompt is not echoed"));
     }
@@ -180,7 +178,8 @@ pub fn completion_plan(
     if req.best_of.is_some_and(|best_of| best_of != 1) {
         return Err(ApiError::unsupported("best_of", "only best_of = 1"));
     }
-    let mut checked = check_sampling(&req.sampling_fields(), &entry.card.sampling_defaults, cfg)?;
+    let mut checked = check_sampling(&req.sampling_fields(), entry, cfg)?;
+    checked.sampling.logprobs = logprobs;
     checked.sampling.constraint = constraint_of(&req.constraint_fields())?;
     let constraint_kind = checked.sampling.constraint.as_ref().map(constraint_kind);
     let one_prompt =
@@ -383,20 +382,63 @@ fn check_range(
     }
 }
 
+/// How many alternatives a `logprobs` / `top_logprobs` value asks for (0 to `MAX_LOGPROBS`).
+fn logprob_count(param: &str, n: i64) -> Result<u32, ApiError> {
+    u32::try_from(n)
+        .ok()
+        .filter(|&n| n <= MAX_LOGPROBS)
+        .ok_or_else(|| {
+            ApiError::invalid_param(
+                param,
+                format!("`{param}` must be between 0 and {MAX_LOGPROBS}; got {n}."),
+            )
+        })
+}
+
+/// OpenAI `logit_bias`: token ids (as strings) of the model's vocabulary, biases in [-100, 100].
+fn logit_bias(
+    bias: Option<&BTreeMap<String, f64>>,
+    vocab_size: usize,
+) -> Result<Vec<(u32, f32)>, ApiError> {
+    let Some(bias) = bias else {
+        return Ok(Vec::new());
+    };
+    bias.iter()
+        .map(|(key, &value)| {
+            let id = key
+                .parse::<u32>()
+                .ok()
+                .filter(|&id| (id as usize) < vocab_size)
+                .ok_or_else(|| {
+                    ApiError::invalid_param(
+                        "logit_bias",
+                        format!(
+                            "`logit_bias` keys must be token ids below the vocabulary size \
+                             {vocab_size}; got {key:?}."
+                        ),
+                    )
+                })?;
+            if !(-100.0..=100.0).contains(&value) {
+                return Err(ApiError::invalid_param(
+                    "logit_bias",
+                    format!("`logit_bias` values must be between -100 and 100; got {value} for token {id}."),
+                ));
+            }
+            Ok((id, value as f32))
+        })
+        .collect()
+}
+
 fn check_sampling(
     f: &SamplingFields,
-    defaults: &SamplingDefaults,
+    entry: &ModelEntry,
     cfg: &FrontendConfig,
 ) -> Result<CheckedSampling, ApiError> {
+    let defaults = &entry.card.sampling_defaults;
     if f.n.is_some_and(|n| n != 1) {
         return Err(ApiError::invalid_param("n", "Only `n` = 1 is supported."));
     }
-    if f.logit_bias.as_ref().is_some_and(|bias| !bias.is_empty()) {
-        return Err(ApiError::unsupported(
-            "logit_bias",
-            "logit biases are not applied",
-        ));
-    }
+    let logit_bias = logit_bias(f.logit_bias.as_ref(), entry.tokenizer.vocab_size())?;
     check_range(
         "temperature",
         f.temperature,
@@ -495,6 +537,7 @@ fn check_sampling(
         frequency_penalty: f.frequency_penalty.unwrap_or(0.0) as f32,
         presence_penalty: f.presence_penalty.unwrap_or(0.0) as f32,
         constraint: None,
+        logit_bias,
         ..SamplingParams::default()
     };
     Ok(CheckedSampling {

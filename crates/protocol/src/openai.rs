@@ -202,9 +202,9 @@ pub struct ChatCompletionRequest {
     pub repetition_penalty: Option<f64>,
     pub min_tokens: Option<i64>,
     pub ignore_eos: Option<bool>,
-    /// Unsupported when true.
+    /// Return each output token's logprob (`choices[].logprobs.content`).
     pub logprobs: Option<bool>,
-    /// Unsupported when set.
+    /// With `logprobs`: how many alternatives per token (0–20).
     pub top_logprobs: Option<i64>,
     /// Functions the model may call.
     pub tools: Option<Vec<ToolDefinition>>,
@@ -263,7 +263,7 @@ pub struct CompletionRequest {
     pub repetition_penalty: Option<f64>,
     pub min_tokens: Option<i64>,
     pub ignore_eos: Option<bool>,
-    /// Unsupported when set (the legacy API's integer `logprobs`).
+    /// The legacy API's logprobs: how many alternatives per token (0–20).
     pub logprobs: Option<i64>,
     /// Unsupported when true.
     pub echo: Option<bool>,
@@ -335,7 +335,7 @@ pub struct ToolCallDelta {
 pub struct ChatChoice {
     pub index: u32,
     pub message: ResponseMessage,
-    /// Always null: logprobs are not supported.
+    /// Null unless the request asked for logprobs.
     pub logprobs: Option<serde_json::Value>,
     pub finish_reason: Option<String>,
 }

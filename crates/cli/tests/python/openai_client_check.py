@@ -4,7 +4,9 @@
 Usage: openai_client_check.py BASE_URL MODEL
 Exits non-zero with a message on the first failed expectation. Run by crates/cli/tests/e2e.rs.
 """
+import json
 import sys
+import urllib.request
 
 import openai
 
@@ -58,6 +60,52 @@ check(len(c.choices[0].text) > 0 and c.usage.completion_tokens <= 8, f"completio
 seeded = [client.chat.completions.create(model=model, messages=question, max_tokens=16, temperature=0.9,
                                          seed=42).choices[0].message.content for _ in range(2)]
 check(seeded[0] == seeded[1], f"same seed, same text: {seeded}")
+
+# Logprobs from the real engine (greedy): the chosen token is the best of its alternatives, the
+# alternatives are sorted and are probabilities, and the tokens spell the answer.
+r = client.chat.completions.create(model=model, messages=question, max_tokens=12, temperature=0,
+                                   logprobs=True, top_logprobs=3)
+entries = r.choices[0].logprobs.content
+check(len(entries) == r.usage.completion_tokens or len(entries) == r.usage.completion_tokens - 1,
+      f"one logprob entry per shown token: {len(entries)} vs {r.usage.completion_tokens}")
+check("".join(e.token for e in entries) == r.choices[0].message.content, "logprob tokens spell the answer")
+for e in entries:
+    tops = [t.logprob for t in e.top_logprobs]
+    check(len(tops) == 3 and tops == sorted(tops, reverse=True), f"3 sorted alternatives: {tops}")
+    check(e.top_logprobs[0].token == e.token and abs(e.logprob - tops[0]) < 1e-4,
+          f"greedy token {e.token!r} is the best alternative {e.top_logprobs[0].token!r}")
+    check(e.logprob <= 0 and sum(2.718281828 ** t for t in tops) <= 1.0001, f"probabilities: {tops}")
+streamed = []
+for chunk in client.chat.completions.create(model=model, messages=question, max_tokens=12, temperature=0,
+                                            logprobs=True, top_logprobs=3, stream=True):
+    for c in chunk.choices:
+        if c.logprobs and c.logprobs.content:
+            streamed.extend(c.logprobs.content)
+check([(e.token, round(e.logprob, 4)) for e in streamed] == [(e.token, round(e.logprob, 4)) for e in entries],
+      "streamed logprobs equal the whole answer's")
+c = client.completions.create(model=model, prompt="The capital of France is", max_tokens=4, temperature=0,
+                              logprobs=2)
+lp = c.choices[0].logprobs
+check("".join(lp.tokens) == c.choices[0].text and len(lp.token_logprobs) == len(lp.tokens)
+      and all(len(t) <= 2 for t in lp.top_logprobs) and lp.text_offset[0] == 0,
+      f"completion logprobs: {lp}")
+
+# logit_bias: banning the greedy first token changes the first token.
+first = entries[0]
+tokenize = urllib.request.Request(
+    base.removesuffix("/v1") + "/tokenize", method="POST", headers={"Content-Type": "application/json"},
+    data=json.dumps({"model": model, "prompt": first.token, "add_special_tokens": False}).encode())
+ids = json.load(urllib.request.urlopen(tokenize, timeout=30))["tokens"]
+check(len(ids) == 1, f"first token {first.token!r} is one token: {ids}")
+r = client.chat.completions.create(model=model, messages=question, max_tokens=4, temperature=0, logprobs=True,
+                                   logit_bias={str(ids[0]): -100})
+check(r.choices[0].logprobs.content[0].token != first.token,
+      f"logit_bias -100 bans {first.token!r}: got {r.choices[0].logprobs.content[0].token!r}")
+try:
+    client.chat.completions.create(model=model, messages=question, logit_bias={"99999999": 1})
+    check(False, "out-of-vocabulary logit_bias raises")
+except openai.BadRequestError as e:
+    check(e.body.get("param") == "logit_bias", f"bad logit_bias is a 400 naming it: {e.body}")
 
 try:
     client.chat.completions.create(model="no-such-model", messages=question)

@@ -342,20 +342,20 @@ async fn parameter_ranges() {
             "stream_options",
             None,
         ),
+        // 49152 tokens in SmolLM2's vocabulary.
+        (json!({"logit_bias": {"50256": -100}}), "logit_bias", None),
+        (json!({"logit_bias": {"x": 1}}), "logit_bias", None),
+        (json!({"logit_bias": {"7": 101}}), "logit_bias", None),
+        (json!({"top_logprobs": 2}), "top_logprobs", None),
         (
-            json!({"logit_bias": {"50256": -100}}),
-            "logit_bias",
-            Some("unsupported_parameter"),
-        ),
-        (
-            json!({"logprobs": true}),
-            "logprobs",
-            Some("unsupported_parameter"),
-        ),
-        (
-            json!({"top_logprobs": 2}),
+            json!({"logprobs": true, "top_logprobs": 21}),
             "top_logprobs",
-            Some("unsupported_parameter"),
+            None,
+        ),
+        (
+            json!({"logprobs": true, "top_logprobs": -1}),
+            "top_logprobs",
+            None,
         ),
         (
             json!({"tools": [{"type": "function", "function": {"name": "f g"}}]}),
@@ -374,8 +374,8 @@ async fn parameter_ranges() {
         expect_error(resp, 400, INVALID, Some(param), code).await;
     }
     assert!(server.log.requests().is_empty());
-    // Accepted: boundaries, empty logit_bias, logprobs false, user, seed.
-    let ok = json!({"temperature": 0, "top_p": 1, "n": 1, "logit_bias": {}, "logprobs": false, "user": "u",
+    // Accepted: boundaries, logit_bias, logprobs false, user, seed.
+    let ok = json!({"temperature": 0, "top_p": 1, "n": 1, "logit_bias": {"49151": -100, "3": 2.5}, "logprobs": false, "user": "u",
                     "seed": 42, "stop": ["a", "b", "c", "d"], "top_k": 5, "min_p": 0.1,
                     "repetition_penalty": 1.1, "min_tokens": 1, "frequency_penalty": 2, "presence_penalty": -2});
     let resp = chat_with(&server, ok).await;
@@ -394,28 +394,28 @@ async fn parameter_ranges() {
         (2.0, -2.0)
     );
     assert_eq!(req.stop.min_tokens, 1);
+    assert_eq!(req.sampling.logit_bias, vec![(3, 2.5), (49151, -100.0)]);
+    assert_eq!(req.sampling.logprobs, None);
     // SmolLM2's end-of-generation set as llama.cpp has it: `<|endoftext|>` (0), `<|im_end|>` (2,
     // its eos) and `<reponame>` (4, which llama.cpp's vocabulary also marks EOG).
     assert_eq!(req.stop.stop_token_ids, vec![0, 2, 4]);
     // Completions reject their own unsupported fields.
-    for (extra, param) in [
-        (json!({"echo": true}), "echo"),
-        (json!({"logprobs": 1}), "logprobs"),
-        (json!({"best_of": 2}), "best_of"),
+    for (extra, param, code) in [
+        (json!({"echo": true}), "echo", Some("unsupported_parameter")),
+        (
+            json!({"best_of": 2}),
+            "best_of",
+            Some("unsupported_parameter"),
+        ),
+        (json!({"logprobs": 21}), "logprobs", None),
+        (json!({"logprobs": -1}), "logprobs", None),
     ] {
         let mut body = json!({"model": MODEL, "prompt": "x"});
         for (key, value) in extra.as_object().expect("object") {
             body[key] = value.clone();
         }
         let resp = server.post_json("/v1/completions", &body).await;
-        expect_error(
-            resp,
-            400,
-            INVALID,
-            Some(param),
-            Some("unsupported_parameter"),
-        )
-        .await;
+        expect_error(resp, 400, INVALID, Some(param), code).await;
     }
 }
 

@@ -4,6 +4,7 @@
 mod access;
 mod bad_input;
 mod generation;
+mod logprobs;
 mod overload;
 mod service;
 mod support;

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rotor_frontend::{serve, Backend, Frontend, FrontendConfig, OutputStream, ServedModel};
-use rotor_protocol::{EngineOutput, FinishReason, GenerateRequest, ModelCard, WireError};
+use rotor_protocol::{
+    EngineOutput, FinishReason, GenerateRequest, ModelCard, TokenLogprob, WireError,
+};
 use tokio::sync::{Barrier, Notify};
 
 pub const MODEL: &str = "smollm2";
@@ -146,6 +148,7 @@ impl Drop for StreamGuard {
 struct StreamState {
     script: Script,
     max_tokens: usize,
+    logprobs: Option<u32>,
     emitted: usize,
     done: bool,
     guard: StreamGuard,
@@ -165,6 +168,7 @@ impl Backend for ScriptedBackend {
         let state = StreamState {
             script: self.script.clone(),
             max_tokens: req.stop.max_tokens as usize,
+            logprobs: req.sampling.logprobs,
             emitted: 0,
             done: false,
             guard: StreamGuard {
@@ -207,7 +211,16 @@ impl Backend for ScriptedBackend {
                 } else {
                     None
                 },
-                logprobs: None,
+                // Scripted logprobs when asked: the n-th token has logprob -n/10 and its
+                // alternatives are the next token ids, each 1 lower.
+                logprobs: st.logprobs.map(|top| {
+                    let logprob = -(st.emitted as f32) / 10.0;
+                    vec![TokenLogprob {
+                        token_id: token,
+                        logprob,
+                        top: (0..top).map(|i| (token + i, logprob - i as f32)).collect(),
+                    }]
+                }),
             };
             if finish.is_some() {
                 st.done = true;
