@@ -10,6 +10,10 @@
 //! itself; a generation cut by `max_tokens` keeps `"length"` (the calls completed before the
 //! cut are still returned, and an unterminated call whose arguments are incomplete is content,
 //! verbatim: the tool parsers' policy). With only calls, `content` is null.
+//!
+//! `parallel_tool_calls: false` with `tool_choice: auto` (where decoding is not constrained): only
+//! the first call is returned; later complete calls are dropped and counted
+//! (`rotor_frontend_tool_calls_dropped_total`). With a forced call the grammar allows one call.
 
 use std::sync::Arc;
 
@@ -25,6 +29,8 @@ pub struct ChatOutputPlan {
     pub tools: Option<(ToolParserKind, Vec<ToolSpec>)>,
     /// Reasoning in this format; `true` when the prompt left a think block open.
     pub reasoning: Option<(ReasoningParserKind, bool)>,
+    /// `parallel_tool_calls: false`: return the first call only.
+    pub single_call: bool,
 }
 
 impl ChatOutputPlan {
@@ -54,6 +60,9 @@ pub struct ChatOutputParser {
     reasoning: Option<ReasoningParser>,
     tools: Option<ToolCallParser>,
     saw_reasoning: bool,
+    single_call: bool,
+    /// Calls dropped by `single_call`.
+    dropped: usize,
 }
 
 impl ChatOutputParser {
@@ -68,6 +77,8 @@ impl ChatOutputParser {
                 .as_ref()
                 .map(|(kind, specs)| ToolCallParser::new(*kind, specs.clone())),
             saw_reasoning: false,
+            single_call: plan.single_call,
+            dropped: 0,
         }
     }
 
@@ -111,15 +122,24 @@ impl ChatOutputParser {
         for event in events {
             match event {
                 ToolCallEvent::Content(text) => piece.content.push_str(&text),
+                ToolCallEvent::CallStart { index, .. } if self.single_call && index > 0 => {
+                    self.dropped += 1;
+                }
+                ToolCallEvent::Arguments { index, .. } if self.single_call && index > 0 => {}
                 call => piece.calls.push(call),
             }
         }
         piece
     }
 
-    /// Calls parsed so far.
+    /// Calls returned so far.
     pub fn calls(&self) -> usize {
-        self.tools.as_ref().map_or(0, |p| p.calls_emitted())
+        self.tools.as_ref().map_or(0, |p| p.calls_emitted()) - self.dropped
+    }
+
+    /// Calls parsed but not returned (`parallel_tool_calls: false`).
+    pub fn dropped_calls(&self) -> usize {
+        self.dropped
     }
 
     /// Markup that looked like a call but did not parse (it went out as content).
@@ -180,6 +200,7 @@ impl ChatOutput {
         self.metrics.count_chat_output(
             self.parser.tool_parser().map(|k| k.name()),
             self.parser.calls(),
+            self.parser.dropped_calls(),
             self.parser.failed_markup(),
             reasoning.map(|k| k.name()),
         );
@@ -236,6 +257,7 @@ mod tests {
         let plan = ChatOutputPlan {
             tools: Some((ToolParserKind::Hermes, Vec::new())),
             reasoning: Some((ReasoningParserKind::Qwen3, false)),
+            single_call: false,
         };
         let text = "<think>\nNeed weather.\n</think>\n\nSure.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
         let (whole, parser) = run(&plan, &[text]);
@@ -260,6 +282,7 @@ mod tests {
         let plan = ChatOutputPlan {
             tools: Some((ToolParserKind::Hermes, Vec::new())),
             reasoning: None,
+            single_call: false,
         };
         let (answer, parser) = run(&plan, &["<tool_call>\n{\"name\": oops}\n</tool_call>"]);
         assert_eq!(
@@ -269,5 +292,34 @@ mod tests {
         assert!(answer.calls.is_empty());
         assert_eq!(parser.failed_markup(), 1);
         assert_eq!(parser.finish_reason("stop"), "stop");
+    }
+
+    #[test]
+    fn without_parallel_calls_only_the_first_call_is_returned_in_any_chunking() {
+        let text = "<tool_call>\n{\"name\": \"a\", \"arguments\": {\"x\": 1}}\n</tool_call>\n\
+                    <tool_call>\n{\"name\": \"b\", \"arguments\": {\"y\": 2}}\n</tool_call>";
+        for single_call in [false, true] {
+            let plan = ChatOutputPlan {
+                tools: Some((ToolParserKind::Hermes, Vec::new())),
+                reasoning: None,
+                single_call,
+            };
+            let chars: Vec<String> = text.chars().map(String::from).collect();
+            let refs: Vec<&str> = chars.iter().map(String::as_str).collect();
+            for pieces in [vec![text], refs] {
+                let (answer, parser) = run(&plan, &pieces);
+                let names: Vec<&str> = answer.calls.iter().map(|c| c.name.as_str()).collect();
+                if single_call {
+                    assert_eq!(names, ["a"]);
+                    assert_eq!(answer.calls[0].arguments, "{\"x\": 1}");
+                    assert_eq!((parser.calls(), parser.dropped_calls()), (1, 1));
+                } else {
+                    assert_eq!(names, ["a", "b"]);
+                    assert_eq!((parser.calls(), parser.dropped_calls()), (2, 0));
+                }
+                assert_eq!(answer.content.trim(), "");
+                assert_eq!(parser.finish_reason("stop"), "tool_calls");
+            }
+        }
     }
 }

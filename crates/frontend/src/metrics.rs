@@ -16,6 +16,8 @@
 //!   thresholds (gauges, present only when set).
 //! - `rotor_frontend_tool_requests_total{tool_choice}`: chat requests that offered tools.
 //! - `rotor_frontend_tool_calls_total{parser}`: tool calls parsed out of answers.
+//! - `rotor_frontend_tool_calls_dropped_total{parser}`: calls after the first of an answer to a
+//!   request with `parallel_tool_calls: false` (not returned).
 //! - `rotor_frontend_tool_call_parse_failures_total{parser}`: markup that started like a call
 //!   but did not parse (returned as content).
 //! - `rotor_frontend_reasoning_responses_total{parser}`: answers with reasoning content.
@@ -119,6 +121,7 @@ pub struct Metrics {
     tool_requests: Mutex<BTreeMap<String, u64>>,
     tool_calls: Mutex<BTreeMap<String, u64>>,
     tool_parse_failures: Mutex<BTreeMap<String, u64>>,
+    tool_calls_dropped: Mutex<BTreeMap<String, u64>>,
     reasoning_responses: Mutex<BTreeMap<String, u64>>,
     constrained_requests: Mutex<BTreeMap<String, u64>>,
     sampling_options: Mutex<BTreeMap<String, u64>>,
@@ -141,6 +144,7 @@ impl Default for Metrics {
             tool_requests: Mutex::default(),
             tool_calls: Mutex::default(),
             tool_parse_failures: Mutex::default(),
+            tool_calls_dropped: Mutex::default(),
             reasoning_responses: Mutex::default(),
             constrained_requests: Mutex::default(),
             sampling_options: Mutex::default(),
@@ -197,12 +201,16 @@ impl Metrics {
         &self,
         tool_parser: Option<&str>,
         calls: usize,
+        dropped: usize,
         failures: usize,
         reasoning_parser: Option<&str>,
     ) {
         if let Some(parser) = tool_parser {
             if calls > 0 {
                 add(&self.tool_calls, parser, calls as u64);
+            }
+            if dropped > 0 {
+                add(&self.tool_calls_dropped, parser, dropped as u64);
             }
             if failures > 0 {
                 add(&self.tool_parse_failures, parser, failures as u64);
@@ -331,6 +339,12 @@ impl Metrics {
                 "Tool-call markup that did not parse and was returned as content, by parser.",
                 "parser",
                 &self.tool_parse_failures,
+            ),
+            (
+                "rotor_frontend_tool_calls_dropped_total",
+                "Tool calls after the first, dropped because the request set parallel_tool_calls false.",
+                "parser",
+                &self.tool_calls_dropped,
             ),
             (
                 "rotor_frontend_reasoning_responses_total",

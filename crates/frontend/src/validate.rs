@@ -149,6 +149,7 @@ pub fn chat_plan(
     plan.output = ChatOutputPlan {
         tools: calling.zip(tool_kind).map(|(t, kind)| (kind, t.specs())),
         reasoning,
+        single_call: calling.is_some_and(|t| !t.parallel),
     };
     plan.tool_choice = tools.as_ref().map(|t| t.choice.as_str());
     plan.constraint_kind = constraint_kind;

@@ -193,6 +193,35 @@ async fn streamed_tool_calls_reassemble_to_the_whole_answer() {
 }
 
 #[tokio::test]
+async fn without_parallel_tool_calls_auto_returns_the_first_call_only() {
+    let output = format!("{CALL}\n<tool_call>\n{{\"name\": \"get_time\", \"arguments\": {{\"tz\": \"UTC\"}}}}\n</tool_call>");
+    let server = server_with_template(Script::text(&output), None).await;
+    let body = tools_body(json!({"parallel_tool_calls": false}));
+    let whole = chat(&server, &body).await;
+    let calls = whole["choices"][0]["message"]["tool_calls"]
+        .as_array()
+        .expect("calls");
+    assert_eq!(calls.len(), 1, "{whole}");
+    assert_eq!(calls[0]["function"]["name"], "get_weather");
+    assert_eq!(whole["choices"][0]["finish_reason"], "tool_calls");
+    // auto is not constrained: the grammar could not make the model stop after one call.
+    assert_eq!(server.log.last_request().sampling.constraint, None);
+    let (_, _, streamed, finish) = reassemble(&chat_stream(&server, &body).await);
+    assert_eq!(streamed.len(), 1);
+    assert_eq!(streamed[0].1, "get_weather");
+    assert_eq!(finish, "tool_calls");
+    let text = metrics(&server).await;
+    assert!(
+        text.contains("rotor_frontend_tool_calls_dropped_total{parser=\"hermes\"} 2\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rotor_frontend_tool_calls_total{parser=\"hermes\"} 2\n"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn malformed_markup_stays_content_and_is_counted() {
     let bad = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {oops}}\n</tool_call>";
     let server = server_with_template(Script::text(bad), None).await;
