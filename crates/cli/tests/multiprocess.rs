@@ -66,6 +66,33 @@ fn two_workers_serve(discovery: &str, events: &str) {
             w.tag
         );
     }
+    // Logprobs cross the request plane: the greedy tokens spell the same answer and each is the
+    // best of its alternatives.
+    let (status, body) = post_json(
+        &f.url("/v1/chat/completions"),
+        &json!({
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "What color is the sky on a clear day?"}],
+            "max_tokens": 24,
+            "temperature": 0,
+            "logprobs": true,
+            "top_logprobs": 2,
+        }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(answer(&body), answers[0]);
+    let entries = body["choices"][0]["logprobs"]["content"]
+        .as_array()
+        .expect("logprobs.content");
+    let spelled: String = entries
+        .iter()
+        .map(|e| e["token"].as_str().expect("token"))
+        .collect();
+    assert_eq!(spelled, answers[0]);
+    for e in entries {
+        assert_eq!(e["top_logprobs"][0]["token"], e["token"], "{e}");
+        assert_eq!(e["top_logprobs"].as_array().map(Vec::len), Some(2), "{e}");
+    }
 }
 
 /// Polls the unlabelled metric `name` of `f` until `ready` holds for its value; panics with `what`
