@@ -91,7 +91,10 @@ fuzz_target!(|data: &[u8]| {
     let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
     let whole = run(kind, reasoning, &[&text]);
     let streamed = run(kind, reasoning, &refs);
-    assert_eq!(whole, streamed, "{kind:?} {reasoning:?} chunk {size}: {text:?}");
+    assert_eq!(
+        whole, streamed,
+        "{kind:?} {reasoning:?} chunk {size}: {text:?}"
+    );
     for (_, arguments) in &whole.calls {
         // Arguments are JSON (pythonic and qwen3_coder convert theirs to JSON too).
         assert!(
