@@ -32,6 +32,10 @@ fn openai_client_tools_and_json_schema_validate() {
         .arg(server.url("/v1"))
         .arg(MODEL)
         .arg(&results_path)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../engine/tests/fixtures/schemas.json"
+        ))
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -71,8 +75,35 @@ fn openai_client_tools_and_json_schema_validate() {
             .collect();
         assert!(errors.is_empty(), "{value} does not validate: {errors:?}");
     }
+    // The 51-schema suite through the client: every answer finished by itself, parses and
+    // validates (formats included).
+    let suite = results["suite"].as_array().expect("suite");
+    assert!(suite.len() >= 50, "{} schemas", suite.len());
+    let mut failures = Vec::new();
+    for answer in suite {
+        let name = answer["name"].as_str().expect("name");
+        let validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&answer["schema"])
+            .expect("fixture schema compiles");
+        let text = answer["content"].as_str().unwrap_or_default();
+        match serde_json::from_str::<Value>(text) {
+            Ok(value) if answer["finish_reason"] == "stop" => {
+                let errors: Vec<String> = validator
+                    .iter_errors(&value)
+                    .map(|e| e.to_string())
+                    .collect();
+                if !errors.is_empty() {
+                    failures.push(format!("{name}: {value} does not validate: {errors:?}"));
+                }
+            }
+            Ok(_) => failures.push(format!("{name}: finish_reason {}", answer["finish_reason"])),
+            Err(e) => failures.push(format!("{name}: not JSON ({e}): {text:?}")),
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
     assert!(server.metric("rotor_frontend_tool_calls_total") >= 3.0);
-    assert!(server.metric("rotor_frontend_constrained_requests_total") >= 7.0);
+    assert!(server.metric("rotor_frontend_constrained_requests_total") >= 7.0 + 50.0);
     // required (twice), named, none; the refused request is not counted.
     assert_eq!(server.metric("rotor_frontend_tool_requests_total"), 4.0);
     eprintln!("{stdout}");

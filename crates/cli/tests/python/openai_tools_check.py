@@ -2,13 +2,16 @@
 """Tool calling, reasoning-free structured outputs and streaming tool calls through the official
 `openai` Python client against a running `rotor serve`.
 
-Usage: openai_tools_check.py BASE_URL MODEL RESULTS_JSON
+Usage: openai_tools_check.py BASE_URL MODEL RESULTS_JSON [SCHEMAS_JSON]
+With SCHEMAS_JSON (crates/engine/tests/fixtures/schemas.json: name, prompt, schema), every schema
+is also asked for with response_format json_schema (strict), eight requests at a time.
 Checks the shapes here; writes every call's arguments and every json_schema answer to
 RESULTS_JSON, where crates/cli/tests/tools_structured.rs validates them against their schemas
 (with the `jsonschema` crate). Exits non-zero with a message on the first failed expectation.
 """
 import json
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import openai
 
@@ -133,6 +136,23 @@ try:
     check(False, "unknown function in tool_choice is refused")
 except openai.BadRequestError as err:
     check("launch_rocket" in str(err), f"400 names the function: {err}")
+
+# The schema suite: each fixture's prompt with its schema enforced; the Rust side validates.
+if len(sys.argv) > 4:
+    with open(sys.argv[4]) as f:
+        suite = json.load(f)
+
+    def ask(fixture):
+        r = client.chat.completions.create(
+            model=model, messages=[{"role": "user", "content": fixture["prompt"]}], max_tokens=256,
+            temperature=0, response_format={"type": "json_schema", "json_schema": {
+                "name": fixture["name"], "schema": fixture["schema"], "strict": True}})
+        return {"name": fixture["name"], "schema": fixture["schema"],
+                "content": r.choices[0].message.content, "finish_reason": r.choices[0].finish_reason}
+
+    with ThreadPoolExecutor(8) as pool:
+        results["suite"] = list(pool.map(ask, suite))
+    check(len(results["suite"]) == len(suite), f"{len(suite)} schema answers")
 
 with open(results_path, "w") as f:
     json.dump(results, f)
