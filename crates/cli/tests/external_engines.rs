@@ -9,8 +9,7 @@
 
 mod cluster;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cluster::{frontend, post_json, stream_completion, worker, Frontend};
@@ -18,62 +17,7 @@ use serde_json::{json, Value};
 
 const MODEL: &str = "smollm2-135m-instruct";
 
-fn llama_server_bin() -> PathBuf {
-    let path = std::env::var_os("ROTOR_TEST_LLAMA_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/llama-build/build/bin/llama-server"));
-    assert!(
-        path.exists(),
-        "llama-server not found at {} (set ROTOR_TEST_LLAMA_SERVER or run scripts/build-llama-cpp llama-server)",
-        path.display()
-    );
-    path
-}
-
-/// A llama-server child on a free port; killed on drop.
-struct LlamaServer {
-    child: Child,
-    url: String,
-}
-
-impl LlamaServer {
-    fn start() -> LlamaServer {
-        let port = rotor_testing::free_port();
-        let child = Command::new(llama_server_bin())
-            .arg("-m")
-            .arg(cluster::model_path())
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .args(["-c", "4096", "-np", "2", "-t", "1"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn llama-server");
-        let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        let start = Instant::now();
-        while rotor_testing::process::http_get(addr, "/health").is_none_or(|b| !b.contains("ok")) {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "llama-server did not become ready"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        LlamaServer {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use rotor_testing::LlamaServerGuard as LlamaServer;
 
 fn wait_routable(f: &Frontend, n: usize) {
     let start = Instant::now();
@@ -118,8 +62,8 @@ fn direct_completion(url: &str, prompt: &str, max_tokens: u32) -> String {
 
 #[test]
 fn llama_cpp_workers_serve_through_the_frontend_and_migrate() {
-    let mut a = LlamaServer::start();
-    let b = LlamaServer::start();
+    let mut a = LlamaServer::start(&rotor_testing::model_path());
+    let b = LlamaServer::start(&rotor_testing::model_path());
     let dir = tempfile::tempdir().expect("tempdir");
     let discovery = format!("file:{}", dir.path().display());
     let _wa = worker(
@@ -179,7 +123,7 @@ fn llama_cpp_workers_serve_through_the_frontend_and_migrate() {
 
 #[test]
 fn openai_engine_relays_text_through_llama_servers_v1_api() {
-    let server = LlamaServer::start();
+    let server = LlamaServer::start(&rotor_testing::model_path());
     let dir = tempfile::tempdir().expect("tempdir");
     let discovery = format!("file:{}", dir.path().display());
     let _w = worker(

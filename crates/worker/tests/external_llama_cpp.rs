@@ -7,8 +7,7 @@
 //! Needs llama-server: ROTOR_TEST_LLAMA_SERVER, else /work/llama-build/build/bin/llama-server
 //! (scripts/build-llama-cpp llama-server builds it; scripts/test does).
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -18,65 +17,7 @@ use rotor_worker::{
     ExternalConfig, ExternalEngine, ExternalKind, GgufModel, ModelSpec, WorkerEngine,
 };
 
-fn llama_server_bin() -> PathBuf {
-    let path = std::env::var_os("ROTOR_TEST_LLAMA_SERVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/llama-build/build/bin/llama-server"));
-    assert!(
-        path.exists(),
-        "llama-server not found at {} (set ROTOR_TEST_LLAMA_SERVER or run scripts/build-llama-cpp llama-server)",
-        path.display()
-    );
-    path
-}
-
-struct LlamaServer {
-    child: Child,
-    url: String,
-}
-
-impl LlamaServer {
-    fn start() -> LlamaServer {
-        let port = rotor_testing::free_port();
-        let child = Command::new(llama_server_bin())
-            .args(["-m"])
-            .arg(rotor_testing::model_path())
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "-c",
-                "4096",
-                "-np",
-                "2",
-                "-t",
-                "1",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn llama-server");
-        let url = format!("http://127.0.0.1:{port}");
-        let addr = format!("127.0.0.1:{port}").parse().unwrap();
-        let start = Instant::now();
-        while rotor_testing::process::http_get(addr, "/health").is_none_or(|b| !b.contains("ok")) {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "llama-server did not become ready"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        LlamaServer { child, url }
-    }
-}
-
-impl Drop for LlamaServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use rotor_testing::LlamaServerGuard as LlamaServer;
 
 fn card() -> rotor_protocol::ModelCard {
     let path = rotor_testing::model_path();
@@ -153,7 +94,7 @@ const PROMPT: [u32; 5] = [504, 3575, 282, 4649, 314]; // "The capital of France 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn llama_cpp_relay_matches_llama_server_and_handles_failures() {
-    let server = LlamaServer::start();
+    let server = LlamaServer::start(&rotor_testing::model_path());
     let engine = engine(ExternalKind::LlamaCpp, &server.url).await;
     // The card's context is llama-server's per-slot context (4096 / 2 slots).
     assert_eq!(engine.card().context_length, 2048);
