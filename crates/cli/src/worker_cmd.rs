@@ -13,13 +13,15 @@ use rotor_protocol::worker::{DEFAULT_COMPONENT, DEFAULT_NAMESPACE, LOAD_TOPIC};
 use rotor_protocol::ModelCard;
 use rotor_runtime::{DiscoveryConfig, EventSubject, EventsConfig};
 use rotor_worker::{
-    EchoEngine, EngineWorker, ExternalConfig, ExternalEngine, ExternalKind, GgufModel,
-    WorkerEngine, WorkerHost, WorkerHostConfig,
+    EchoEngine, EngineWorker, ExternalConfig, ExternalEngine, ExternalKind, ExternalStats,
+    GgufModel, WorkerEngine, WorkerHost, WorkerHostConfig,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::args::{total_ram_bytes, EngineArgs, LocalEngineConfig, MockerArgs, MockerSettings};
+use crate::engine_metrics::EngineMetrics;
 use crate::serve::{model_spec, start_mocker_engine, start_native_engine};
+use rotor_frontend::MetricsSource;
 
 /// Which engine a worker hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,6 +96,11 @@ pub struct WorkerArgs {
     /// Request-plane port (0 picks a free port).
     #[arg(long, default_value_t = 0)]
     pub request_plane_port: u16,
+    /// Serve the worker's own Prometheus metrics (engine, KV cache and tiers, or an external
+    /// engine's relay and KV-event counters) on GET /metrics at this port of --host (0 picks a
+    /// free port; off when not given).
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
     /// Seconds in-flight requests may take to finish on shutdown before they are cancelled.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
@@ -151,6 +158,8 @@ pub struct WorkerConfig {
     pub echo_delay: Duration,
     pub external: ExternalArgs,
     pub role: rotor_protocol::WorkerRole,
+    /// Where to serve GET /metrics, if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl WorkerArgs {
@@ -212,31 +221,112 @@ impl WorkerArgs {
             echo_delay: Duration::from_millis(self.echo_delay_ms),
             external: self.external.clone(),
             role: self.role,
+            metrics: self
+                .metrics_port
+                .map(|port| SocketAddr::new(self.host, port)),
         })
     }
 }
 
-async fn start_engine(cfg: &WorkerConfig) -> Result<Arc<dyn WorkerEngine>> {
+/// What a worker's GET /metrics shows.
+enum WorkerMetrics {
+    Engine(EngineMetrics),
+    External(Arc<ExternalStats>, String),
+    Nothing,
+}
+
+impl WorkerMetrics {
+    fn render(&self) -> String {
+        let mut out = String::new();
+        match self {
+            WorkerMetrics::Engine(engine) => engine.render(&mut out),
+            WorkerMetrics::External(stats, labels) => stats.render_prometheus(labels, &mut out),
+            WorkerMetrics::Nothing => out.push_str("# the echo engine keeps no metrics\n"),
+        }
+        out
+    }
+}
+
+async fn start_engine(cfg: &WorkerConfig) -> Result<(Arc<dyn WorkerEngine>, WorkerMetrics)> {
+    let engine_metrics = |card: &ModelCard, engine: &rotor_engine::EngineHandle| {
+        WorkerMetrics::Engine(EngineMetrics {
+            engines: vec![(format!("model=\"{}\"", card.name), engine.clone())],
+        })
+    };
     Ok(match cfg.engine_kind {
         EngineKind::Native => {
             let mut built = start_native_engine(&cfg.engine, None).await?;
             built.card.role = cfg.role;
-            Arc::new(EngineWorker::new(built.engine, built.card))
+            let metrics = engine_metrics(&built.card, &built.engine);
+            (
+                Arc::new(EngineWorker::new(built.engine, built.card)),
+                metrics,
+            )
         }
         EngineKind::Mocker => {
             let mut built = start_mocker_engine(&cfg.engine, &cfg.mocker, None).await?;
             built.card.role = cfg.role;
-            Arc::new(EngineWorker::new(built.engine, built.card))
+            let metrics = engine_metrics(&built.card, &built.engine);
+            (
+                Arc::new(EngineWorker::new(built.engine, built.card)),
+                metrics,
+            )
         }
         EngineKind::Echo => {
             let spec = model_spec(&cfg.engine).await?;
             let delay = cfg.echo_delay;
-            Arc::new(tokio::task::spawn_blocking(move || EchoEngine::open(&spec, delay)).await??)
+            let engine =
+                tokio::task::spawn_blocking(move || EchoEngine::open(&spec, delay)).await??;
+            (Arc::new(engine), WorkerMetrics::Nothing)
         }
         EngineKind::LlamaCpp | EngineKind::Vllm | EngineKind::Openai => {
-            Arc::new(start_external(cfg).await?)
+            let engine = start_external(cfg).await?;
+            let labels = format!(
+                "model=\"{}\",engine=\"{}\"",
+                engine.card().name,
+                cfg.engine_kind.as_str()
+            );
+            let metrics = WorkerMetrics::External(Arc::clone(engine.stats()), labels);
+            (Arc::new(engine), metrics)
         }
     })
+}
+
+/// Serves `metrics` on GET /metrics at `addr` until `shutdown`; returns the bound address.
+async fn serve_metrics(
+    addr: SocketAddr,
+    metrics: WorkerMetrics,
+    shutdown: CancellationToken,
+) -> Result<SocketAddr> {
+    let metrics = Arc::new(metrics);
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = Arc::clone(&metrics);
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    metrics.render(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--metrics-port: cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        if let Err(err) = served {
+            tracing::warn!(%err, "the worker's metrics endpoint stopped");
+        }
+    });
+    Ok(local)
 }
 
 /// The card of an external engine's model: tokenizer and template from `--tokenizer DIR` (an HF
@@ -306,7 +396,11 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<()> {
         .connect()
         .await
         .with_context(|| format!("connecting to the event plane {}", cfg.events))?;
-    let engine = start_engine(&cfg).await?;
+    let (engine, metrics) = start_engine(&cfg).await?;
+    if let Some(addr) = cfg.metrics {
+        let local = serve_metrics(addr, metrics, shutdown.clone()).await?;
+        eprintln!("rotor: worker metrics on http://{local}/metrics");
+    }
     if shutdown.is_cancelled() {
         tokio::task::spawn_blocking(move || engine.shutdown()).await?;
         return Ok(());

@@ -66,17 +66,32 @@ fn llama_cpp_workers_serve_through_the_frontend_and_migrate() {
     let b = LlamaServer::start(&rotor_testing::model_path());
     let dir = tempfile::tempdir().expect("tempdir");
     let discovery = format!("file:{}", dir.path().display());
+    let metrics_ports = [rotor_testing::free_port(), rotor_testing::free_port()];
     let _wa = worker(
         "llama-a",
         &discovery,
         "mem",
-        &["--engine", "llama.cpp", "--engine-url", &a.url],
+        &[
+            "--engine",
+            "llama.cpp",
+            "--engine-url",
+            &a.url,
+            "--metrics-port",
+            &metrics_ports[0].to_string(),
+        ],
     );
     let _wb = worker(
         "llama-b",
         &discovery,
         "mem",
-        &["--engine", "llama.cpp", "--engine-url", &b.url],
+        &[
+            "--engine",
+            "llama.cpp",
+            "--engine-url",
+            &b.url,
+            "--metrics-port",
+            &metrics_ports[1].to_string(),
+        ],
     );
     let f = frontend(&discovery, "mem", &["--router-mode", "round-robin"]);
     f.wait_models(Duration::from_secs(30), "the model", |ids| {
@@ -119,6 +134,26 @@ fn llama_cpp_workers_serve_through_the_frontend_and_migrate() {
         migrations >= 1.0,
         "expected a migration after the engine died; /metrics says {migrations}"
     );
+    // Each worker's own /metrics counts what it relayed: both relayed requests, and the one
+    // whose engine died counted the broken streams as upstream errors.
+    let relay = |port: u16, name: &str| -> f64 {
+        let addr = format!("127.0.0.1:{port}").parse().expect("address");
+        let text = rotor_testing::process::http_get(addr, "/metrics").expect("worker /metrics");
+        let prefix = format!("{name}{{model=\"{MODEL}\",engine=\"llama.cpp\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("{name} missing:\n{text}"))
+            .parse()
+            .expect("a number")
+    };
+    for port in metrics_ports {
+        assert!(
+            relay(port, "rotor_external_relayed_total") >= 2.0,
+            "port {port}"
+        );
+    }
+    assert!(relay(metrics_ports[1], "rotor_external_completed_total") >= 2.0);
+    assert!(relay(metrics_ports[0], "rotor_external_upstream_errors_total") >= 1.0);
 }
 
 #[test]

@@ -152,6 +152,91 @@ impl ExternalStats {
             .clone()
     }
 
+    /// Every counter in Prometheus text form, each sample with `labels` (e.g. `engine="vllm"`):
+    /// `rotor_external_*_total`, and `rotor_external_kv_events_dropped_total{reason}`.
+    pub fn render_prometheus(&self, labels: &str, out: &mut String) {
+        use std::fmt::Write as _;
+        let counters: [(&str, &str, &AtomicU64); 13] = [
+            ("relayed", "Requests relayed to the engine.", &self.relayed),
+            (
+                "completed",
+                "Relayed requests that finished.",
+                &self.completed,
+            ),
+            (
+                "cancelled",
+                "Relayed requests dropped before the end.",
+                &self.cancelled,
+            ),
+            (
+                "upstream_errors",
+                "Requests that failed upstream.",
+                &self.upstream_errors,
+            ),
+            (
+                "kv_messages",
+                "ZMQ KV-event messages received.",
+                &self.kv_messages,
+            ),
+            (
+                "kv_events_decoded",
+                "Engine KV events decoded.",
+                &self.kv_events_decoded,
+            ),
+            (
+                "kv_events_published",
+                "Rotor KV events published.",
+                &self.kv_events_published,
+            ),
+            (
+                "kv_gaps",
+                "Sequence-number gaps on the KV-event stream.",
+                &self.kv_gaps,
+            ),
+            (
+                "kv_replayed",
+                "KV-event messages recovered by replay.",
+                &self.kv_replayed,
+            ),
+            (
+                "kv_resyncs",
+                "Unreplayable gaps that reset the index.",
+                &self.kv_resyncs,
+            ),
+            (
+                "kv_unknown_removals",
+                "Removals of never-stored blocks.",
+                &self.kv_unknown_removals,
+            ),
+            (
+                "metrics_reads",
+                "Reads of the engine's /metrics.",
+                &self.metrics_reads,
+            ),
+            (
+                "metrics_errors",
+                "Failed reads of the engine's /metrics.",
+                &self.metrics_errors,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let name = format!("rotor_external_{name}_total");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{labels}}} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        let name = "rotor_external_kv_events_dropped_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} KV events dropped, by reason.\n# TYPE {name} counter"
+        );
+        for (reason, n) in self.dropped() {
+            let _ = writeln!(out, "{name}{{{labels},reason=\"{reason}\"}} {n}");
+        }
+    }
+
     /// One line with every counter, for logs.
     pub fn summary(&self) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
