@@ -34,7 +34,23 @@ fn answer(v: &Value) -> String {
 /// Two native workers behind one frontend serve the real model; round-robin spreads requests,
 /// and both workers give the same greedy answer.
 fn two_workers_serve(discovery: &str, events: &str) {
-    let w1 = native_worker("worker-1", discovery, events);
+    // Worker 1 also serves its own /metrics.
+    let metrics_port = rotor_testing::free_port().to_string();
+    let w1 = worker(
+        "worker-1",
+        discovery,
+        events,
+        &[
+            "--engine",
+            "native",
+            "--threads",
+            "1",
+            "--kv-cache-memory",
+            "256MiB",
+            "--metrics-port",
+            &metrics_port,
+        ],
+    );
     let w2 = native_worker("worker-2", discovery, events);
     let f = frontend(discovery, events, &["--router-mode", "round-robin"]);
     f.wait_models(Duration::from_secs(30), "the model", |ids| {
@@ -93,6 +109,22 @@ fn two_workers_serve(discovery: &str, events: &str) {
         assert_eq!(e["top_logprobs"][0]["token"], e["token"], "{e}");
         assert_eq!(e["top_logprobs"].as_array().map(Vec::len), Some(2), "{e}");
     }
+    // Worker 1's own /metrics: its engine generated the tokens of its (at least two) requests.
+    let addr = format!("127.0.0.1:{metrics_port}")
+        .parse()
+        .expect("address");
+    let text = rotor_testing::process::http_get(addr, "/metrics").expect("worker /metrics");
+    let generated: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&format!(
+                "rotor_engine_generated_tokens_total{{model=\"{MODEL}\"}} "
+            ))
+        })
+        .unwrap_or_else(|| panic!("no generated-token counter:\n{text}"))
+        .parse()
+        .expect("a number");
+    assert!(generated >= 2.0, "worker 1 generated {generated} tokens");
 }
 
 /// Polls the unlabelled metric `name` of `f` until `ready` holds for its value; panics with `what`
