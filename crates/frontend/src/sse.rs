@@ -68,10 +68,8 @@ struct StreamState {
 impl StreamState {
     /// Queues a chunk with a choice, carrying the logprobs not yet sent.
     fn push_choice(&mut self, mut chunk: Value) {
-        if !self.logprobs.is_empty() || self.builder.logprobs {
-            let entries = std::mem::take(&mut self.logprobs);
-            self.builder.attach_logprobs(&mut chunk, &entries);
-        }
+        let entries = std::mem::take(&mut self.logprobs);
+        self.builder.attach_logprobs(&mut chunk, &entries);
         self.queue.push_back(data(&chunk));
     }
 }
