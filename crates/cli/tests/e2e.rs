@@ -102,7 +102,7 @@ fn bad_input_gets_openai_errors() {
         ("wrong type", json!({"model": MODEL, "messages": "hi"}).to_string(), 400, Some("messages")),
         ("unknown model", json!({"model": "nope", "messages": sky()}).to_string(), 404, Some("model")),
         ("empty messages", json!({"model": MODEL, "messages": []}).to_string(), 400, Some("messages")),
-        ("n > 1", json!({"model": MODEL, "messages": sky(), "n": 3}).to_string(), 400, Some("n")),
+        ("n too large", json!({"model": MODEL, "messages": sky(), "n": 17}).to_string(), 400, Some("n")),
         ("max_tokens 0", json!({"model": MODEL, "messages": sky(), "max_tokens": 0}).to_string(), 400, Some("max_tokens")),
         (
             "max_tokens beyond context",
@@ -243,4 +243,39 @@ fn chat_template_flag_replaces_the_models_own() {
         prompt_tokens(&with_own),
         prompt_tokens(&with_custom)
     );
+}
+
+/// Prompt tokens the engine computed (looked up in the prefix cache at admission, not found).
+fn prompt_tokens_computed(server: &RotorServer) -> f64 {
+    server.metric("rotor_kv_cache_prefix_queries_tokens_total")
+        - server.metric("rotor_kv_cache_prefix_hit_tokens_total")
+}
+
+/// `n` = 4 costs one prefill: the three extra sequences start after the first prefilled the
+/// prompt and find its blocks in the prefix cache, computing only the last, partly filled block.
+#[test]
+fn n_choices_share_one_prefill() {
+    let server = RotorServer::start(&["--block-size", "16"]);
+    let url = server.url("/v1/completions");
+    let prompt = |topic: &str| {
+        format!("Here are some notes about {topic}. ").repeat(12) + "To sum up, the main point is"
+    };
+    let mut computed = Vec::new();
+    for (topic, n) in [("rivers", 1), ("mountains", 4)] {
+        let before = prompt_tokens_computed(&server);
+        let (status, body) = curl_json(
+            &url,
+            &json!({"model": MODEL, "prompt": prompt(topic), "n": n, "max_tokens": 4,
+                    "temperature": 0.8, "seed": 1}),
+        );
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["choices"].as_array().map(Vec::len), Some(n), "{body}");
+        computed.push(prompt_tokens_computed(&server) - before);
+    }
+    let (one, four) = (computed[0], computed[1]);
+    eprintln!("prompt tokens computed: n=1 {one}, n=4 {four}");
+    assert!(one > 80.0, "the prompt is long: {one}");
+    // At most the last partial block (< 16 tokens) again for each of the three extra sequences.
+    assert!(four >= one - 16.0 && four <= one + 3.0 * 16.0, "n=1 {one}, n=4 {four}");
+    assert_eq!(server.metric("rotor_frontend_shared_prompt_sequences_total"), 3.0);
 }

@@ -1,16 +1,15 @@
 //! POST /v1/chat/completions and POST /v1/completions.
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
 use rotor_protocol::openai::{ChatCompletionRequest, CompletionRequest};
 
-use crate::chat_output::{ChatAnswer, ChatOutput};
+use futures::future::try_join_all;
+
+use crate::choices::{finish_choice, merge_choices, start_choices};
 use crate::error::ApiError;
-use crate::generation::TextGeneration;
 use crate::json_body::JsonBody;
 use crate::overload::refuse_if_overloaded;
 use crate::registry::ModelEntry;
@@ -18,7 +17,7 @@ use crate::request_id::RequestId;
 use crate::responses::{Api, ResponseBuilder};
 use crate::routes::AppState;
 use crate::sse::stream_response;
-use crate::validate::{chat_plan, completion_plan, GenerationPlan};
+use crate::validate::{chat_plan, completion_plans, GenerationPlan};
 
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -32,7 +31,8 @@ pub async fn chat_completions(
     refuse_if_overloaded(&state, &entry)?;
     let builder = ResponseBuilder::new(Api::Chat, &req.model, &request_id);
     let plan = chat_plan(&entry, &req, &state.config, &builder.id)?;
-    respond(&state, &entry, plan, builder).await
+    let show_logprobs = plan.request.sampling.logprobs.is_some();
+    respond(&state, &entry, vec![plan], builder, show_logprobs).await
 }
 
 pub async fn completions(
@@ -46,63 +46,53 @@ pub async fn completions(
         .ok_or_else(|| ApiError::model_not_found(&req.model))?;
     refuse_if_overloaded(&state, &entry)?;
     let builder = ResponseBuilder::new(Api::Completion, &req.model, &request_id);
-    let plan = completion_plan(&entry, &req, &state.config, &builder.id)?;
-    respond(&state, &entry, plan, builder).await
+    let plans = completion_plans(&entry, &req, &state.config, &builder.id)?;
+    respond(&state, &entry, plans, builder, req.logprobs.is_some()).await
 }
 
+/// Answers with every choice of `plans` (one plan per prompt), streamed or whole.
 async fn respond(
     state: &AppState,
     entry: &ModelEntry,
-    plan: GenerationPlan,
+    plans: Vec<GenerationPlan>,
     mut builder: ResponseBuilder,
+    show_logprobs: bool,
 ) -> Result<Response, ApiError> {
-    builder.logprobs = plan.request.sampling.logprobs.is_some();
+    let plan = plans
+        .first()
+        .ok_or_else(|| ApiError::internal("a request without a prompt was planned"))?;
+    builder.logprobs = show_logprobs;
     tracing::debug!(
         generation_id = %builder.id,
         model = %entry.card.name,
-        prompt_tokens = plan.prompt_tokens(),
+        prompts = plans.len(),
+        prompt_tokens = plans.iter().map(GenerationPlan::prompt_tokens).sum::<usize>(),
+        sequences_per_prompt = plan.best_of,
         stream = plan.stream,
         "generation starts"
     );
-    let timer = state.metrics.start_generation(&entry.card.name);
-    let mut generation = TextGeneration::start(entry, &plan, timer)?;
     if let Some(choice) = plan.tool_choice {
         state.metrics.count_tool_request(choice);
     }
     state.metrics.count_sampling_options(&plan.request.sampling);
+    for (option, used) in [
+        ("n", plan.n > 1),
+        ("best_of", plan.best_of > plan.n),
+        ("prompt_list", plans.len() > 1),
+        ("echo", plan.echo.is_some()),
+    ] {
+        if used {
+            state.metrics.count_option(option);
+        }
+    }
     if let Some(kind) = plan.constraint_kind {
         state.metrics.count_constrained_request(kind);
     }
-    let chat = (!plan.output.is_plain())
-        .then(|| ChatOutput::new(&plan.output, Arc::clone(&state.metrics)));
-    if plan.stream {
-        return stream_response(generation, builder, plan.include_usage, chat).await;
+    let (stream, include_usage, n) = (plan.stream, plan.include_usage, plan.n);
+    let runs = start_choices(state, entry, &plans).await?;
+    if stream {
+        return stream_response(runs, builder, include_usage).await;
     }
-    // If the client disconnects, hyper drops this future and with it the backend stream.
-    let mut text = String::new();
-    let mut chat = chat;
-    let mut answer = ChatAnswer::default();
-    let mut logprobs = Vec::new();
-    while let Some(step) = generation.next_step().await {
-        let mut step = step?;
-        logprobs.append(&mut step.logprobs);
-        let Some(chat) = &mut chat else {
-            text.push_str(&step.text);
-            if let Some(finish) = step.finish {
-                let mut body = builder.full(text, &finish);
-                builder.attach_logprobs(&mut body, &logprobs);
-                return Ok(Json(body).into_response());
-            }
-            continue;
-        };
-        answer.apply(chat.push(&step.text));
-        if let Some(finish) = step.finish {
-            let (last, reason) = chat.finish(finish.reason);
-            answer.apply(last);
-            let mut body = builder.chat_full(answer, reason, finish.usage);
-            builder.attach_logprobs(&mut body, &logprobs);
-            return Ok(Json(body).into_response());
-        }
-    }
-    Err(ApiError::internal("generation ended without a finish"))
+    let finished = try_join_all(runs.into_iter().map(|run| finish_choice(run, &builder))).await?;
+    Ok(Json(merge_choices(&builder, finished, n)).into_response())
 }

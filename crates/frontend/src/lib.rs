@@ -40,6 +40,7 @@
 pub mod auth;
 pub mod backend;
 pub mod chat_output;
+mod choices;
 mod completions;
 pub mod config;
 pub mod cors;

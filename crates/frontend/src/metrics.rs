@@ -24,7 +24,10 @@
 //! - `rotor_frontend_constrained_requests_total{kind}`: requests sent with an output constraint
 //!   (`json_object`, `json_schema`, `regex`, `choice`, `lark`, `gbnf`, `tool_call`).
 //! - `rotor_frontend_sampling_options_total{option}`: requests that asked for `logprobs`,
-//!   `top_logprobs` (more than 0 alternatives) or `logit_bias`.
+//!   `top_logprobs` (more than 0 alternatives), `logit_bias`, `n` (more than one choice),
+//!   `best_of` (more sequences than choices), `prompt_list` (several prompts) or `echo`.
+//! - `rotor_frontend_shared_prompt_sequences_total`: sequences started after their prompt's
+//!   first one had prefilled it (`n` > 1, `best_of`), so as to reuse its KV blocks.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -125,6 +128,7 @@ pub struct Metrics {
     reasoning_responses: Mutex<BTreeMap<String, u64>>,
     constrained_requests: Mutex<BTreeMap<String, u64>>,
     sampling_options: Mutex<BTreeMap<String, u64>>,
+    shared_prompt_sequences: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -148,6 +152,7 @@ impl Default for Metrics {
             reasoning_responses: Mutex::default(),
             constrained_requests: Mutex::default(),
             sampling_options: Mutex::default(),
+            shared_prompt_sequences: AtomicU64::new(0),
         }
     }
 }
@@ -194,6 +199,18 @@ impl Metrics {
         if !sampling.logit_bias.is_empty() {
             add(&self.sampling_options, "logit_bias", 1);
         }
+    }
+
+    /// Counts a request that used a request-level option (`n`, `best_of`, `prompt_list`,
+    /// `echo`).
+    pub fn count_option(&self, option: &str) {
+        add(&self.sampling_options, option, 1);
+    }
+
+    /// Counts sequences started to share an already prefilled prompt.
+    pub fn count_choices(&self, shared: usize) {
+        self.shared_prompt_sequences
+            .fetch_add(shared as u64, Ordering::Relaxed);
     }
 
     /// Records what the parsers found in one finished answer.
@@ -301,6 +318,16 @@ impl Metrics {
             "rotor_frontend_auth_rejected_total {}",
             self.auth_rejected.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP rotor_frontend_shared_prompt_sequences_total Sequences started after their \
+             prompt's first sequence prefilled it (n > 1, best_of).\n\
+             # TYPE rotor_frontend_shared_prompt_sequences_total counter\n",
+        );
+        let _ = writeln!(
+            out,
+            "rotor_frontend_shared_prompt_sequences_total {}",
+            self.shared_prompt_sequences.load(Ordering::Relaxed)
+        );
         render_by_model(
             &mut out,
             "rotor_frontend_overload_rejected_total",
@@ -360,7 +387,7 @@ impl Metrics {
             ),
             (
                 "rotor_frontend_sampling_options_total",
-                "Requests that asked for logprobs, top_logprobs or logit_bias.",
+                "Requests that asked for logprobs, top_logprobs, logit_bias, n > 1, best_of, several prompts or echo.",
                 "option",
                 &self.sampling_options,
             ),

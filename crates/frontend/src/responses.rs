@@ -121,6 +121,19 @@ impl ResponseBuilder {
         }
     }
 
+    /// The non-streaming body with these `choices` (each already numbered) and `usage`.
+    pub fn body_with(&self, choices: Vec<Value>, usage: Usage) -> Value {
+        let mut body = self.full(
+            String::new(),
+            &Finish {
+                reason: "stop",
+                usage,
+            },
+        );
+        body["choices"] = Value::Array(choices);
+        body
+    }
+
     /// The non-streaming chat body of a parsed answer: `content` null when the answer is only
     /// tool calls, `reasoning_content` when there was reasoning.
     pub fn chat_full(&self, answer: ChatAnswer, finish_reason: &str, usage: Usage) -> Value {

@@ -1,7 +1,7 @@
 //! Request validation: an OpenAI request plus the served model become a [`GenerationPlan`]
 //! (token ids, sampling, stop conditions), or an [`ApiError`] naming the offending parameter.
 //!
-//! Limits: `n` = 1; `temperature` in [0, 2]; `top_p` in (0, 1]; penalties in [-2, 2];
+//! Limits: `n` and `best_of` in 1..=[`MAX_CHOICES`]; `temperature` in [0, 2]; `top_p` in (0, 1]; penalties in [-2, 2];
 //! `repetition_penalty` > 0; `min_p` in [0, 1]; `top_k` ≥ 0 (0 = off); at most
 //! `FrontendConfig::max_stop_sequences` non-empty stop strings; `max_tokens` ≥ 1 and
 //! prompt + `max_tokens` ≤ context. Without `max_tokens` the budget is the context left after
@@ -40,7 +40,17 @@ pub struct GenerationPlan {
     pub tool_choice: Option<&'static str>,
     /// The kind of output constraint asked for, if any (for /metrics).
     pub constraint_kind: Option<&'static str>,
+    /// Choices to answer with for this prompt (`n`).
+    pub n: u32,
+    /// Sequences to generate for this prompt, of which the `n` with the highest cumulative
+    /// logprob are answered (`best_of`; equal to `n` unless a text completion asks for more).
+    pub best_of: u32,
+    /// Text completions with `echo`: the prompt text, put before each choice's text.
+    pub echo: Option<String>,
 }
+
+/// Most choices one request may ask for (`n`, `best_of`), per prompt.
+pub const MAX_CHOICES: u32 = 16;
 
 /// How chat messages are rendered: the generation prompt, the request's tools, and extra
 /// template variables.
@@ -156,58 +166,108 @@ pub fn chat_plan(
     Ok(plan)
 }
 
-/// Validates a text-completion request and tokenizes its prompt (or takes its token ids).
-pub fn completion_plan(
+/// Validates a text-completion request and tokenizes its prompts (or takes their token ids):
+/// one plan per prompt of the request, in order.
+pub fn completion_plans(
     entry: &ModelEntry,
     req: &CompletionRequest,
     cfg: &FrontendConfig,
     request_id: &str,
-) -> Result<GenerationPlan, ApiError> {
+) -> Result<Vec<GenerationPlan>, ApiError> {
     let logprobs = req
         .logprobs
         .map(|n| logprob_count("logprobs", n))
         .transpose()?;
-    if req.echo == Some(true) {
-        return Err(ApiError::unsupported("echo", "the prompt is not echoed"));
-    }
     if req.suffix.is_some() {
         return Err(ApiError::unsupported(
             "suffix",
             "insertion is not implemented",
         ));
     }
-    if req.best_of.is_some_and(|best_of| best_of != 1) {
-        return Err(ApiError::unsupported("best_of", "only best_of = 1"));
-    }
     let mut checked = check_sampling(&req.sampling_fields(), entry, cfg)?;
-    checked.sampling.logprobs = logprobs;
+    let best_of = match req.best_of {
+        None => checked.n,
+        Some(_) => choice_count("best_of", req.best_of)?,
+    };
+    if best_of < checked.n {
+        return Err(ApiError::invalid_param(
+            "best_of",
+            format!(
+                "`best_of` ({best_of}) must be at least `n` ({}).",
+                checked.n
+            ),
+        ));
+    }
+    if best_of > checked.n && checked.stream {
+        return Err(ApiError::invalid_param(
+            "best_of",
+            "`best_of` greater than `n` cannot be streamed: the best sequences are known only at the end.",
+        ));
+    }
+    checked.sampling.logprobs = match (logprobs, best_of > checked.n) {
+        // Ranking needs every sampled token's logprob, shown or not.
+        (None, true) => Some(0),
+        (lp, _) => lp,
+    };
     checked.sampling.constraint = constraint_of(&req.constraint_fields())?;
     let constraint_kind = checked.sampling.constraint.as_ref().map(constraint_kind);
-    let one_prompt =
-        || ApiError::invalid_param("prompt", "Exactly one prompt per request is supported.");
-    let ids = match &req.prompt {
-        Prompt::Text(text) => encode(entry, text, true)?,
-        Prompt::Texts(texts) => match texts.as_slice() {
-            [text] => encode(entry, text, true)?,
-            _ => return Err(one_prompt()),
-        },
-        Prompt::Tokens(ids) => check_token_ids(entry, ids.clone())?,
-        Prompt::TokenLists(lists) => match lists.as_slice() {
-            [ids] => check_token_ids(entry, ids.clone())?,
-            _ => return Err(one_prompt()),
-        },
+    // (token ids, the prompt's text when it came as text)
+    let text_prompt = |text: &String| Ok::<_, ApiError>((encode(entry, text, true)?, Some(text.clone())));
+    let id_prompt = |ids: &Vec<u32>| Ok::<_, ApiError>((check_token_ids(entry, ids.clone())?, None));
+    let prompts: Vec<(Vec<u32>, Option<String>)> = match &req.prompt {
+        Prompt::Text(text) => vec![text_prompt(text)?],
+        Prompt::Texts(texts) => texts.iter().map(text_prompt).collect::<Result<_, _>>()?,
+        Prompt::Tokens(ids) => vec![id_prompt(ids)?],
+        Prompt::TokenLists(lists) => lists.iter().map(id_prompt).collect::<Result<_, _>>()?,
     };
-    let mut plan = finish_plan(
-        entry,
-        ids,
-        checked,
-        cfg,
-        request_id,
-        ("prompt", "max_tokens"),
-    )?;
-    plan.constraint_kind = constraint_kind;
-    Ok(plan)
+    if prompts.is_empty() {
+        return Err(ApiError::invalid_param(
+            "prompt",
+            "The list of prompts must not be empty.",
+        ));
+    }
+    if prompts.len() * best_of as usize > MAX_PROMPT_SEQUENCES {
+        return Err(ApiError::invalid_param(
+            "prompt",
+            format!(
+                "{} prompts × {best_of} sequences each is more than the {MAX_PROMPT_SEQUENCES} \
+                 sequences one request may generate.",
+                prompts.len()
+            ),
+        ));
+    }
+    let echo = req.echo == Some(true);
+    prompts
+        .into_iter()
+        .map(|(ids, text)| {
+            let echo_text = match (echo, text) {
+                (false, _) => None,
+                (true, Some(text)) => Some(text),
+                (true, None) => Some(
+                    entry
+                        .tokenizer
+                        .decode(&ids, false)
+                        .map_err(|e| ApiError::invalid_param("prompt", e.to_string()))?,
+                ),
+            };
+            let mut plan = finish_plan(
+                entry,
+                ids,
+                checked.clone(),
+                cfg,
+                request_id,
+                ("prompt", "max_tokens"),
+            )?;
+            plan.constraint_kind = constraint_kind;
+            plan.best_of = best_of;
+            plan.echo = echo_text;
+            Ok(plan)
+        })
+        .collect()
 }
+
+/// Most sequences one text-completion request may generate (prompts × `best_of`).
+pub const MAX_PROMPT_SEQUENCES: usize = 64;
 
 /// The prompt text of `messages` in the model's chat template. A template that does not read
 /// `tools` gets the tools and the tool-call history rewritten into its messages
@@ -358,6 +418,7 @@ pub(crate) fn check_vocabulary(
 }
 
 /// Sampling parameters that passed their range checks.
+#[derive(Clone)]
 struct CheckedSampling {
     sampling: SamplingParams,
     max_tokens: Option<i64>,
@@ -366,6 +427,7 @@ struct CheckedSampling {
     stop_strings: Vec<String>,
     stream: bool,
     include_usage: bool,
+    n: u32,
 }
 
 fn check_range(
@@ -436,9 +498,7 @@ fn check_sampling(
     cfg: &FrontendConfig,
 ) -> Result<CheckedSampling, ApiError> {
     let defaults = &entry.card.sampling_defaults;
-    if f.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::invalid_param("n", "Only `n` = 1 is supported."));
-    }
+    let n = choice_count("n", f.n)?;
     let logit_bias = logit_bias(f.logit_bias.as_ref(), entry.tokenizer.vocab_size())?;
     check_range(
         "temperature",
@@ -549,7 +609,20 @@ fn check_sampling(
         stop_strings,
         stream,
         include_usage,
+        n,
     })
+}
+
+/// `n` or `best_of`: 1 when absent, else in 1..=[`MAX_CHOICES`].
+fn choice_count(param: &str, value: Option<i64>) -> Result<u32, ApiError> {
+    match value {
+        None => Ok(1),
+        Some(v) if (1..=i64::from(MAX_CHOICES)).contains(&v) => Ok(v as u32),
+        Some(v) => Err(ApiError::invalid_param(
+            param,
+            format!("`{param}` must be between 1 and {MAX_CHOICES}; got {v}."),
+        )),
+    }
 }
 
 /// Applies the context budget and assembles the plan. `params` = (prompt param, max-tokens param).
@@ -632,5 +705,8 @@ fn finish_plan(
         output: ChatOutputPlan::default(),
         tool_choice: None,
         constraint_kind: None,
+        n: checked.n,
+        best_of: checked.n,
+        echo: None,
     })
 }

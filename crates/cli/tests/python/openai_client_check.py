@@ -113,10 +113,36 @@ try:
 except openai.NotFoundError as e:
     check(e.status_code == 404, "unknown model is a 404 NotFoundError")
 
+# Several choices: n (whole and streamed), a list of prompts, best_of, echo.
+r = client.chat.completions.create(model=model, messages=question, n=3, max_tokens=6, temperature=0.9, seed=7)
+check([c.index for c in r.choices] == [0, 1, 2], f"n=3 gives choices 0..2: {r.choices}")
+check(all(c.message.content for c in r.choices), "every choice has content")
+check(len({c.message.content for c in r.choices}) > 1, f"sampled choices differ: {[c.message.content for c in r.choices]}")
+again = client.chat.completions.create(model=model, messages=question, n=3, max_tokens=6, temperature=0.9, seed=7)
+check([c.message.content for c in again.choices] == [c.message.content for c in r.choices], "seeded n=3 reproduces")
+texts = {}
+finished = set()
+for chunk in client.chat.completions.create(model=model, messages=question, n=2, max_tokens=5, temperature=0, stream=True):
+    for c in chunk.choices:
+        texts[c.index] = texts.get(c.index, "") + (c.delta.content or "")
+        if c.finish_reason:
+            finished.add(c.index)
+check(set(texts) == {0, 1} and finished == {0, 1}, f"streamed n=2 has both choices: {texts} {finished}")
+check(texts[0] == texts[1], f"greedy choices are equal: {texts}")
+r = client.completions.create(model=model, prompt=["The capital of France is", "One, two,"], max_tokens=3, temperature=0)
+check([c.index for c in r.choices] == [0, 1], f"two prompts, two choices: {r.choices}")
+single = client.completions.create(model=model, prompt="One, two,", max_tokens=3, temperature=0)
+check(r.choices[1].text == single.choices[0].text, f"a prompt in a list answers as alone: {r.choices[1].text!r} vs {single.choices[0].text!r}")
+r = client.completions.create(model=model, prompt="The sky is", max_tokens=4, n=2, best_of=4, temperature=1.0, seed=3, logprobs=0)
+check(len(r.choices) == 2, f"best_of=4, n=2 gives 2 choices: {r.choices}")
+sums = [sum(c.logprobs.token_logprobs) for c in r.choices]
+check(sums[0] >= sums[1], f"best first: {sums}")
+r = client.completions.create(model=model, prompt="The sky is", max_tokens=3, temperature=0, echo=True)
+check(r.choices[0].text.startswith("The sky is") and len(r.choices[0].text) > len("The sky is"), f"echo: {r.choices[0].text!r}")
 try:
-    client.chat.completions.create(model=model, messages=question, n=2)
-    check(False, "n=2 raises")
+    client.chat.completions.create(model=model, messages=question, n=17)
+    check(False, "n=17 raises")
 except openai.BadRequestError as e:
-    check(e.body.get("param") == "n", f"n=2 is a 400 naming param n: {e.body}")
+    check(e.body.get("param") == "n", f"n=17 is a 400 naming param n: {e.body}")
 
 print("all openai client checks passed")

@@ -208,7 +208,7 @@ async fn empty_messages_and_missing_content() {
     let resp = server
         .post_json(
             "/v1/completions",
-            &json!({"model": MODEL, "prompt": ["a", "b"]}),
+            &json!({"model": MODEL, "prompt": []}),
         )
         .await;
     expect_error(resp, 400, INVALID, Some("prompt"), None).await;
@@ -324,7 +324,8 @@ async fn parameter_ranges() {
             "max_completion_tokens",
             None,
         ),
-        (json!({"n": 2}), "n", None),
+        (json!({"n": 0}), "n", None),
+        (json!({"n": 17}), "n", None),
         (json!({"temperature": -0.1}), "temperature", None),
         (json!({"temperature": 2.5}), "temperature", None),
         (json!({"top_p": 0}), "top_p", None),
@@ -401,12 +402,12 @@ async fn parameter_ranges() {
     assert_eq!(req.stop.stop_token_ids, vec![0, 2, 4]);
     // Completions reject their own unsupported fields.
     for (extra, param, code) in [
-        (json!({"echo": true}), "echo", Some("unsupported_parameter")),
-        (
-            json!({"best_of": 2}),
-            "best_of",
-            Some("unsupported_parameter"),
-        ),
+        (json!({"best_of": 0}), "best_of", None),
+        (json!({"best_of": 17}), "best_of", None),
+        (json!({"n": 3, "best_of": 2}), "best_of", None),
+        (json!({"best_of": 2, "stream": true}), "best_of", None),
+        (json!({"prompt": ["a", ""]}), "prompt", None),
+        (json!({"prompt": vec!["a"; 5], "best_of": 16}), "prompt", None),
         (json!({"logprobs": 21}), "logprobs", None),
         (json!({"logprobs": -1}), "logprobs", None),
     ] {

@@ -3,6 +3,7 @@
 
 mod access;
 mod bad_input;
+mod choices;
 mod generation;
 mod logprobs;
 mod overload;

@@ -95,6 +95,10 @@ pub struct BackendLog {
     pub cancelled: AtomicUsize,
     /// Streams that yielded their last output.
     pub completed: AtomicUsize,
+    /// Outputs yielded so far, by every stream.
+    pub outputs: AtomicUsize,
+    /// For each request, in order: `outputs` when it arrived.
+    pub outputs_before: Mutex<Vec<usize>>,
     pub changed: Notify,
 }
 
@@ -149,6 +153,8 @@ struct StreamState {
     script: Script,
     max_tokens: usize,
     logprobs: Option<u32>,
+    /// Scripted logprobs are lowered by `seed % 4` (so that seeded sequences rank apart).
+    seed_offset: f32,
     emitted: usize,
     done: bool,
     guard: StreamGuard,
@@ -161,6 +167,11 @@ impl Backend for ScriptedBackend {
             .lock()
             .expect("log lock")
             .push(req.clone());
+        self.log
+            .outputs_before
+            .lock()
+            .expect("log lock")
+            .push(self.log.outputs.load(Ordering::SeqCst));
         self.log.changed.notify_waiters();
         if let Some(err) = &self.script.refuse {
             return Err(err.clone());
@@ -169,6 +180,7 @@ impl Backend for ScriptedBackend {
             script: self.script.clone(),
             max_tokens: req.stop.max_tokens as usize,
             logprobs: req.sampling.logprobs,
+            seed_offset: req.sampling.seed.map_or(0.0, |seed| (seed % 4) as f32),
             emitted: 0,
             done: false,
             guard: StreamGuard {
@@ -211,10 +223,10 @@ impl Backend for ScriptedBackend {
                 } else {
                     None
                 },
-                // Scripted logprobs when asked: the n-th token has logprob -n/10 and its
-                // alternatives are the next token ids, each 1 lower.
+                // Scripted logprobs when asked: the n-th token has logprob -n/10 (minus the
+                // seed offset) and its alternatives are the next token ids, each 1 lower.
                 logprobs: st.logprobs.map(|top| {
-                    let logprob = -(st.emitted as f32) / 10.0;
+                    let logprob = -(st.emitted as f32) / 10.0 - st.seed_offset;
                     vec![TokenLogprob {
                         token_id: token,
                         logprob,
@@ -228,6 +240,7 @@ impl Backend for ScriptedBackend {
                 st.guard.log.completed.fetch_add(1, Ordering::SeqCst);
                 st.guard.log.changed.notify_waiters();
             }
+            st.guard.log.outputs.fetch_add(1, Ordering::SeqCst);
             Some((Ok(output), st))
         });
         Ok(stream.boxed())
