@@ -276,6 +276,12 @@ fn n_choices_share_one_prefill() {
     eprintln!("prompt tokens computed: n=1 {one}, n=4 {four}");
     assert!(one > 80.0, "the prompt is long: {one}");
     // At most the last partial block (< 16 tokens) again for each of the three extra sequences.
-    assert!(four >= one - 16.0 && four <= one + 3.0 * 16.0, "n=1 {one}, n=4 {four}");
-    assert_eq!(server.metric("rotor_frontend_shared_prompt_sequences_total"), 3.0);
+    assert!(
+        four >= one - 16.0 && four <= one + 3.0 * 16.0,
+        "n=1 {one}, n=4 {four}"
+    );
+    assert_eq!(
+        server.metric("rotor_frontend_shared_prompt_sequences_total"),
+        3.0
+    );
 }

@@ -206,9 +206,10 @@ pub(crate) fn total_usage(parts: impl Iterator<Item = (bool, Usage)>) -> Usage {
         total.completion_tokens += usage.completion_tokens;
         if leader {
             total.prompt_tokens += usage.prompt_tokens;
-            if let (Some(all), Some(this)) =
-                (&mut total.prompt_tokens_details, usage.prompt_tokens_details)
-            {
+            if let (Some(all), Some(this)) = (
+                &mut total.prompt_tokens_details,
+                usage.prompt_tokens_details,
+            ) {
                 all.cached_tokens += this.cached_tokens;
             }
         }

@@ -4,13 +4,17 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
-use rotor_protocol::openai::{ChatCompletionRequest, CompletionRequest};
+use rotor_protocol::openai::{
+    ChatCompletionChunk, ChatCompletionRequest, ChatCompletionResponse, CompletionRequest,
+    CompletionResponse,
+};
 
 use futures::future::try_join_all;
 
 use crate::choices::{finish_choice, merge_choices, start_choices};
 use crate::error::ApiError;
 use crate::json_body::JsonBody;
+use crate::openapi::ApiErrors;
 use crate::overload::refuse_if_overloaded;
 use crate::registry::ModelEntry;
 use crate::request_id::RequestId;
@@ -19,6 +23,24 @@ use crate::routes::AppState;
 use crate::sse::stream_response;
 use crate::validate::{chat_plan, completion_plans, GenerationPlan};
 
+/// Creates a chat completion.
+#[utoipa::path(
+    post,
+    path = "/v1/chat/completions",
+    request_body = ChatCompletionRequest,
+    responses(
+        (
+            status = 200,
+            description = "The completion; with `stream: true`, server-sent events whose `data` \
+                           is a chunk (then `[DONE]`).",
+            content(
+                (ChatCompletionResponse = "application/json"),
+                (ChatCompletionChunk = "text/event-stream")
+            )
+        ),
+        ApiErrors
+    )
+)]
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -35,6 +57,24 @@ pub async fn chat_completions(
     respond(&state, &entry, vec![plan], builder, show_logprobs).await
 }
 
+/// Creates a text completion.
+#[utoipa::path(
+    post,
+    path = "/v1/completions",
+    request_body = CompletionRequest,
+    responses(
+        (
+            status = 200,
+            description = "The completion; with `stream: true`, server-sent events whose `data` \
+                           is a chunk (then `[DONE]`).",
+            content(
+                (CompletionResponse = "application/json"),
+                (CompletionResponse = "text/event-stream")
+            )
+        ),
+        ApiErrors
+    )
+)]
 pub async fn completions(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,

@@ -48,6 +48,7 @@ pub mod error;
 pub mod generation;
 pub mod json_body;
 pub mod metrics;
+pub mod openapi;
 pub mod overload;
 pub mod parsers;
 pub mod registry;
@@ -70,10 +71,10 @@ pub use config::{FrontendConfig, DEFAULT_BODY_LIMIT_BYTES};
 pub use cors::AllowedOrigins;
 pub use error::{ApiError, FrontendError};
 pub use metrics::{Metrics, MetricsSource};
+pub use openapi::openapi_json;
 pub use overload::BusyThresholds;
 pub use parsers::{ModelParsers, ParserSetting};
 pub use request_id::RequestId;
-pub use routes::OPENAPI_JSON;
 pub use routing::{
     DisaggConfig, ModelSink, ModelWatcher, ModelWatcherConfig, RemoteWorker, ReplicaMessage,
     RoutedBackend, RouterMode, RoutingConfig, RoutingMetrics, ROUTER_SYNC_TOPIC,

@@ -12,7 +12,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rotor_protocol::openai::{ModelList, ModelObject};
+use rotor_protocol::openai::{ErrorResponse, ModelList, ModelObject};
 use serde_json::json;
 
 use crate::auth::require_api_key;
@@ -20,12 +20,10 @@ use crate::completions::{chat_completions, completions};
 use crate::config::FrontendConfig;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::openapi::{ApiErrors, Health};
 use crate::registry::{ModelEntry, ModelRegistry};
 use crate::request_id::assign_request_id;
 use crate::tokenize::{detokenize, tokenize};
-
-/// The OpenAPI 3 description of every route, served at GET /openapi.json.
-pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -88,7 +86,9 @@ fn model_object(entry: &ModelEntry, owned_by: &str) -> ModelObject {
     }
 }
 
-async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
+/// Lists the served models.
+#[utoipa::path(get, path = "/v1/models", responses((status = 200, body = ModelList), ApiErrors))]
+pub(crate) async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
     let data = state
         .registry
         .list()
@@ -101,7 +101,14 @@ async fn list_models(State(state): State<AppState>) -> Json<ModelList> {
     })
 }
 
-async fn get_model(
+/// One served model.
+#[utoipa::path(
+    get,
+    path = "/v1/models/{id}",
+    params(("id" = String, Path, description = "The model's name (it may contain `/`)")),
+    responses((status = 200, body = ModelObject), ApiErrors)
+)]
+pub(crate) async fn get_model(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ModelObject>, ApiError> {
@@ -113,7 +120,15 @@ async fn get_model(
 }
 
 /// 200 with the served models when there is at least one, else 503.
-async fn health(State(state): State<AppState>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/health",
+    responses(
+        (status = 200, description = "Serving at least one model", body = Health),
+        (status = 503, description = "No model is served", body = Health)
+    )
+)]
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
     let models: Vec<String> = state
         .registry
         .list()
@@ -135,11 +150,22 @@ async fn health(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn live() -> Json<serde_json::Value> {
+/// 200 while the process runs.
+#[utoipa::path(get, path = "/live", responses((status = 200, body = Health)))]
+pub(crate) async fn live() -> Json<serde_json::Value> {
     Json(json!({"status": "live"}))
 }
 
-async fn render_metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics (text exposition format 0.0.4).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses(
+        (status = 200, description = "Every metric", body = String, content_type = "text/plain"),
+        (status = 401, description = "With --protect-metrics: a missing or wrong API key", body = ErrorResponse)
+    )
+)]
+pub(crate) async fn render_metrics(State(state): State<AppState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -150,8 +176,24 @@ async fn render_metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    responses((status = 200, description = "The OpenAPI 3.1 description", body = Object))
+)]
+pub(crate) async fn openapi(State(state): State<AppState>) -> Response {
+    let models: Vec<String> = state
+        .registry
+        .list()
+        .iter()
+        .map(|entry| entry.card.name.clone())
+        .collect();
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::openapi_json(&models),
+    )
+        .into_response()
 }
 
 async fn route_not_found(method: Method, uri: Uri) -> ApiError {

@@ -92,8 +92,7 @@ impl StreamState {
                 None => {
                     if self.include_usage {
                         let usage = total_usage(self.usage.drain(..));
-                        self.queue
-                            .push_back(data(&self.builder.usage_chunk(usage)));
+                        self.queue.push_back(data(&self.builder.usage_chunk(usage)));
                     }
                     self.end();
                 }
@@ -170,8 +169,7 @@ impl ChoiceState {
         if let Some(Ok(step)) = &mut step {
             self.logprobs.append(&mut step.logprobs);
         }
-        if let (Some(chat), Some(Ok(TextStep { text, finish, .. }))) = (&mut self.run.chat, &step)
-        {
+        if let (Some(chat), Some(Ok(TextStep { text, finish, .. }))) = (&mut self.run.chat, &step) {
             let mut pieces = vec![chat.push(text)];
             let mut reason = None;
             if let Some(finish) = finish {

@@ -21,6 +21,7 @@ use rotor_protocol::openai::{
 
 use crate::error::ApiError;
 use crate::json_body::JsonBody;
+use crate::openapi::ApiErrors;
 use crate::registry::ModelEntry;
 use crate::routes::AppState;
 use crate::tool_request::ToolRequest;
@@ -53,6 +54,13 @@ fn resolve_model(state: &AppState, model: Option<&str>) -> Result<Arc<ModelEntry
     }
 }
 
+/// Tokenizes a prompt, or chat messages rendered with the model's template (vLLM's shape).
+#[utoipa::path(
+    post,
+    path = "/tokenize",
+    request_body = TokenizeRequest,
+    responses((status = 200, body = TokenizeResponse), ApiErrors)
+)]
 pub async fn tokenize(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<TokenizeRequest>,
@@ -118,6 +126,13 @@ pub async fn tokenize(
     }))
 }
 
+/// Turns token ids back into text (special tokens included).
+#[utoipa::path(
+    post,
+    path = "/detokenize",
+    request_body = DetokenizeRequest,
+    responses((status = 200, body = DetokenizeResponse), ApiErrors)
+)]
 pub async fn detokenize(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<DetokenizeRequest>,

@@ -212,8 +212,10 @@ pub fn completion_plans(
     checked.sampling.constraint = constraint_of(&req.constraint_fields())?;
     let constraint_kind = checked.sampling.constraint.as_ref().map(constraint_kind);
     // (token ids, the prompt's text when it came as text)
-    let text_prompt = |text: &String| Ok::<_, ApiError>((encode(entry, text, true)?, Some(text.clone())));
-    let id_prompt = |ids: &Vec<u32>| Ok::<_, ApiError>((check_token_ids(entry, ids.clone())?, None));
+    let text_prompt =
+        |text: &String| Ok::<_, ApiError>((encode(entry, text, true)?, Some(text.clone())));
+    let id_prompt =
+        |ids: &Vec<u32>| Ok::<_, ApiError>((check_token_ids(entry, ids.clone())?, None));
     let prompts: Vec<(Vec<u32>, Option<String>)> = match &req.prompt {
         Prompt::Text(text) => vec![text_prompt(text)?],
         Prompt::Texts(texts) => texts.iter().map(text_prompt).collect::<Result<_, _>>()?,

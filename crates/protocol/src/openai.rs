@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// `stop`: one string or a list of strings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -31,7 +32,7 @@ impl StopSpec {
 }
 
 /// `stream_options` of a streaming request.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StreamOptions {
     /// Send a last chunk with `usage` and empty `choices` before `[DONE]`.
     #[serde(default)]
@@ -43,7 +44,7 @@ pub struct StreamOptions {
 /// structs repeat these fields instead of flattening this struct, so that a type error names
 /// its field; [`ChatCompletionRequest::sampling_fields`] and
 /// [`CompletionRequest::sampling_fields`] gather them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SamplingFields {
     pub max_tokens: Option<i64>,
     pub temperature: Option<f64>,
@@ -66,7 +67,7 @@ pub struct SamplingFields {
 }
 
 /// Message content: a string or a list of typed parts (`{"type": "text", "text": …}`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum MessageContent {
     Text(String),
@@ -74,7 +75,7 @@ pub enum MessageContent {
 }
 
 /// One part of a multi-part message content. Only `text` parts are supported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ContentPart {
     #[serde(rename = "type")]
     pub kind: String,
@@ -83,7 +84,7 @@ pub struct ContentPart {
 }
 
 /// One chat message of a request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatMessage {
     pub role: String,
     /// May be null on an assistant message that only carries `tool_calls`.
@@ -103,7 +104,7 @@ pub struct ChatMessage {
 }
 
 /// A function call, in an assistant message of a request or of a response.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionCall {
     pub name: String,
     /// The arguments as a JSON object text (OpenAI sends a string, not an object).
@@ -111,7 +112,7 @@ pub struct FunctionCall {
 }
 
 /// One entry of an assistant message's `tool_calls`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct MessageToolCall {
     pub id: String,
     /// Always `"function"`.
@@ -125,7 +126,7 @@ fn function_type() -> String {
 }
 
 /// The `function` of a tool definition.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionDefinition {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,7 +140,7 @@ pub struct FunctionDefinition {
 }
 
 /// One entry of a request's `tools`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ToolDefinition {
     /// Only `"function"`.
     #[serde(rename = "type")]
@@ -148,7 +149,7 @@ pub struct ToolDefinition {
 }
 
 /// vLLM's `structured_outputs` object: exactly one of its members.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct StructuredOutputs {
     /// A JSON schema (object or JSON text).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,33 +179,53 @@ pub struct ConstraintFields {
 }
 
 /// POST /v1/chat/completions body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
     pub model: String,
+    #[schema(min_items = 1)]
     pub messages: Vec<ChatMessage>,
     /// The newer name of `max_tokens` for chat; wins when both are given.
+    #[schema(minimum = 1)]
     pub max_completion_tokens: Option<i64>,
+    #[schema(minimum = 1)]
     pub max_tokens: Option<i64>,
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f64>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     pub top_p: Option<f64>,
+    /// Choices per prompt; they share the prompt's prefill.
+    #[schema(minimum = 1, maximum = 16)]
     pub n: Option<i64>,
     pub stop: Option<StopSpec>,
     pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
     pub seed: Option<i64>,
+    #[schema(minimum = -2, maximum = 2)]
     pub frequency_penalty: Option<f64>,
+    #[schema(minimum = -2, maximum = 2)]
     pub presence_penalty: Option<f64>,
+    /// Token id (as a string) → bias in [-100, 100] added to its logit.
+    #[schema(value_type = Option<BTreeMap<String, f64>>)]
     pub logit_bias: Option<BTreeMap<String, f64>>,
     /// Accepted and ignored.
     pub user: Option<String>,
+    /// Rotor extension: keep the k most likely tokens (0 or -1: off).
+    #[schema(minimum = -1)]
     pub top_k: Option<i64>,
+    /// Rotor extension.
+    #[schema(minimum = 0, maximum = 1)]
     pub min_p: Option<f64>,
+    /// Rotor extension.
+    #[schema(exclusive_minimum = 0)]
     pub repetition_penalty: Option<f64>,
+    /// Rotor extension: do not stop on end-of-generation before this many tokens.
+    #[schema(minimum = 0)]
     pub min_tokens: Option<i64>,
     pub ignore_eos: Option<bool>,
     /// Return each output token's logprob (`choices[].logprobs.content`).
     pub logprobs: Option<bool>,
     /// With `logprobs`: how many alternatives per token (0–20).
+    #[schema(minimum = 0, maximum = 20)]
     pub top_logprobs: Option<i64>,
     /// Functions the model may call.
     pub tools: Option<Vec<ToolDefinition>>,
@@ -230,7 +251,8 @@ pub struct ChatCompletionRequest {
     pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// `prompt` of a text completion: text, or token ids, alone or in a list of one.
+/// `prompt` of a text completion: text or token ids, alone or in a list (one choice set per
+/// prompt).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Prompt {
@@ -241,35 +263,56 @@ pub enum Prompt {
 }
 
 /// POST /v1/completions body.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompletionRequest {
     pub model: String,
     pub prompt: Prompt,
+    #[schema(minimum = 1)]
     pub max_tokens: Option<i64>,
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f64>,
+    #[schema(exclusive_minimum = 0, maximum = 1)]
     pub top_p: Option<f64>,
+    /// Choices per prompt; they share the prompt's prefill.
+    #[schema(minimum = 1, maximum = 16)]
     pub n: Option<i64>,
     pub stop: Option<StopSpec>,
     pub stream: Option<bool>,
     pub stream_options: Option<StreamOptions>,
     pub seed: Option<i64>,
+    #[schema(minimum = -2, maximum = 2)]
     pub frequency_penalty: Option<f64>,
+    #[schema(minimum = -2, maximum = 2)]
     pub presence_penalty: Option<f64>,
+    /// Token id (as a string) → bias in [-100, 100] added to its logit.
+    #[schema(value_type = Option<BTreeMap<String, f64>>)]
     pub logit_bias: Option<BTreeMap<String, f64>>,
     /// Accepted and ignored.
     pub user: Option<String>,
+    /// Rotor extension: keep the k most likely tokens (0 or -1: off).
+    #[schema(minimum = -1)]
     pub top_k: Option<i64>,
+    /// Rotor extension.
+    #[schema(minimum = 0, maximum = 1)]
     pub min_p: Option<f64>,
+    /// Rotor extension.
+    #[schema(exclusive_minimum = 0)]
     pub repetition_penalty: Option<f64>,
+    /// Rotor extension: do not stop on end-of-generation before this many tokens.
+    #[schema(minimum = 0)]
     pub min_tokens: Option<i64>,
     pub ignore_eos: Option<bool>,
     /// The legacy API's logprobs: how many alternatives per token (0–20).
+    #[schema(minimum = 0, maximum = 20)]
     pub logprobs: Option<i64>,
-    /// Unsupported when true.
+    /// Put the prompt before each choice's text.
     pub echo: Option<bool>,
-    /// Unsupported when set.
+    /// Insertion is not supported: must be absent or null.
+    #[schema(ignore)]
     pub suffix: Option<String>,
-    /// Unsupported above 1.
+    /// Sequences per prompt (at least `n`); the `n` with the highest cumulative logprob are
+    /// returned. Not with `stream`.
+    #[schema(minimum = 1, maximum = 16)]
     pub best_of: Option<i64>,
     /// `{"type": "text"}`, `{"type": "json_object"}` or `{"type": "json_schema", …}`.
     pub response_format: Option<serde_json::Value>,
@@ -282,13 +325,13 @@ pub struct CompletionRequest {
 }
 
 /// Cached-prompt accounting inside [`Usage`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PromptTokensDetails {
     pub cached_tokens: u32,
 }
 
 /// Token accounting of a response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -300,7 +343,7 @@ pub struct Usage {
 /// An assistant message in a non-streaming chat response. `content` is null when the answer is
 /// only tool calls; `reasoning_content` (vLLM's extension) is present only with a reasoning
 /// parser, `tool_calls` only when the model called tools.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResponseMessage {
     pub role: String,
     pub content: Option<String>,
@@ -311,7 +354,7 @@ pub struct ResponseMessage {
 }
 
 /// The function part of a streamed tool-call delta.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct FunctionCallDelta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -321,7 +364,7 @@ pub struct FunctionCallDelta {
 
 /// One entry of a streamed `delta.tool_calls`: the first delta of a call carries `id`, `type`
 /// and `function.name` (with empty arguments), later ones argument fragments only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ToolCallDelta {
     pub index: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -331,7 +374,7 @@ pub struct ToolCallDelta {
     pub function: FunctionCallDelta,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatChoice {
     pub index: u32,
     pub message: ResponseMessage,
@@ -341,7 +384,7 @@ pub struct ChatChoice {
 }
 
 /// Non-streaming chat response (`object: "chat.completion"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionResponse {
     pub id: String,
     pub object: String,
@@ -352,7 +395,7 @@ pub struct ChatCompletionResponse {
 }
 
 /// The incremental part of a streamed chat choice.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatDelta {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
@@ -364,7 +407,7 @@ pub struct ChatDelta {
     pub tool_calls: Vec<ToolCallDelta>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatChunkChoice {
     pub index: u32,
     pub delta: ChatDelta,
@@ -373,7 +416,7 @@ pub struct ChatChunkChoice {
 }
 
 /// One streamed chat chunk (`object: "chat.completion.chunk"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ChatCompletionChunk {
     pub id: String,
     pub object: String,
@@ -384,7 +427,7 @@ pub struct ChatCompletionChunk {
     pub usage: Option<Usage>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompletionChoice {
     pub index: u32,
     pub text: String,
@@ -394,7 +437,7 @@ pub struct CompletionChoice {
 
 /// A text-completion response or streamed chunk (`object: "text_completion"`). `usage` is set on
 /// non-streaming responses and on the final usage chunk of a stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct CompletionResponse {
     pub id: String,
     pub object: String,
@@ -406,7 +449,7 @@ pub struct CompletionResponse {
 }
 
 /// One entry of GET /v1/models.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelObject {
     pub id: String,
     pub object: String,
@@ -424,7 +467,7 @@ pub struct ModelObject {
 }
 
 /// GET /v1/models body (`object: "list"`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelList {
     pub object: String,
     pub data: Vec<ModelObject>,
@@ -432,7 +475,7 @@ pub struct ModelList {
 
 /// POST /tokenize body (vLLM's shape): a `prompt`, or chat `messages` rendered with the model's
 /// template first. `model` may be left out when one model is served.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
 pub struct TokenizeRequest {
     pub model: Option<String>,
     pub prompt: Option<String>,
@@ -453,7 +496,7 @@ pub struct TokenizeRequest {
 }
 
 /// POST /tokenize answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct TokenizeResponse {
     pub count: usize,
     /// The model's context window in tokens.
@@ -464,20 +507,20 @@ pub struct TokenizeResponse {
 }
 
 /// POST /detokenize body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DetokenizeRequest {
     pub model: Option<String>,
     pub tokens: Vec<u32>,
 }
 
 /// POST /detokenize answer: the text of the tokens, special tokens included.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DetokenizeResponse {
     pub prompt: String,
 }
 
 /// The `error` member of an OpenAI error body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     pub message: String,
     #[serde(rename = "type")]
@@ -487,7 +530,7 @@ pub struct ErrorDetail {
 }
 
 /// An OpenAI error body: `{"error": {"message", "type", "param", "code"}}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorResponse {
     pub error: ErrorDetail,
 }
@@ -551,3 +594,42 @@ impl CompletionRequest {
         constraint_fields_of!(self)
     }
 }
+
+/// A schema written as JSON (for the few types whose shape the derive cannot state: untagged
+/// unions with length limits).
+fn json_schema(
+    value: serde_json::Value,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::RefOr::T(
+        serde_json::from_value(value).expect("invariant: the literal schemas below are valid"),
+    )
+}
+
+impl utoipa::PartialSchema for StopSpec {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        json_schema(serde_json::json!({
+            "description": "Stop sequences (never shown): one string or a list of at most 4 non-empty strings.",
+            "oneOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "maxItems": 4}
+            ]
+        }))
+    }
+}
+impl ToSchema for StopSpec {}
+
+impl utoipa::PartialSchema for Prompt {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let ids = serde_json::json!({"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1});
+        json_schema(serde_json::json!({
+            "description": "A prompt as text or token ids, or a list of prompts (one set of choices each).",
+            "oneOf": [
+                {"type": "string", "minLength": 1},
+                {"type": "array", "items": {"type": "string", "minLength": 1}, "minItems": 1},
+                ids,
+                {"type": "array", "items": ids, "minItems": 1}
+            ]
+        }))
+    }
+}
+impl ToSchema for Prompt {}

@@ -206,10 +206,7 @@ async fn empty_messages_and_missing_content() {
         .await;
     expect_error(resp, 400, INVALID, Some("prompt"), None).await;
     let resp = server
-        .post_json(
-            "/v1/completions",
-            &json!({"model": MODEL, "prompt": []}),
-        )
+        .post_json("/v1/completions", &json!({"model": MODEL, "prompt": []}))
         .await;
     expect_error(resp, 400, INVALID, Some("prompt"), None).await;
     let resp = server
@@ -407,7 +404,11 @@ async fn parameter_ranges() {
         (json!({"n": 3, "best_of": 2}), "best_of", None),
         (json!({"best_of": 2, "stream": true}), "best_of", None),
         (json!({"prompt": ["a", ""]}), "prompt", None),
-        (json!({"prompt": vec!["a"; 5], "best_of": 16}), "prompt", None),
+        (
+            json!({"prompt": vec!["a"; 5], "best_of": 16}),
+            "prompt",
+            None,
+        ),
         (json!({"logprobs": 21}), "logprobs", None),
         (json!({"logprobs": -1}), "logprobs", None),
     ] {

@@ -38,7 +38,9 @@ async fn chat_n_gives_numbered_choices_from_one_prefill_per_prompt() {
     let requests = server.log.requests();
     assert_eq!(requests.len(), 3);
     // One prompt, sent three times under distinct ids with distinct seeds.
-    assert!(requests.iter().all(|r| r.token_ids == requests[0].token_ids));
+    assert!(requests
+        .iter()
+        .all(|r| r.token_ids == requests[0].token_ids));
     let ids: std::collections::BTreeSet<_> = requests.iter().map(|r| r.id.clone()).collect();
     assert_eq!(ids.len(), 3, "{ids:?}");
     let seeds: Vec<_> = requests.iter().map(|r| r.sampling.seed).collect();
