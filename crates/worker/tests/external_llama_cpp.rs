@@ -40,6 +40,7 @@ async fn engine(kind: ExternalKind, url: &str) -> ExternalEngine {
 
 fn greedy(prompt: &[u32], max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: "t".into(),
         token_ids: prompt.to_vec(),
         sampling: SamplingParams::greedy(),

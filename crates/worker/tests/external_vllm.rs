@@ -148,6 +148,7 @@ async fn vllm_relay_and_kv_events() {
 
 fn greedy(prompt: &[u32], max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: "v".into(),
         token_ids: prompt.to_vec(),
         sampling: SamplingParams::greedy(),

@@ -84,6 +84,7 @@ fn mocker_engine() -> Result<EngineHandle> {
 
 fn request(id: &str, prompt: &[u32], max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: id.into(),
         token_ids: prompt.to_vec(),
         sampling: SamplingParams::greedy(),

@@ -202,6 +202,8 @@ impl Migration {
                     // The worker died after the last token but before saying so.
                     self.done = true;
                     return Some(Ok(EngineOutput {
+                        prompt_logprobs: None,
+                        embedding: None,
                         token_ids: Default::default(),
                         finish_reason: Some(FinishReason::Length),
                         cached_prompt_tokens: None,

@@ -204,6 +204,8 @@ impl Backend for ScriptedBackend {
                 None
             };
             let output = EngineOutput {
+                prompt_logprobs: None,
+                embedding: None,
                 token_ids: vec![token].into(),
                 finish_reason: finish,
                 cached_prompt_tokens: if st.emitted == 1 {

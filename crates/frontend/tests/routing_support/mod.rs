@@ -174,6 +174,8 @@ impl Backend for FakeWorker {
                 let done = emitted + 1 >= max_tokens;
                 probe.finished = done;
                 let output = EngineOutput {
+                    prompt_logprobs: None,
+                    embedding: None,
                     token_ids: vec![token_at(prompt_len + emitted)].into(),
                     finish_reason: done.then_some(FinishReason::Length),
                     cached_prompt_tokens: if emitted == 0 {
@@ -209,6 +211,7 @@ pub async fn drain(mut stream: OutputStream) -> (Vec<u32>, Option<WireError>) {
 
 pub fn request(id: &str, tokens: Vec<u32>, max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: id.to_string(),
         token_ids: tokens,
         sampling: rotor_protocol::SamplingParams::greedy(),

@@ -357,6 +357,8 @@ impl ExternalEngine {
             vocab_size: card.tokenizer.tokens.len(),
             context_length,
             pool_capacity_tokens: context_length,
+            // Prompt logprobs and embeddings are refused (validate_request says so).
+            prompt_outputs: false,
         };
         let shared = Arc::new(Shared {
             kind: cfg.kind,

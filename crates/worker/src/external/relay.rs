@@ -502,6 +502,8 @@ async fn relay(
             };
             cached_sent |= cached.is_some();
             let out = EngineOutput {
+                prompt_logprobs: None,
+                embedding: None,
                 token_ids: TokenIds::from(tokens),
                 finish_reason: finish,
                 cached_prompt_tokens: cached,
