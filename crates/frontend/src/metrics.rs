@@ -125,6 +125,7 @@ pub struct Metrics {
     reasoning_responses: Mutex<BTreeMap<String, u64>>,
     constrained_requests: Mutex<BTreeMap<String, u64>>,
     sampling_options: Mutex<BTreeMap<String, u64>>,
+    embeddings: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Default for Metrics {
@@ -148,6 +149,7 @@ impl Default for Metrics {
             reasoning_responses: Mutex::default(),
             constrained_requests: Mutex::default(),
             sampling_options: Mutex::default(),
+            embeddings: Mutex::default(),
         }
     }
 }
@@ -194,6 +196,11 @@ impl Metrics {
         if !sampling.logit_bias.is_empty() {
             add(&self.sampling_options, "logit_bias", 1);
         }
+    }
+
+    /// Counts `inputs` inputs of `model` embedded (POST /v1/embeddings).
+    pub fn count_embeddings(&self, model: &str, inputs: u64) {
+        add(&self.embeddings, model, inputs);
     }
 
     /// Records what the parsers found in one finished answer.
@@ -291,6 +298,12 @@ impl Metrics {
             "rotor_frontend_completion_tokens_total",
             "Generated tokens.",
             &lock(&self.completion_tokens),
+        );
+        render_by_model(
+            &mut out,
+            "rotor_frontend_embeddings_total",
+            "Inputs embedded by POST /v1/embeddings.",
+            &lock(&self.embeddings),
         );
         out.push_str(
             "# HELP rotor_frontend_auth_rejected_total Requests refused for a missing or wrong \

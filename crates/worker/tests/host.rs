@@ -37,6 +37,7 @@ const NUM_BLOCKS: usize = 64;
 
 fn card(name: &str, kv_block_size: Option<u32>) -> ModelCard {
     ModelCard {
+        embedding_length: None,
         name: name.into(),
         context_length: 256,
         tokenizer: TokenizerSpec {

@@ -92,6 +92,10 @@ impl Migration {
         next.token_ids.extend_from_slice(&self.generated);
         next.stop.max_tokens = next.stop.max_tokens.saturating_sub(generated);
         next.stop.min_tokens = next.stop.min_tokens.saturating_sub(generated);
+        if generated > 0 {
+            // The prompt's scores rode on the first output, already delivered.
+            next.sampling.prompt_logprobs = None;
+        }
         if next.sampling.constraint.is_some() {
             // The tokens already streamed were sampled under the grammar: the next worker must
             // replay them through its matcher before it constrains the rest.
@@ -198,7 +202,10 @@ impl Migration {
                 return None;
             }
             if self.current.is_none() {
-                if self.generated.len() as u32 >= self.request.stop.max_tokens {
+                // (A request that generates nothing, an embedding or a prompt score, has
+                // `max_tokens` 0 and always needs its worker's one output.)
+                let max_tokens = self.request.stop.max_tokens;
+                if max_tokens > 0 && self.generated.len() as u32 >= max_tokens {
                     // The worker died after the last token but before saying so.
                     self.done = true;
                     return Some(Ok(EngineOutput {

@@ -3,6 +3,7 @@
 
 mod access;
 mod bad_input;
+mod embeddings;
 mod generation;
 mod logprobs;
 mod overload;
