@@ -421,6 +421,8 @@ impl WorkerEngine for ExternalEngine {
     }
 
     fn generate(&self, req: GenerateRequest) -> Result<GenerateStream, WireError> {
+        // What the engine cannot do is named first (validation would refuse it more vaguely).
+        relay::check_supported(self.shared.kind, &req)?;
         validate_request(&req, &self.limits)?;
         if self.shared.stopped.is_cancelled() {
             return Err(WireError::new(
@@ -428,7 +430,6 @@ impl WorkerEngine for ExternalEngine {
                 "the worker is stopping",
             ));
         }
-        relay::check_supported(self.shared.kind, &req)?;
         let (tx, rx) = mpsc::channel(64);
         self.shared.stats.relayed.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(relay::run(Arc::clone(&self.shared), req, tx));
