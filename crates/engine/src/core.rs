@@ -428,7 +428,9 @@ impl EngineCore {
         }
         let dim = match hidden_rows {
             0 => 0,
-            n if self.hidden.len() % n == 0 && !self.hidden.is_empty() => self.hidden.len() / n,
+            n if self.hidden.len().is_multiple_of(n) && !self.hidden.is_empty() => {
+                self.hidden.len() / n
+            }
             n => {
                 return Err(format!(
                     "runner returned {} hidden values for {n} rows",

@@ -396,3 +396,28 @@ fn runners_without_prompt_outputs_refuse_scoring_and_embeddings() {
     }
     engine.shutdown();
 }
+
+#[test]
+fn a_scoring_request_preempted_mid_prefill_is_scored_again_from_the_start() {
+    // 24 blocks of 4 tokens: two 73-token prompts (19 blocks each) cannot both be held, so the
+    // later one is preempted while prefilling and recomputed, collecting its rows afresh.
+    let cfg = EngineConfig {
+        num_blocks: 24,
+        ..cfg(5)
+    };
+    let mut core = core(&cfg);
+    let long = texts()
+        .into_iter()
+        .find(|t| t.name == "long")
+        .expect("long");
+    let mut first = submit(&mut core, scoring("first", &long.tokens, 0));
+    let mut second = submit(&mut core, scoring("second", &long.tokens, 0));
+    run(&mut core);
+    assert!(core.stats().preemptions > 0, "the pool forced a preemption");
+    for rx in [&mut first, &mut second] {
+        let outs = outputs(rx);
+        assert_eq!(outs.len(), 1);
+        check_logprobs(&long, outs[0].prompt_logprobs.as_ref().expect("scores"));
+    }
+    assert_pool_at_baseline(&core, &cfg);
+}
