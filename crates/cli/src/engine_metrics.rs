@@ -47,6 +47,18 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
         |s| s.tokens_generated as f64,
     ),
     (
+        "rotor_engine_prompt_logprob_requests_total",
+        "counter",
+        "Requests whose prompt was scored (prompt logprobs delivered).",
+        |s| s.prompt_logprob_requests as f64,
+    ),
+    (
+        "rotor_engine_embedding_requests_total",
+        "counter",
+        "Embedding requests whose embedding was delivered.",
+        |s| s.embedding_requests as f64,
+    ),
+    (
         "rotor_engine_preemptions_total",
         "counter",
         "Sequences preempted for KV space.",

@@ -342,6 +342,7 @@ async fn external_card(cfg: &WorkerConfig) -> Result<ModelCard> {
                 .unwrap_or_else(|| "model".into())
         });
         return Ok(ModelCard {
+            embedding_length: None,
             name,
             context_length: hf.context_length.unwrap_or(2048) as u32,
             tokenizer: hf.tokenizer,

@@ -106,6 +106,7 @@ impl Drop for WorkerProcess {
 
 fn greedy(id: &str, prompt: &[u32], max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: id.into(),
         token_ids: prompt.to_vec(),
         sampling: SamplingParams::greedy(),

@@ -85,6 +85,7 @@ fn run(
             };
             engine
                 .submit(GenerateRequest {
+                    task: Default::default(),
                     id: format!("r{i}-{constrained}-{}", started.elapsed().as_nanos()),
                     token_ids: chat(tokenizer, PROMPTS[i % PROMPTS.len()]),
                     sampling,

@@ -94,6 +94,7 @@ fn main() {
                 };
                 let rx = engine
                     .submit(GenerateRequest {
+                        task: Default::default(),
                         id: format!("{}-{constrained}", f["name"].as_str().unwrap_or("?")),
                         token_ids: chat(&tokenizer, &prompt),
                         sampling,

@@ -24,6 +24,7 @@ fn run(core: &mut EngineCore, id: &str, prompt: &[u32]) -> (Duration, u32, u32) 
     let started = Instant::now();
     core.submit(
         GenerateRequest {
+            task: Default::default(),
             id: id.into(),
             token_ids: prompt.to_vec(),
             sampling: SamplingParams::greedy(),

@@ -6,15 +6,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rotor_kv_cache::{KvLoaded, KvTiers, KvTiersConfig};
-use rotor_protocol::{ErrorKind, FinishReason, GenerateRequest, TokenIds, TokenLogprob, WireError};
+use rotor_protocol::{
+    EngineOutput, ErrorKind, FinishReason, GenerateRequest, TokenIds, TokenLogprob, WireError,
+};
 
 use crate::config::EngineConfig;
 use crate::constraint::{Accepted, ConstraintCounters, ConstraintVocab, SeqConstraint};
-use crate::error::Error;
+use crate::error::{Error, RunnerError};
 use crate::kv_events::{KvEventFeed, KvEventReader, KV_EVENT_RING_CAPACITY};
 use crate::kv_offload;
 use crate::kv_transfer::{self, KvExport, KvExportSelector, KvImportReport, KvTransferError};
-use crate::runner::{ModelRunner, ScheduledChunk};
+use crate::prompt_outputs::PromptResult;
+use crate::runner::{ChunkOutputKind, ModelRunner, ScheduledChunk};
 use crate::sampler::{apply_logit_bias, apply_penalties, token_logprob, Sampler};
 use crate::scheduler::{Scheduler, StepPlan};
 use crate::sequence::{OutputSender, Sequence, TierLoad};
@@ -68,6 +71,10 @@ pub struct EngineCore {
     mask_jobs: Vec<(usize, Box<SeqConstraint>)>,
     /// Forced tokens of one fast-forward.
     forced: Vec<u32>,
+    /// Per-chunk outputs of a step with prompt outputs (`ModelRunner::step_outputs`).
+    output_kinds: Vec<ChunkOutputKind>,
+    /// Hidden-state rows of such a step.
+    hidden: Vec<f32>,
 }
 
 impl EngineCore {
@@ -98,6 +105,7 @@ impl EngineCore {
             vocab_size: runner.vocab_size(),
             context_length: runner.context_length(),
             pool_capacity_tokens: cfg.pool_capacity_tokens(),
+            prompt_outputs: runner.supports_step_outputs(),
         };
         let stats = EngineStats {
             blocks_total: cfg.num_blocks,
@@ -127,6 +135,8 @@ impl EngineCore {
             constraint_counters: Arc::default(),
             mask_jobs: Vec::new(),
             forced: Vec::new(),
+            output_kinds: Vec::new(),
+            hidden: Vec::new(),
         })
     }
 
@@ -292,17 +302,31 @@ impl EngineCore {
             return dropped > 0;
         }
         self.take_mask_jobs();
+        let prompt_outputs = self.plan_output_kinds();
         let result = {
             let mut chunks = reuse_empty(std::mem::take(&mut self.chunk_buf));
             self.scheduler.chunks_into(&self.plan, &mut chunks);
             // A runner that picks tokens itself (the mocker) skips logits and sampling.
             self.chosen.clear();
             let (runner, chosen, logits) = (&mut self.runner, &mut self.chosen, &mut self.logits);
+            let (kinds, hidden) = (&self.output_kinds, &mut self.hidden);
             let (jobs, counters) = (&mut self.mask_jobs, &*self.constraint_counters);
-            let mut forward = || match runner.step_tokens(&chunks, chosen) {
-                Ok(true) => Ok(true),
-                Ok(false) => runner.step(&chunks, logits).map(|()| false),
-                Err(e) => Err(e),
+            let mut forward = || {
+                if prompt_outputs {
+                    // Only steps with a scoring or embedding chunk leave the fast path.
+                    return match runner.step_outputs(&chunks, kinds, logits, hidden) {
+                        Ok(true) => Ok(false),
+                        Ok(false) => Err(RunnerError::InvalidBatch(
+                            "the runner cannot compute prompt outputs".into(),
+                        )),
+                        Err(e) => Err(e),
+                    };
+                }
+                match runner.step_tokens(&chunks, chosen) {
+                    Ok(true) => Ok(true),
+                    Ok(false) => runner.step(&chunks, logits).map(|()| false),
+                    Err(e) => Err(e),
+                }
             };
             let result = if jobs.is_empty() {
                 // No constrained sequence samples: no helper (and no allocation).
@@ -343,6 +367,7 @@ impl EngineCore {
         let chose_tokens = matches!(result, Ok(true));
         let failure = match result {
             Err(e) => Some(e.to_string()),
+            Ok(false) if prompt_outputs => self.collect_prompt_outputs(vocab).err(),
             Ok(true) if self.chosen.len() != n_want => Some(format!(
                 "runner chose {} tokens, expected {n_want}",
                 self.chosen.len()
@@ -360,6 +385,133 @@ impl EngineCore {
         }
         self.refresh_stats();
         true
+    }
+
+    /// Fills `output_kinds` for this step if one of its chunks collects prompt outputs; returns
+    /// whether one does (otherwise the step takes the fast path and `output_kinds` is unused).
+    fn plan_output_kinds(&mut self) -> bool {
+        let running = self.scheduler.running();
+        let chunks = &self.plan.chunks;
+        if !chunks.iter().any(|c| running[c.seq].needs_full_prompt()) {
+            return false;
+        }
+        self.output_kinds.clear();
+        self.output_kinds.extend(chunks.iter().map(|c| {
+            match (&running[c.seq].prompt_outputs, c.want_logits) {
+                (Some(p), _) => p.kind(),
+                (None, true) => ChunkOutputKind::LastLogits,
+                (None, false) => ChunkOutputKind::Nothing,
+            }
+        }));
+        true
+    }
+
+    /// After a `step_outputs` step: hands each collecting sequence its rows, compacts `logits`
+    /// to one row per chunk with `want_logits` (what sampling expects), and delivers the prompt
+    /// outputs of every prompt that is now fully computed. A sequence that samples nothing
+    /// (an embedding, or scoring with `max_tokens` 0) is sent its only output and finishes.
+    fn collect_prompt_outputs(&mut self, vocab: usize) -> Result<(), String> {
+        let kinds = &self.output_kinds;
+        let chunks = &self.plan.chunks;
+        let (mut logit_rows, mut hidden_rows) = (0, 0);
+        for (c, &kind) in chunks.iter().zip(kinds) {
+            match kind {
+                ChunkOutputKind::Hidden => hidden_rows += output_rows(kind, c.len),
+                _ => logit_rows += output_rows(kind, c.len),
+            }
+        }
+        if self.logits.len() != logit_rows * vocab {
+            return Err(format!(
+                "runner returned {} logits, expected {logit_rows} rows × {vocab}",
+                self.logits.len()
+            ));
+        }
+        let dim = match hidden_rows {
+            0 => 0,
+            n if self.hidden.len().is_multiple_of(n) && !self.hidden.is_empty() => {
+                self.hidden.len() / n
+            }
+            n => {
+                return Err(format!(
+                    "runner returned {} hidden values for {n} rows",
+                    self.hidden.len()
+                ))
+            }
+        };
+        let running = self.scheduler.running_mut();
+        let (mut logit_row, mut hidden_row, mut kept) = (0, 0, 0);
+        for (c, &kind) in chunks.iter().zip(kinds) {
+            let seq = &mut running[c.seq];
+            let rows = output_rows(kind, c.len);
+            if kind == ChunkOutputKind::Hidden {
+                let values = &self.hidden[hidden_row * dim..(hidden_row + rows) * dim];
+                if let Some(p) = seq.prompt_outputs.as_mut() {
+                    p.add_hidden(values, dim);
+                }
+                hidden_row += rows;
+                continue;
+            }
+            if kind == ChunkOutputKind::AllLogits {
+                let values = &self.logits[logit_row * vocab..(logit_row + rows) * vocab];
+                if let Some(p) = seq.prompt_outputs.as_mut() {
+                    p.add_logits(&seq.tokens[..seq.prompt_len], c.start, values, vocab);
+                }
+            }
+            if c.want_logits && rows > 0 {
+                // This chunk's last row is the one its sequence samples from.
+                let last = (logit_row + rows - 1) * vocab;
+                self.logits.copy_within(last..last + vocab, kept * vocab);
+                kept += 1;
+            }
+            logit_row += rows;
+        }
+        self.logits.truncate(kept * vocab);
+        let n_want = chunks.iter().filter(|c| c.want_logits).count();
+        if kept != n_want {
+            return Err(format!("{kept} sampling rows for {n_want} sampling chunks"));
+        }
+        for c in chunks {
+            let seq = &mut running[c.seq];
+            if seq.prompt_outputs.is_none() || c.start + c.len < seq.prompt_len {
+                continue;
+            }
+            let result = seq
+                .prompt_outputs
+                .take()
+                .expect("invariant: checked just above")
+                .finish();
+            let finished = match result {
+                PromptResult::Logprobs(rows) => {
+                    self.stats.prompt_logprob_requests += 1;
+                    seq.prompt_logprobs = Some(rows);
+                    // With max_tokens 0 nothing is sampled: the scores are the only output.
+                    (!c.want_logits).then(|| EngineOutput {
+                        token_ids: TokenIds::new(),
+                        finish_reason: Some(FinishReason::Length),
+                        cached_prompt_tokens: None,
+                        logprobs: None,
+                        prompt_logprobs: None,
+                        embedding: None,
+                    })
+                }
+                PromptResult::Embedding(embedding) => {
+                    self.stats.embedding_requests += 1;
+                    Some(EngineOutput {
+                        token_ids: TokenIds::new(),
+                        finish_reason: Some(FinishReason::Stop),
+                        cached_prompt_tokens: None,
+                        logprobs: None,
+                        prompt_logprobs: None,
+                        embedding: Some(embedding),
+                    })
+                }
+            };
+            if let Some(out) = finished {
+                seq.send_output(out);
+                self.finished.push(c.seq);
+            }
+        }
+        Ok(())
     }
 
     /// Onboarding from the offload tiers (see `kv_offload`): imports the loads that finished
@@ -388,9 +540,10 @@ impl EngineCore {
                 kv_offload::finish_onboard(to, seq, loaded);
             }
         }
+        // A sequence collecting prompt outputs computes every position: nothing to onboard.
         let candidates = waiting
             .iter_mut()
-            .filter(|s| !matches!(s.tier_load, TierLoad::Loading { .. }))
+            .filter(|s| !matches!(s.tier_load, TierLoad::Loading { .. }) && !s.needs_full_prompt())
             .take(slots);
         for seq in candidates {
             if seq.tier_load == TierLoad::Unchecked {
@@ -606,6 +759,15 @@ impl EngineCore {
             block_hashes: kv.pool().cached_hashes(),
             next_event_id: kv.pool().next_event_id(),
         }
+    }
+}
+
+/// Rows a chunk of `len` tokens returns for `kind` (logits or hidden rows).
+fn output_rows(kind: ChunkOutputKind, len: usize) -> usize {
+    match kind {
+        ChunkOutputKind::Nothing => 0,
+        ChunkOutputKind::LastLogits => 1,
+        ChunkOutputKind::AllLogits | ChunkOutputKind::Hidden => len,
     }
 }
 

@@ -89,7 +89,9 @@ impl KvBlocks {
     ) -> Option<Admission> {
         debug_assert!(seq.block_table.is_empty() && seq.num_computed == 0);
         let bs = self.block_size();
-        let (cached_blocks, free) = if self.prefix_caching {
+        // A sequence collecting prompt outputs needs every position computed: no cached prefix
+        // (the blocks it fills are still committed to the cache).
+        let (cached_blocks, free) = if self.prefix_caching && !seq.needs_full_prompt() {
             seq.hash_full_blocks(bs);
             let prefix = self
                 .pool
@@ -112,7 +114,7 @@ impl KvBlocks {
     /// allocates the rest.
     pub(crate) fn admit(&mut self, seq: &mut Sequence, admission: Admission) {
         let bs = self.block_size();
-        if self.prefix_caching {
+        if self.prefix_caching && !seq.needs_full_prompt() {
             seq.block_table = if seq.recomputing {
                 self.pool
                     .lookup_for_recompute(&seq.block_hashes, seq.tokens.len())
@@ -269,6 +271,7 @@ mod tests {
 
     fn sequence(tokens: Vec<u32>) -> Sequence {
         let req = GenerateRequest {
+            task: Default::default(),
             id: "s".into(),
             token_ids: tokens,
             sampling: SamplingParams::greedy(),

@@ -23,6 +23,10 @@
 //! - Grammar-constrained sampling ([`ConstraintVocab`], llguidance): a per-sequence matcher
 //!   compiled at submit, a mask computed on a helper thread while the forward pass runs,
 //!   forced tokens fast-forwarded; counters in [`ConstraintStats`].
+//! - Prompt scoring (`SamplingParams::prompt_logprobs`) and embeddings (`Task::Embed`): steps
+//!   with such a chunk run through [`ModelRunner::step_outputs`] (all logits / hidden states);
+//!   rows are collected across prefill chunks (`prompt_outputs`), such sequences take no
+//!   prefix-cache hit; a runner without it has them refused at submission.
 //! - [`ModelRunner`]: the seam to the model. [`NativeRunner`] runs `rotor_model`'s Llama forward;
 //!   [`ScriptedRunner`] is a deterministic test double for this and other crates' tests;
 //!   [`MockerRunner`] ([`mocker`]) simulates a model's step times, for routing at scale.
@@ -41,6 +45,7 @@ mod kv_offload;
 mod kv_transfer;
 pub mod mocker;
 mod native;
+mod prompt_outputs;
 mod runner;
 mod sampler;
 mod scheduler;
@@ -68,7 +73,7 @@ pub use rotor_kv_cache::{
     BlockPool, DiskTierConfig, HostTierConfig, KvEventBatch, KvTier, KvTierStats, KvTiersConfig,
     PrefixCacheStats, TierStats,
 };
-pub use runner::{KvLayout, ModelRunner, ScheduledChunk};
+pub use runner::{ChunkOutputKind, KvLayout, ModelRunner, ScheduledChunk};
 pub use sampler::{
     apply_logit_bias, apply_penalties, argmax, seeded_rng, token_logprob, PenaltyState, Sampler,
     MAX_LOGIT_BIAS,

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use rotor_kv_cache::{model_fingerprint, KvBlockLayout, KvElementType, KvPayloadLayout};
-use rotor_model::{KvDtype, KvStorage, LlamaConfig, LlamaModel, SeqChunk};
+use rotor_model::{ChunkOutput, KvDtype, KvStorage, LlamaConfig, LlamaModel, SeqChunk};
 
 use crate::config::EngineConfig;
 use crate::constraint::ConstraintVocab;
 use crate::error::RunnerError;
-use crate::runner::{KvLayout, ModelRunner, ScheduledChunk};
+use crate::runner::{ChunkOutputKind, KvLayout, ModelRunner, ScheduledChunk};
 
 /// Runs steps on a loaded `LlamaModel`; owns the KV blocks the scheduler allocates from.
 pub struct NativeRunner {
@@ -19,6 +19,8 @@ pub struct NativeRunner {
     model_fingerprint: u64,
     /// The model's view of a step, kept empty between steps only to reuse its allocation.
     batch: Vec<SeqChunk<'static>>,
+    /// `step_outputs`' per-chunk outputs in the model's terms, kept only to reuse the allocation.
+    outputs: Vec<ChunkOutput>,
     /// The tokenizer vocabulary for constrained sampling (`with_constraint_vocab`).
     constraint_vocab: Option<Arc<ConstraintVocab>>,
 }
@@ -32,6 +34,7 @@ impl NativeRunner {
             model,
             kv,
             batch: Vec::new(),
+            outputs: Vec::new(),
             constraint_vocab: None,
         }
     }
@@ -133,6 +136,40 @@ impl ModelRunner for NativeRunner {
         let result = self
             .model
             .forward(&batch, &mut self.kv, logits)
+            .map_err(|e| RunnerError::Model(e.to_string()));
+        self.batch = reuse_empty(batch);
+        result
+    }
+
+    fn supports_step_outputs(&self) -> bool {
+        true
+    }
+
+    fn step_outputs(
+        &mut self,
+        chunks: &[ScheduledChunk<'_>],
+        outputs: &[ChunkOutputKind],
+        logits: &mut Vec<f32>,
+        hidden: &mut Vec<f32>,
+    ) -> Result<bool, RunnerError> {
+        let mut batch = reuse_empty(std::mem::take(&mut self.batch));
+        batch.extend(chunks.iter().map(|c| SeqChunk {
+            tokens: c.tokens,
+            start_pos: c.start_pos,
+            block_table: c.block_table,
+            want_logits: c.want_logits,
+        }));
+        self.outputs.clear();
+        self.outputs.extend(outputs.iter().map(|o| match o {
+            ChunkOutputKind::Nothing => ChunkOutput::Nothing,
+            ChunkOutputKind::LastLogits => ChunkOutput::LastLogits,
+            ChunkOutputKind::AllLogits => ChunkOutput::AllLogits,
+            ChunkOutputKind::Hidden => ChunkOutput::Hidden,
+        }));
+        let result = self
+            .model
+            .forward_outputs(&batch, &self.outputs, &mut self.kv, logits, hidden)
+            .map(|()| true)
             .map_err(|e| RunnerError::Model(e.to_string()));
         self.batch = reuse_empty(batch);
         result

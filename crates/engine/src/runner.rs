@@ -21,6 +21,19 @@ pub struct ScheduledChunk<'a> {
     pub want_logits: bool,
 }
 
+/// What one chunk of a `ModelRunner::step_outputs` step returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkOutputKind {
+    /// Only its K/V is written.
+    Nothing,
+    /// The logits of its last token (the sequence samples next).
+    LastLogits,
+    /// The logits of every token (prompt scoring).
+    AllLogits,
+    /// The final hidden state (after the output norm) of every token (embeddings).
+    Hidden,
+}
+
 /// The KV block layout a runner was built with; the scheduler allocates from exactly this pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvLayout {
@@ -74,6 +87,26 @@ pub trait ModelRunner: Send + 'static {
         &mut self,
         _chunks: &[ScheduledChunk<'_>],
         _tokens: &mut Vec<u32>,
+    ) -> Result<bool, RunnerError> {
+        Ok(false)
+    }
+    /// Whether `step_outputs` is implemented: without it the engine refuses prompt logprobs and
+    /// embeddings at submission.
+    fn supports_step_outputs(&self) -> bool {
+        false
+    }
+    /// Runs one step with what each chunk returns chosen by `outputs[c]` (in place of
+    /// `want_logits`): `logits` gets, in chunk order, one vocab row per `LastLogits` chunk and
+    /// one per token of each `AllLogits` chunk; `hidden` one hidden-size row per token of each
+    /// `Hidden` chunk. Returns `Ok(false)` without running anything if the runner does not
+    /// support it (the default). The engine calls it only for steps with a scoring or
+    /// embedding chunk; other steps stay on `step`.
+    fn step_outputs(
+        &mut self,
+        _chunks: &[ScheduledChunk<'_>],
+        _outputs: &[ChunkOutputKind],
+        _logits: &mut Vec<f32>,
+        _hidden: &mut Vec<f32>,
     ) -> Result<bool, RunnerError> {
         Ok(false)
     }

@@ -204,7 +204,7 @@ impl Scheduler {
                     Reservation::Reserved => {
                         let seq = &self.running[i];
                         let start = seq.num_computed;
-                        let want_logits = start + n == seq.tokens.len();
+                        let want_logits = seq.samples_after(start + n);
                         plan.chunks.push(PlannedChunk {
                             seq: i,
                             start,
@@ -247,7 +247,7 @@ impl Scheduler {
             seq.reserve_for_decode(self.kv.pool().block_size_tokens());
             let n = admission.num_tokens;
             let start = seq.num_computed;
-            let want_logits = start + n == seq.tokens.len();
+            let want_logits = seq.samples_after(start + n);
             self.running.push(seq);
             plan.chunks.push(PlannedChunk {
                 seq: self.running.len() - 1,

@@ -11,6 +11,7 @@ use rotor_tokens::{chain_hash, local_block_hash, LocalBlockHash, SequenceHash};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::constraint::SeqConstraint;
+use crate::prompt_outputs::PromptOutputs;
 use crate::sampler::{seeded_rng, PenaltyState};
 
 /// Where a request's outputs go.
@@ -61,6 +62,11 @@ pub struct Sequence {
     /// The grammar constraint's matcher and next mask (`SamplingParams::constraint`). It stays
     /// with the sequence through preemption: a recomputed sequence resumes where it was.
     pub constraint: Option<Box<SeqConstraint>>,
+    /// Prompt logprobs or an embedding being collected while the prompt is computed; `None`
+    /// once delivered (or never asked for). While `Some`, every prompt position is computed.
+    pub prompt_outputs: Option<PromptOutputs>,
+    /// Prompt logprobs computed, to ride on the first output.
+    pub prompt_logprobs: Option<Vec<TokenLogprob>>,
     output: OutputSender,
     sent_first: bool,
 }
@@ -69,6 +75,7 @@ impl Sequence {
     /// `req` must already be validated (non-empty prompt shorter than `context_window`).
     pub fn new(req: GenerateRequest, context_window: usize, output: OutputSender) -> Self {
         let prompt_len = req.token_ids.len();
+        let prompt_outputs = PromptOutputs::for_request(&req);
         let max_total_len = prompt_len
             .saturating_add(req.stop.max_tokens as usize)
             .min(context_window);
@@ -90,6 +97,8 @@ impl Sequence {
             stop: req.stop,
             max_total_len,
             constraint: None,
+            prompt_outputs,
+            prompt_logprobs: None,
             output,
             sent_first: false,
         }
@@ -97,6 +106,18 @@ impl Sequence {
 
     pub fn num_generated(&self) -> usize {
         self.tokens.len() - self.prompt_len
+    }
+
+    /// Whether every prompt position must be computed (prompt outputs are being collected), so
+    /// no cached prefix may be reused.
+    pub fn needs_full_prompt(&self) -> bool {
+        self.prompt_outputs.is_some()
+    }
+
+    /// Whether the sequence samples a token once its first `computed` tokens are computed: all
+    /// of them are, and it may still grow (a request with `max_tokens` 0 never samples).
+    pub fn samples_after(&self, computed: usize) -> bool {
+        computed == self.tokens.len() && self.tokens.len() < self.max_total_len
     }
 
     /// Tokens still to be fed to the model before the next token can be sampled.
@@ -167,18 +188,25 @@ impl Sequence {
         finish_reason: Option<FinishReason>,
         logprobs: Option<Vec<TokenLogprob>>,
     ) -> bool {
-        let cached_prompt_tokens = if self.sent_first {
-            None
-        } else {
-            Some(u32::try_from(self.cached_prompt_tokens).unwrap_or(u32::MAX))
-        };
-        self.sent_first = true;
-        let out = EngineOutput {
+        self.send_output(EngineOutput {
             token_ids,
             finish_reason,
-            cached_prompt_tokens,
+            cached_prompt_tokens: None,
             logprobs,
-        };
+            prompt_logprobs: None,
+            embedding: None,
+        })
+    }
+
+    /// Sends `out`, completing a first output with `cached_prompt_tokens` and the prompt
+    /// logprobs; false if the receiver is gone.
+    pub fn send_output(&mut self, mut out: EngineOutput) -> bool {
+        if !self.sent_first {
+            out.cached_prompt_tokens =
+                Some(u32::try_from(self.cached_prompt_tokens).unwrap_or(u32::MAX));
+            out.prompt_logprobs = self.prompt_logprobs.take();
+        }
+        self.sent_first = true;
         self.output.send(Ok(out)).is_ok()
     }
 
@@ -200,5 +228,8 @@ impl Sequence {
         self.num_cached_blocks = 0;
         self.recomputing = true;
         self.tier_load = TierLoad::Unchecked;
+        if let Some(p) = self.prompt_outputs.as_mut() {
+            p.reset();
+        }
     }
 }

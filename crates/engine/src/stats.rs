@@ -41,6 +41,10 @@ pub struct EngineStats {
     pub kv_tiers: KvTierStats,
     /// Grammar-constrained sampling: requests, refusals, masks and their time, forced tokens.
     pub constraints: ConstraintStats,
+    /// Requests whose prompt logprobs were computed and delivered (prompt scoring).
+    pub prompt_logprob_requests: u64,
+    /// Embedding requests whose embedding was computed and delivered.
+    pub embedding_requests: u64,
     /// The engine thread has exited (or is exiting) and accepts no more requests.
     pub stopped: bool,
 }
@@ -64,6 +68,8 @@ pub(crate) struct StatsCell {
     kv_exported_blocks: AtomicU64,
     kv_imported_blocks: AtomicU64,
     kv_import_rejections: [AtomicU64; KvImportRejectReason::ALL.len()],
+    prompt_logprob_requests: AtomicU64,
+    embedding_requests: AtomicU64,
     /// Tier counters change rarely and together; a lock taken once per publish and snapshot.
     kv_tiers: Mutex<KvTierStats>,
     stopped: AtomicBool,
@@ -100,6 +106,9 @@ impl StatsCell {
         {
             cell.store(s.kv_transfer.rejections(reason), r);
         }
+        self.prompt_logprob_requests
+            .store(s.prompt_logprob_requests, r);
+        self.embedding_requests.store(s.embedding_requests, r);
         *self.kv_tiers.lock().unwrap_or_else(PoisonError::into_inner) = s.kv_tiers;
         self.preemptions.store(s.preemptions, Ordering::Release);
     }
@@ -137,6 +146,8 @@ impl StatsCell {
             kv_tiers: *self.kv_tiers.lock().unwrap_or_else(PoisonError::into_inner),
             // Filled by `EngineHandle::stats` from the shared constraint counters.
             constraints: ConstraintStats::default(),
+            prompt_logprob_requests: self.prompt_logprob_requests.load(r),
+            embedding_requests: self.embedding_requests.load(r),
             stopped: self.is_stopped(),
         }
     }

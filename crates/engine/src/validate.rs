@@ -5,7 +5,7 @@
 //! least that many tokens is rejected (nothing could be generated); a prompt + `max_tokens` beyond
 //! it is accepted and finishes with `Length` when the window is full.
 
-use rotor_protocol::{ErrorKind, GenerateRequest, WireError, MAX_LOGPROBS};
+use rotor_protocol::{ErrorKind, GenerateRequest, Task, WireError, MAX_LOGPROBS};
 
 /// What a request is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,6 +15,9 @@ pub struct RequestLimits {
     pub context_length: usize,
     /// Tokens the whole KV pool holds.
     pub pool_capacity_tokens: usize,
+    /// Whether the engine can score prompts (`SamplingParams::prompt_logprobs`) and compute
+    /// embeddings (`Task::Embed`); requests asking for either are refused when it cannot.
+    pub prompt_outputs: bool,
 }
 
 impl RequestLimits {
@@ -53,10 +56,8 @@ pub fn validate_request(req: &GenerateRequest, limits: &RequestLimits) -> Result
             limits.vocab_size
         )));
     }
-    if req.stop.max_tokens == 0 {
-        return Err(invalid("max_tokens must be at least 1".into()));
-    }
     let s = &req.sampling;
+    validate_prompt_outputs(req, limits)?;
     if !(s.temperature.is_finite() && s.temperature >= 0.0) {
         return Err(invalid(format!(
             "temperature must be finite and >= 0, got {}",
@@ -79,6 +80,11 @@ pub fn validate_request(req: &GenerateRequest, limits: &RequestLimits) -> Result
         return Err(invalid(
             "frequency_penalty and presence_penalty must be finite".into(),
         ));
+    }
+    if let Some(n) = s.prompt_logprobs.filter(|&n| n > MAX_LOGPROBS) {
+        return Err(invalid(format!(
+            "prompt_logprobs asks for {n} alternatives; at most {MAX_LOGPROBS}"
+        )));
     }
     if let Some(n) = s.logprobs.filter(|&n| n > MAX_LOGPROBS) {
         return Err(invalid(format!(
@@ -103,4 +109,39 @@ pub fn validate_request(req: &GenerateRequest, limits: &RequestLimits) -> Result
         )));
     }
     Ok(())
+}
+
+/// `max_tokens` 0, prompt logprobs and embeddings: what the task allows and the engine supports.
+fn validate_prompt_outputs(req: &GenerateRequest, limits: &RequestLimits) -> Result<(), WireError> {
+    let scoring = req.sampling.prompt_logprobs.is_some();
+    let feature = match req.task {
+        Task::Embed { .. } if scoring => {
+            return Err(invalid(
+                "an embedding request cannot also ask for prompt_logprobs".into(),
+            ))
+        }
+        Task::Embed { .. } if req.stop.max_tokens != 0 => {
+            return Err(invalid(format!(
+                "an embedding request generates no tokens: max_tokens must be 0, got {}",
+                req.stop.max_tokens
+            )))
+        }
+        Task::Embed { .. } => Some("embeddings"),
+        Task::Generate if scoring => Some("prompt logprobs (prompt scoring)"),
+        Task::Generate if req.stop.max_tokens == 0 => {
+            return Err(invalid(
+                "max_tokens must be at least 1 (0 is allowed only with prompt_logprobs or for \
+                 an embedding)"
+                    .into(),
+            ))
+        }
+        Task::Generate => None,
+    };
+    match feature {
+        Some(feature) if !limits.prompt_outputs => Err(invalid(format!(
+            "this engine does not support {feature}: its model runner cannot compute per-token \
+             prompt outputs"
+        ))),
+        _ => Ok(()),
+    }
 }

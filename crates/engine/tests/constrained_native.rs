@@ -85,6 +85,7 @@ fn request(
     max_tokens: u32,
 ) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: id.into(),
         token_ids,
         sampling: SamplingParams {

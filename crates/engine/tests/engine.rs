@@ -15,6 +15,7 @@ const CTX: usize = 2048;
 
 fn request(id: &str, len: usize, max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: id.into(),
         token_ids: (0..len as u32)
             .map(|i| (i * 11 + id.len() as u32) % VOCAB as u32)

@@ -46,6 +46,7 @@ fn request(id: u32, group: u32, prefix: usize, len: usize, max_tokens: u32) -> G
         })
         .collect();
     GenerateRequest {
+        task: Default::default(),
         id: format!("r{id}"),
         token_ids,
         sampling: SamplingParams::greedy(),

@@ -95,6 +95,7 @@ fn generate(core: &mut EngineCore, id: &str, prompt: &[u32]) -> (Vec<u32>, u32) 
     let (tx, mut rx) = unbounded_channel();
     core.submit(
         GenerateRequest {
+            task: Default::default(),
             id: id.into(),
             token_ids: prompt.to_vec(),
             sampling: SamplingParams::greedy(),
@@ -383,6 +384,7 @@ fn a_host_pool_removed_or_corrupted_underneath_is_recomputed_and_counted() {
 fn submit(core: &mut EngineCore, id: &str, prompt: &[u32]) -> OutputRx {
     let (tx, rx) = unbounded_channel();
     let req = GenerateRequest {
+        task: Default::default(),
         id: id.into(),
         token_ids: prompt.to_vec(),
         sampling: SamplingParams::greedy(),
@@ -492,6 +494,7 @@ fn an_engine_thread_onboards_from_host_memory_with_cached_tokens() {
     let run = |id: &str, prompt: &[u32]| -> (Vec<u32>, u32) {
         let mut rx = engine
             .submit(GenerateRequest {
+                task: Default::default(),
                 id: id.into(),
                 token_ids: prompt.to_vec(),
                 sampling: SamplingParams::greedy(),

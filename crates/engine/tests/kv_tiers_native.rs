@@ -60,6 +60,7 @@ fn generate(core: &mut EngineCore, id: &str, prompt: &[u32]) -> (Vec<u32>, u32) 
     let (tx, mut rx) = unbounded_channel();
     core.submit(
         GenerateRequest {
+            task: Default::default(),
             id: id.into(),
             token_ids: prompt.to_vec(),
             sampling: SamplingParams::greedy(),

@@ -56,6 +56,7 @@ fn prompt() -> Vec<u32> {
 fn generate(engine: &EngineHandle, id: &str, prompt: &[u32]) -> (Vec<u32>, u32) {
     let mut rx = engine
         .submit(GenerateRequest {
+            task: Default::default(),
             id: id.into(),
             token_ids: prompt.to_vec(),
             sampling: SamplingParams::greedy(),
@@ -399,6 +400,7 @@ fn exporting_blocks_a_running_request_holds_leaves_its_holds_alone() {
     let a = Engine::start(Box::new(runner), cfg).expect("engine starts");
     let mut rx = a
         .submit(GenerateRequest {
+            task: Default::default(),
             id: "long".into(),
             token_ids: prompt.clone(),
             sampling: SamplingParams::greedy(),

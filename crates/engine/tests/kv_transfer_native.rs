@@ -41,6 +41,7 @@ fn rt() -> tokio::runtime::Runtime {
 fn generate(engine: &EngineHandle, id: &str) -> (Vec<u32>, u32) {
     let mut rx = engine
         .submit(GenerateRequest {
+            task: Default::default(),
             id: id.into(),
             token_ids: CHAT_PROMPT.to_vec(),
             sampling: SamplingParams::greedy(),

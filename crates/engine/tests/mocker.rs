@@ -48,6 +48,7 @@ fn prompt(salt: u32, len: usize) -> Vec<u32> {
 /// The default model's recommended sampling: every setting must still yield the palette token.
 fn request(id: &str, token_ids: Vec<u32>, max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: id.into(),
         token_ids,
         sampling: SamplingParams {

@@ -47,6 +47,7 @@ fn per_step_cpu(sampling: SamplingParams) -> Duration {
     for i in 0..BATCH {
         let (tx, rx) = unbounded_channel();
         let req = GenerateRequest {
+            task: Default::default(),
             id: format!("r{i}"),
             token_ids: (0..128)
                 .map(|t| 300 + (t * 389 + i as u32 * 7) % 20_000)

@@ -25,6 +25,7 @@ fn prompt(salt: u32, len: usize) -> Vec<u32> {
 
 fn request(id: &str, token_ids: Vec<u32>) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: id.into(),
         token_ids,
         sampling: SamplingParams::greedy(),

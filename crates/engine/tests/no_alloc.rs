@@ -134,6 +134,7 @@ fn start_batch(core: &mut EngineCore, batch: u32, new_tokens: u32) -> Vec<Output
         let (tx, rx) = unbounded_channel();
         let salt = batch * 100 + i;
         let req = GenerateRequest {
+            task: Default::default(),
             id: format!("b{batch}-{i}"),
             token_ids: (0..PROMPT_LEN as u32)
                 .map(|t| 300 + (t * 389 + salt * 7919) % 20_000)

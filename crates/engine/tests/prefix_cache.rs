@@ -43,6 +43,7 @@ fn prompt(seed: u32, len: usize) -> Vec<u32> {
 
 fn submit(core: &mut EngineCore, id: &str, prompt: &[u32], max_tokens: u32) -> Stream {
     let req = GenerateRequest {
+        task: Default::default(),
         id: id.into(),
         token_ids: prompt.to_vec(),
         sampling: SamplingParams::greedy(),

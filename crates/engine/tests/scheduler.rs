@@ -27,6 +27,7 @@ fn prompt(seed: u32, len: usize) -> Vec<u32> {
 
 fn request(id: &str, prompt: Vec<u32>, max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: id.into(),
         token_ids: prompt,
         sampling: SamplingParams::greedy(),
@@ -344,6 +345,7 @@ fn stop_tokens_respect_min_tokens_and_ignore_eos() {
     let stop_at = |stop: StopConditions| {
         let mut core = core(&cfg(64, 64, 4, 64, 8));
         let req = GenerateRequest {
+            task: Default::default(),
             stop,
             ..request("s", p.clone(), 10)
         };
@@ -390,6 +392,7 @@ fn invalid_requests_are_refused_with_invalid_request() {
         request("vocab", vec![1, VOCAB as u32], 4),
         request("zero", vec![1], 0),
         GenerateRequest {
+            task: Default::default(),
             sampling: SamplingParams {
                 temperature: -1.0,
                 ..SamplingParams::default()
@@ -397,6 +400,7 @@ fn invalid_requests_are_refused_with_invalid_request() {
             ..request("temp", vec![1], 4)
         },
         GenerateRequest {
+            task: Default::default(),
             sampling: SamplingParams {
                 top_p: 0.0,
                 ..SamplingParams::default()

@@ -149,6 +149,7 @@ proptest! {
                     let prompt: Vec<u32> = (0..prompt_len).map(|i| ((salt + i * 3) % VOCAB) as u32).collect();
                     let id = format!("r{n}");
                     let req = GenerateRequest {
+                        task: Default::default(),
                         id: id.clone(),
                         token_ids: prompt.clone(),
                         sampling: SamplingParams::greedy(),

@@ -23,7 +23,8 @@
 //! become a [`rotor_protocol::Constraint`] in [`structured`]; forced calls and constraints
 //! after reasoning are Lark grammars built in [`tool_grammar`]; the engine enforces them.
 //!
-//! Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
+//! Routes: POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings (`embeddings`:
+//! one `Task::Embed` request per input through the backend), GET /v1/models,
 //! GET /v1/models/{id}, POST /tokenize, POST /detokenize, GET /health, GET /live, GET /metrics,
 //! GET /openapi.json.
 //!
@@ -44,6 +45,7 @@ mod choices;
 mod completions;
 pub mod config;
 pub mod cors;
+mod embeddings;
 pub mod error;
 pub mod generation;
 pub mod json_body;

@@ -129,6 +129,7 @@ pub struct Metrics {
     constrained_requests: Mutex<BTreeMap<String, u64>>,
     sampling_options: Mutex<BTreeMap<String, u64>>,
     shared_prompt_sequences: AtomicU64,
+    embeddings: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Default for Metrics {
@@ -153,6 +154,7 @@ impl Default for Metrics {
             constrained_requests: Mutex::default(),
             sampling_options: Mutex::default(),
             shared_prompt_sequences: AtomicU64::new(0),
+            embeddings: Mutex::default(),
         }
     }
 }
@@ -211,6 +213,11 @@ impl Metrics {
     pub fn count_choices(&self, shared: usize) {
         self.shared_prompt_sequences
             .fetch_add(shared as u64, Ordering::Relaxed);
+    }
+
+    /// Counts `inputs` inputs of `model` embedded (POST /v1/embeddings).
+    pub fn count_embeddings(&self, model: &str, inputs: u64) {
+        add(&self.embeddings, model, inputs);
     }
 
     /// Records what the parsers found in one finished answer.
@@ -308,6 +315,12 @@ impl Metrics {
             "rotor_frontend_completion_tokens_total",
             "Generated tokens.",
             &lock(&self.completion_tokens),
+        );
+        render_by_model(
+            &mut out,
+            "rotor_frontend_embeddings_total",
+            "Inputs embedded by POST /v1/embeddings.",
+            &lock(&self.embeddings),
         );
         out.push_str(
             "# HELP rotor_frontend_auth_rejected_total Requests refused for a missing or wrong \

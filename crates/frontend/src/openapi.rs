@@ -94,6 +94,7 @@ const OPEN_ROUTES: &[&str] = &["/health", "/live", "/openapi.json"];
     paths(
         crate::completions::chat_completions,
         crate::completions::completions,
+        crate::embeddings::embeddings,
         crate::routes::list_models,
         crate::routes::get_model,
         crate::tokenize::tokenize,
@@ -109,6 +110,8 @@ const OPEN_ROUTES: &[&str] = &["/health", "/live", "/openapi.json"];
         ChatCompletionChunk,
         CompletionRequest,
         CompletionResponse,
+        crate::embeddings::EmbeddingRequest,
+        crate::embeddings::EmbeddingResponse,
         ModelList,
         ModelObject,
         TokenizeRequest,

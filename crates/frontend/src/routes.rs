@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::auth::require_api_key;
 use crate::completions::{chat_completions, completions};
 use crate::config::FrontendConfig;
+use crate::embeddings::embeddings;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::openapi::{ApiErrors, Health};
@@ -40,6 +41,7 @@ pub fn build_router(state: AppState) -> Router {
     let router = Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
         .route("/tokenize", post(tokenize))

@@ -696,6 +696,7 @@ fn finish_plan(
     };
     Ok(GenerationPlan {
         request: GenerateRequest {
+            task: Default::default(),
             id: request_id.to_string(),
             token_ids: ids,
             sampling: checked.sampling,

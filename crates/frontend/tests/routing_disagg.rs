@@ -29,6 +29,7 @@ fn hashes(tokens: &[u32]) -> Vec<u64> {
 
 fn request(id: &str, tokens: Vec<u32>) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: id.into(),
         token_ids: tokens,
         sampling: SamplingParams::greedy(),
@@ -52,6 +53,8 @@ impl Backend for FakeDecode {
     fn generate(&self, _req: GenerateRequest) -> Result<OutputStream, WireError> {
         self.generated.fetch_add(1, Ordering::SeqCst);
         let out = EngineOutput {
+            prompt_logprobs: None,
+            embedding: None,
             token_ids: vec![7, 8, 9].into(),
             finish_reason: Some(FinishReason::Length),
             cached_prompt_tokens: None,

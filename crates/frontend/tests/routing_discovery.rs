@@ -56,6 +56,8 @@ impl StreamHandler for PositionalHandler {
             .enumerate()
             .map(move |(i, token)| {
                 let output = EngineOutput {
+                    prompt_logprobs: None,
+                    embedding: None,
                     token_ids: vec![token].into(),
                     finish_reason: (i + 1 == max_tokens).then_some(FinishReason::Length),
                     cached_prompt_tokens: None,

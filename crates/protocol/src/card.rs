@@ -63,6 +63,10 @@ pub struct ModelCard {
     /// before roles existed read as [`WorkerRole::Aggregated`].
     #[serde(default)]
     pub role: WorkerRole,
+    /// Length of the model's embedding vectors (its hidden size: what `Task::Embed` returns);
+    /// `None` when the worker does not say (cards from before embeddings, external engines).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding_length: Option<u32>,
 }
 
 /// A worker's part in disaggregated serving.

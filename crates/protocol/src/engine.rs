@@ -42,6 +42,14 @@ pub struct SamplingParams {
     /// clamped to [-100, 100].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub logit_bias: Vec<(u32, f32)>,
+    /// Prompt scoring: `Some(n)` reports, for every prompt position p ≥ 1, the log-probability of
+    /// prompt token p given the tokens before it, plus the `n` most likely alternatives at that
+    /// position (0..=`MAX_LOGPROBS`), in `EngineOutput::prompt_logprobs` of the request's first
+    /// output. They come from the model's raw logits (a plain log-softmax): no logit bias,
+    /// constraint, penalties or temperature apply to them. Every prompt position is computed
+    /// (no prefix-cache hit). With `max_tokens` 0 the request only scores its prompt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_logprobs: Option<u32>,
 }
 
 /// Most top alternatives `SamplingParams::logprobs` may ask for (as OpenAI's `top_logprobs`).
@@ -92,6 +100,7 @@ impl Default for SamplingParams {
             constraint_replay_tokens: 0,
             logprobs: None,
             logit_bias: Vec::new(),
+            prompt_logprobs: None,
         }
     }
 }
@@ -108,7 +117,9 @@ impl SamplingParams {
 /// When generation ends (besides cancellation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StopConditions {
-    /// Most tokens to generate.
+    /// Most tokens to generate. 0 is allowed only for a request that generates nothing: one with
+    /// `SamplingParams::prompt_logprobs` (it is prefilled, scored and finishes with `Length`) or
+    /// a `Task::Embed` (which must use 0).
     pub max_tokens: u32,
     /// Generation stops after producing any of these (the model's EOS ids are included by the
     /// frontend unless `ignore_eos`). The stop token itself is reported in the output.
@@ -138,6 +149,42 @@ pub struct GenerateRequest {
     pub token_ids: Vec<u32>,
     pub sampling: SamplingParams,
     pub stop: StopConditions,
+    /// What the engine computes: generated tokens (the default) or an embedding of the prompt.
+    #[serde(default, skip_serializing_if = "Task::is_generate")]
+    pub task: Task,
+}
+
+/// What a `GenerateRequest` asks of the engine.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Task {
+    /// Prefill the prompt, then sample tokens (optionally with prompt logprobs).
+    #[default]
+    Generate,
+    /// Pool the final hidden states (after the output norm) of every prompt token into one
+    /// vector, sent as the request's only output (`EngineOutput::embedding`, finish reason
+    /// `Stop`, no tokens). Needs `max_tokens` 0; no prefix-cache hit is taken.
+    Embed {
+        pooling: Pooling,
+        /// Scale the pooled vector to unit L2 norm.
+        normalize: bool,
+    },
+}
+
+impl Task {
+    pub fn is_generate(&self) -> bool {
+        matches!(self, Task::Generate)
+    }
+}
+
+/// How an embedding pools the hidden states of the prompt's tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The mean over every prompt token.
+    Mean,
+    /// The last prompt token's state (causal models' sentence summary).
+    Last,
 }
 
 /// Why a sequence ended.
@@ -175,6 +222,14 @@ pub struct EngineOutput {
     /// With `SamplingParams::logprobs`: one entry per token of `token_ids`, in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<Vec<TokenLogprob>>,
+    /// With `SamplingParams::prompt_logprobs`, on the request's first output: prompt length − 1
+    /// entries, entry i about prompt token i + 1 (its logprob given the tokens before it, and
+    /// the top alternatives at that position, from the raw logits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_logprobs: Option<Vec<TokenLogprob>>,
+    /// The pooled embedding of a `Task::Embed` request (its only output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
 }
 
 /// The log-probability of one generated token and of its most likely alternatives, from the
@@ -203,12 +258,61 @@ mod tests {
         let p: SamplingParams = serde_json::from_str(old).unwrap();
         assert_eq!(p, SamplingParams::greedy());
         let text = serde_json::to_string(&SamplingParams::greedy()).unwrap();
-        for field in ["constraint", "logprobs", "logit_bias"] {
+        for field in ["constraint", "logprobs", "logit_bias", "prompt_logprobs"] {
             assert!(!text.contains(field), "{text}");
         }
         let out: EngineOutput =
             serde_json::from_str(r#"{"token_ids":[1],"finish_reason":null}"#).unwrap();
         assert_eq!(out.logprobs, None);
+        assert_eq!((out.prompt_logprobs, out.embedding), (None, None));
+        let req: GenerateRequest = serde_json::from_str(
+            r#"{"id":"a","token_ids":[1],"sampling":{"temperature":0.0,"top_k":null,"top_p":1.0,
+            "min_p":0.0,"seed":null,"repetition_penalty":1.0,"frequency_penalty":0.0,
+            "presence_penalty":0.0},"stop":{"max_tokens":1,"stop_token_ids":[],"min_tokens":0,
+            "ignore_eos":false}}"#,
+        )
+        .unwrap();
+        assert_eq!(req.task, Task::Generate);
+        assert!(!serde_json::to_string(&req).unwrap().contains("task"));
+    }
+
+    #[test]
+    fn scoring_and_embedding_fields_round_trip() {
+        let req = GenerateRequest {
+            id: "e".into(),
+            token_ids: vec![1, 2],
+            sampling: SamplingParams {
+                prompt_logprobs: Some(3),
+                ..SamplingParams::greedy()
+            },
+            stop: StopConditions {
+                max_tokens: 0,
+                ..StopConditions::default()
+            },
+            task: Task::Embed {
+                pooling: Pooling::Last,
+                normalize: true,
+            },
+        };
+        let text = serde_json::to_string(&req).unwrap();
+        assert!(text.contains(r#""task":{"type":"embed","pooling":"last","normalize":true}"#));
+        let back: GenerateRequest = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, req);
+        let out = EngineOutput {
+            token_ids: TokenIds::new(),
+            finish_reason: Some(FinishReason::Stop),
+            cached_prompt_tokens: Some(0),
+            logprobs: None,
+            prompt_logprobs: Some(vec![TokenLogprob {
+                token_id: 2,
+                logprob: -1.25,
+                top: vec![(2, -1.25)],
+            }]),
+            embedding: Some(vec![0.5, -0.5]),
+        };
+        let back: EngineOutput =
+            serde_json::from_str(&serde_json::to_string(&out).unwrap()).unwrap();
+        assert_eq!(back, out);
     }
 
     #[test]
@@ -226,6 +330,8 @@ mod tests {
             serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
         assert_eq!(back, p);
         let out = EngineOutput {
+            prompt_logprobs: None,
+            embedding: None,
             token_ids: vec![4, 5].into(),
             finish_reason: None,
             cached_prompt_tokens: None,

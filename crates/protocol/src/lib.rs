@@ -22,8 +22,8 @@ pub mod worker;
 
 pub use card::{ModelCard, SamplingDefaults, TokenizerSpec, WorkerRole};
 pub use engine::{
-    Constraint, EngineOutput, FinishReason, GenerateRequest, SamplingParams, StopConditions,
-    TokenLogprob, MAX_LOGPROBS,
+    Constraint, EngineOutput, FinishReason, GenerateRequest, Pooling, SamplingParams,
+    StopConditions, Task, TokenLogprob, MAX_LOGPROBS,
 };
 pub use error::{ErrorKind, WireError};
 pub use kv::{KvEvent, KvEventData, RouterEvent, StoredBlock, WorkerId};

@@ -175,6 +175,7 @@ mod tests {
     #[test]
     fn generate_call_round_trips() {
         let req = GenerateRequest {
+            task: Default::default(),
             id: "r1".into(),
             token_ids: vec![1, 2, 3],
             sampling: SamplingParams::greedy(),
@@ -185,6 +186,8 @@ mod tests {
         };
         assert_eq!(decode_request(&encode_request(&req)).unwrap(), req);
         let out = EngineOutput {
+            prompt_logprobs: None,
+            embedding: None,
             token_ids: vec![9].into(),
             finish_reason: Some(FinishReason::Length),
             cached_prompt_tokens: Some(16),

@@ -37,6 +37,7 @@ impl Default for ProfileGrid {
 
 fn request(id: String, tokens: Vec<u32>, max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id,
         token_ids: tokens,
         sampling: SamplingParams {

@@ -318,6 +318,7 @@ impl Sim<'_> {
             }
         };
         let gen = GenerateRequest {
+            task: Default::default(),
             id: id.clone(),
             token_ids: tokens,
             sampling: SamplingParams {

@@ -56,6 +56,7 @@ impl GgufModel {
                 source,
             })?;
         Ok(ModelCard {
+            embedding_length: u32::try_from(self.config.embedding_dim).ok(),
             name: spec.name.clone(),
             context_length: u32::try_from(context_length).unwrap_or(u32::MAX),
             tokenizer,

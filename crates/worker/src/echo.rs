@@ -39,6 +39,8 @@ impl EchoEngine {
             vocab_size: card.tokenizer.tokens.len(),
             context_length,
             pool_capacity_tokens: context_length,
+            // Prompt logprobs and embeddings are refused (validate_request says so).
+            prompt_outputs: false,
         };
         Self {
             card,
@@ -99,6 +101,8 @@ impl EchoRun {
         let token = self.prompt[self.produced % self.prompt.len()];
         self.produced += 1;
         let output = EngineOutput {
+            prompt_logprobs: None,
+            embedding: None,
             token_ids: rotor_protocol::TokenIds::one(token),
             finish_reason: (self.produced == self.limit).then_some(FinishReason::Length),
             cached_prompt_tokens: (self.produced == 1).then_some(0),

@@ -40,6 +40,7 @@ async fn engine(kind: ExternalKind, url: &str) -> ExternalEngine {
 
 fn greedy(prompt: &[u32], max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: "t".into(),
         token_ids: prompt.to_vec(),
         sampling: SamplingParams::greedy(),
@@ -153,6 +154,18 @@ async fn llama_cpp_relay_matches_llama_server_and_handles_failures() {
         engine.generate(with_logprobs).err().unwrap().kind,
         ErrorKind::InvalidRequest
     );
+    let mut scoring = greedy(&PROMPT, 0);
+    scoring.sampling.prompt_logprobs = Some(0);
+    let mut embedding = greedy(&PROMPT, 0);
+    embedding.task = rotor_protocol::Task::Embed {
+        pooling: rotor_protocol::Pooling::Mean,
+        normalize: true,
+    };
+    for (req, what) in [(scoring, "prompt_logprobs"), (embedding, "embedding")] {
+        let err = engine.generate(req).err().expect("refused");
+        assert_eq!(err.kind, ErrorKind::InvalidRequest);
+        assert!(err.message.contains(what), "{}", err.message);
+    }
     assert_eq!(engine.stats().relayed.load(Ordering::Relaxed), relayed);
 
     // `openai` (text in, text out) through llama-server's /v1 API gives the same text.

@@ -28,6 +28,7 @@ fn env(name: &str) -> String {
 fn card(dir: &std::path::Path) -> ModelCard {
     let hf = rotor_text::hf_dir::read_hf_dir(dir).unwrap();
     ModelCard {
+        embedding_length: None,
         name: "smollm2".into(),
         context_length: hf.context_length.unwrap_or(2048) as u32,
         tokenizer: hf.tokenizer,
@@ -148,6 +149,7 @@ async fn vllm_relay_and_kv_events() {
 
 fn greedy(prompt: &[u32], max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: "v".into(),
         token_ids: prompt.to_vec(),
         sampling: SamplingParams::greedy(),

@@ -37,6 +37,7 @@ const NUM_BLOCKS: usize = 64;
 
 fn card(name: &str, kv_block_size: Option<u32>) -> ModelCard {
     ModelCard {
+        embedding_length: None,
         name: name.into(),
         context_length: 256,
         tokenizer: TokenizerSpec {
@@ -84,6 +85,7 @@ fn mocker_engine() -> Result<EngineHandle> {
 
 fn request(id: &str, prompt: &[u32], max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: id.into(),
         token_ids: prompt.to_vec(),
         sampling: SamplingParams::greedy(),

@@ -230,6 +230,12 @@ async fn prepare(inner: &RoutedInner, decode: &dyn Backend, req: &GenerateReques
     let counters = &inner.disagg_counters;
     let model = inner.model.as_str();
     let config = &inner.disagg;
+    if !req.task.is_generate() || req.sampling.prompt_logprobs.is_some() {
+        // An embedding or a scored prompt computes every prompt position on its worker (no
+        // prefix-cache hit), so moving KV there would be wasted.
+        counters.count_local(model, LocalReason::Unsupported);
+        return;
+    }
     if inner.pool().routable_of(WorkerRole::Prefill) == 0 {
         counters.count_local(model, LocalReason::NoPrefillWorker);
         return;

@@ -16,6 +16,26 @@ use rotor_protocol::{EngineOutput, ErrorKind, FinishReason, GenerateRequest, Wir
 use super::routed::RoutedInner;
 use crate::backend::OutputStream;
 
+/// `request` to resend after `generated` tokens were streamed: those tokens join the prompt and
+/// leave the budget; what rode on the first output (prompt scores) is not asked for again.
+fn continuation(request: &GenerateRequest, generated: &[u32]) -> GenerateRequest {
+    let mut next = request.clone();
+    let n = generated.len() as u32;
+    next.token_ids.extend_from_slice(generated);
+    next.stop.max_tokens = next.stop.max_tokens.saturating_sub(n);
+    next.stop.min_tokens = next.stop.min_tokens.saturating_sub(n);
+    if n > 0 {
+        // The prompt's scores rode on the first output, already delivered.
+        next.sampling.prompt_logprobs = None;
+    }
+    if next.sampling.constraint.is_some() {
+        // The tokens already streamed were sampled under the grammar: the next worker must
+        // replay them through its matcher before it constrains the rest.
+        next.sampling.constraint_replay_tokens += n;
+    }
+    next
+}
+
 fn migratable(kind: ErrorKind) -> bool {
     matches!(kind, ErrorKind::Disconnected | ErrorKind::EngineStopped)
 }
@@ -87,17 +107,7 @@ impl Migration {
 
     /// The request to send next: the prompt plus what was generated, with the budget left.
     fn continuation(&self) -> GenerateRequest {
-        let mut next = self.request.clone();
-        let generated = self.generated.len() as u32;
-        next.token_ids.extend_from_slice(&self.generated);
-        next.stop.max_tokens = next.stop.max_tokens.saturating_sub(generated);
-        next.stop.min_tokens = next.stop.min_tokens.saturating_sub(generated);
-        if next.sampling.constraint.is_some() {
-            // The tokens already streamed were sampled under the grammar: the next worker must
-            // replay them through its matcher before it constrains the rest.
-            next.sampling.constraint_replay_tokens += generated;
-        }
-        next
+        continuation(&self.request, &self.generated)
     }
 
     /// Starts an attempt on a worker that has not failed this request. `Err(None)` means there
@@ -198,10 +208,15 @@ impl Migration {
                 return None;
             }
             if self.current.is_none() {
-                if self.generated.len() as u32 >= self.request.stop.max_tokens {
+                // (A request that generates nothing, an embedding or a prompt score, has
+                // `max_tokens` 0 and always needs its worker's one output.)
+                let max_tokens = self.request.stop.max_tokens;
+                if max_tokens > 0 && self.generated.len() as u32 >= max_tokens {
                     // The worker died after the last token but before saying so.
                     self.done = true;
                     return Some(Ok(EngineOutput {
+                        prompt_logprobs: None,
+                        embedding: None,
                         token_ids: Default::default(),
                         finish_reason: Some(FinishReason::Length),
                         cached_prompt_tokens: None,
@@ -263,5 +278,34 @@ impl Migration {
             Some((item, migration))
         })
         .boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rotor_protocol::{SamplingParams, StopConditions, Task};
+
+    use super::*;
+
+    #[test]
+    fn a_continuation_carries_the_tokens_and_asks_for_prompt_scores_only_before_any() {
+        let request = GenerateRequest {
+            id: "r".into(),
+            token_ids: vec![1, 2],
+            sampling: SamplingParams {
+                prompt_logprobs: Some(2),
+                ..SamplingParams::greedy()
+            },
+            stop: StopConditions {
+                max_tokens: 5,
+                ..StopConditions::default()
+            },
+            task: Task::Generate,
+        };
+        assert_eq!(continuation(&request, &[]), request);
+        let next = continuation(&request, &[7, 8]);
+        assert_eq!(next.token_ids, [1, 2, 7, 8]);
+        assert_eq!(next.stop.max_tokens, 3);
+        assert_eq!(next.sampling.prompt_logprobs, None);
     }
 }

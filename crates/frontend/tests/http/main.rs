@@ -4,6 +4,7 @@
 mod access;
 mod bad_input;
 mod choices;
+mod embeddings;
 mod generation;
 mod logprobs;
 mod overload;

@@ -285,6 +285,7 @@ async fn openapi_lists_every_route() {
     let expected = [
         ("/v1/chat/completions", "post"),
         ("/v1/completions", "post"),
+        ("/v1/embeddings", "post"),
         ("/v1/models", "get"),
         ("/v1/models/{id}", "get"),
         ("/tokenize", "post"),

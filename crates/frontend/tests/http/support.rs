@@ -23,6 +23,8 @@ pub fn smollm2_card() -> ModelCard {
         let path = rotor_testing::model_path();
         let gguf = rotor_model::GgufFile::open(&path).expect("open the test GGUF");
         ModelCard {
+            // SmolLM2-135M's hidden size.
+            embedding_length: Some(576),
             name: MODEL.to_string(),
             context_length: gguf
                 .get_u32("llama.context_length")
@@ -176,6 +178,19 @@ impl Backend for ScriptedBackend {
         if let Some(err) = &self.script.refuse {
             return Err(err.clone());
         }
+        if let rotor_protocol::Task::Embed { .. } = req.task {
+            let output = EngineOutput {
+                token_ids: Default::default(),
+                finish_reason: Some(FinishReason::Stop),
+                cached_prompt_tokens: Some(0),
+                logprobs: None,
+                prompt_logprobs: None,
+                embedding: Some(scripted_embedding(&req.token_ids)),
+            };
+            self.log.completed.fetch_add(1, Ordering::SeqCst);
+            self.log.changed.notify_waiters();
+            return Ok(futures::stream::iter([Ok(output)]).boxed());
+        }
         let state = StreamState {
             script: self.script.clone(),
             max_tokens: req.stop.max_tokens as usize,
@@ -216,6 +231,8 @@ impl Backend for ScriptedBackend {
                 None
             };
             let output = EngineOutput {
+                prompt_logprobs: None,
+                embedding: None,
                 token_ids: vec![token].into(),
                 finish_reason: finish,
                 cached_prompt_tokens: if st.emitted == 1 {
@@ -245,6 +262,17 @@ impl Backend for ScriptedBackend {
         });
         Ok(stream.boxed())
     }
+}
+
+/// The scripted backend's embedding of a prompt: 576 values (SmolLM2's hidden size), the first
+/// three the prompt's length, first id and last id, the last one 0.5, the rest 0.
+pub fn scripted_embedding(prompt: &[u32]) -> Vec<f32> {
+    let mut v = vec![0.0; 576];
+    v[0] = prompt.len() as f32;
+    v[1] = prompt[0] as f32;
+    v[2] = prompt[prompt.len() - 1] as f32;
+    v[575] = 0.5;
+    v
 }
 
 /// A frontend serving one scripted model on 127.0.0.1:0.

@@ -24,6 +24,7 @@ pub fn smollm2_card() -> ModelCard {
         let path = rotor_testing::model_path();
         let gguf = rotor_model::GgufFile::open(&path).expect("open the test GGUF");
         ModelCard {
+            embedding_length: None,
             name: MODEL.to_string(),
             context_length: 2048,
             tokenizer: rotor_model::card::tokenizer_spec(&gguf).expect("tokenizer spec"),
@@ -174,6 +175,8 @@ impl Backend for FakeWorker {
                 let done = emitted + 1 >= max_tokens;
                 probe.finished = done;
                 let output = EngineOutput {
+                    prompt_logprobs: None,
+                    embedding: None,
                     token_ids: vec![token_at(prompt_len + emitted)].into(),
                     finish_reason: done.then_some(FinishReason::Length),
                     cached_prompt_tokens: if emitted == 0 {
@@ -209,6 +212,7 @@ pub async fn drain(mut stream: OutputStream) -> (Vec<u32>, Option<WireError>) {
 
 pub fn request(id: &str, tokens: Vec<u32>, max_tokens: u32) -> GenerateRequest {
     GenerateRequest {
+        task: Default::default(),
         id: id.to_string(),
         token_ids: tokens,
         sampling: rotor_protocol::SamplingParams::greedy(),

@@ -147,6 +147,7 @@ mod tests {
 
     fn card(tokens: usize) -> ModelCard {
         ModelCard {
+            embedding_length: None,
             name: "org/m".into(),
             context_length: 2048,
             tokenizer: TokenizerSpec {

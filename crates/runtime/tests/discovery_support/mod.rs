@@ -161,6 +161,7 @@ pub fn big_card(name: &str, min_bytes: usize) -> ModelCard {
     let tokens: Vec<String> = (0..count).map(|i| format!("tok_{i:08}_pad")).collect();
     let merges: Vec<String> = (0..count / 4).map(|i| format!("a{i} b{i}")).collect();
     ModelCard {
+        embedding_length: None,
         name: name.to_string(),
         context_length: 8192,
         tokenizer: TokenizerSpec {

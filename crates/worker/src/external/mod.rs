@@ -357,6 +357,8 @@ impl ExternalEngine {
             vocab_size: card.tokenizer.tokens.len(),
             context_length,
             pool_capacity_tokens: context_length,
+            // Prompt logprobs and embeddings are refused (validate_request says so).
+            prompt_outputs: false,
         };
         let shared = Arc::new(Shared {
             kind: cfg.kind,
@@ -419,6 +421,8 @@ impl WorkerEngine for ExternalEngine {
     }
 
     fn generate(&self, req: GenerateRequest) -> Result<GenerateStream, WireError> {
+        // What the engine cannot do is named first (validation would refuse it more vaguely).
+        relay::check_supported(self.shared.kind, &req)?;
         validate_request(&req, &self.limits)?;
         if self.shared.stopped.is_cancelled() {
             return Err(WireError::new(
@@ -426,7 +430,6 @@ impl WorkerEngine for ExternalEngine {
                 "the worker is stopping",
             ));
         }
-        relay::check_supported(self.shared.kind, &req)?;
         let (tx, rx) = mpsc::channel(64);
         self.shared.stats.relayed.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(relay::run(Arc::clone(&self.shared), req, tx));

@@ -122,6 +122,14 @@ fn unsupported(kind: ExternalKind, what: &str) -> WireError {
 
 /// Refuses what the engine cannot do (before anything is sent upstream).
 pub(crate) fn check_supported(kind: ExternalKind, req: &GenerateRequest) -> Result<(), WireError> {
+    // Neither llama-server's /completion nor vLLM's and OpenAI's completions are relayed with
+    // the per-token prompt outputs these need (and a served model may not embed at all).
+    if !req.task.is_generate() {
+        return Err(unsupported(kind, "embedding (Task::Embed)"));
+    }
+    if req.sampling.prompt_logprobs.is_some() {
+        return Err(unsupported(kind, "prompt_logprobs (prompt scoring)"));
+    }
     if req.sampling.logprobs.is_some() {
         return Err(unsupported(kind, "logprobs"));
     }
@@ -502,6 +510,8 @@ async fn relay(
             };
             cached_sent |= cached.is_some();
             let out = EngineOutput {
+                prompt_logprobs: None,
+                embedding: None,
                 token_ids: TokenIds::from(tokens),
                 finish_reason: finish,
                 cached_prompt_tokens: cached,
@@ -516,6 +526,51 @@ async fn relay(
             }
             if finish.is_some() {
                 return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rotor_protocol::{Pooling, SamplingParams, StopConditions, Task};
+
+    use super::*;
+
+    fn request() -> GenerateRequest {
+        GenerateRequest {
+            id: "r".into(),
+            token_ids: vec![1, 2, 3],
+            sampling: SamplingParams::greedy(),
+            stop: StopConditions::default(),
+            task: Task::Generate,
+        }
+    }
+
+    #[test]
+    fn embeddings_and_prompt_scoring_are_refused_by_every_external_engine() {
+        for kind in [
+            ExternalKind::LlamaCpp,
+            ExternalKind::Vllm,
+            ExternalKind::OpenAi,
+        ] {
+            assert!(check_supported(kind, &request()).is_ok());
+            let mut embed = request();
+            embed.stop.max_tokens = 0;
+            embed.task = Task::Embed {
+                pooling: Pooling::Mean,
+                normalize: true,
+            };
+            let mut score = request();
+            score.sampling.prompt_logprobs = Some(0);
+            for (req, what) in [(embed, "embedding"), (score, "prompt_logprobs")] {
+                let err = check_supported(kind, &req).expect_err("refused");
+                assert_eq!(err.kind, ErrorKind::InvalidRequest);
+                assert!(
+                    err.message.contains(what) && err.message.contains(kind.as_str()),
+                    "{}",
+                    err.message
+                );
             }
         }
     }

@@ -1,0 +1,133 @@
+//! POST /v1/embeddings end to end on the real model, compared with llama.cpp's pooled
+//! embeddings of the same texts (crates/model/tests/fixtures/scoring_smollm2_q4_1.json, cosine
+//! ≥ 0.999): `rotor serve` driven by the official `openai` Python client (float, base64, the
+//! client's default, mean and last pooling, a list of inputs), and `rotor frontend` + a native
+//! `rotor worker` over file discovery (through the router and the request plane).
+//!
+//! Needs the model (ROTOR_TEST_MODEL), `curl`, and `python3` with `openai` (ROTOR_TEST_PYTHON).
+
+mod cluster;
+#[allow(dead_code)]
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use cluster::{frontend, native_worker, post_json};
+use serde_json::{json, Value};
+use support::RotorServer;
+
+const MODEL: &str = "smollm2-135m-instruct";
+
+fn fixture_path() -> &'static str {
+    concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../model/tests/fixtures/scoring_smollm2_q4_1.json"
+    )
+}
+
+fn fixture_texts() -> Vec<Value> {
+    let text = std::fs::read_to_string(fixture_path()).expect("read fixture");
+    let v: Value = serde_json::from_str(&text).expect("JSON");
+    v["texts"].as_array().expect("texts").clone()
+}
+
+fn cosine(a: &Value, b: &Value) -> f64 {
+    let a: Vec<f64> = a
+        .as_array()
+        .expect("floats")
+        .iter()
+        .map(|x| x.as_f64().expect("f"))
+        .collect();
+    let b: Vec<f64> = b
+        .as_array()
+        .expect("floats")
+        .iter()
+        .map(|x| x.as_f64().expect("f"))
+        .collect();
+    assert_eq!(a.len(), b.len());
+    let dot: f64 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    let na = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let nb = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+#[test]
+fn official_openai_client_embeddings_match_llama_cpp() {
+    let server = RotorServer::start(&[]);
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/openai_embeddings_check.py"
+    );
+    let python = std::env::var("ROTOR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(server.url("/v1"))
+        .arg(MODEL)
+        .arg(fixture_path())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("all openai embeddings checks passed"),
+        "{stdout}"
+    );
+    eprintln!("{stdout}");
+    // Four texts, four requests of them (the last two of one input each → 1 + 1).
+    let texts = fixture_texts().len() as f64;
+    assert_eq!(
+        server.metric("rotor_frontend_embeddings_total"),
+        3.0 * texts + 1.0
+    );
+    assert_eq!(
+        server.metric("rotor_engine_embedding_requests_total"),
+        3.0 * texts + 1.0
+    );
+    assert_eq!(server.metric("rotor_kv_cache_blocks_used"), 0.0);
+}
+
+#[test]
+fn embeddings_through_frontend_and_worker_match_llama_cpp() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let discovery = format!("file:{}", dir.path().display());
+    let _worker = native_worker("worker", &discovery, "mem");
+    let f = frontend(&discovery, "mem", &[]);
+    f.wait_models(Duration::from_secs(60), "the model", |ids| {
+        ids == [MODEL.to_string()]
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while f.metric("rotor_frontend_routable_workers", &[]) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the worker never became routable"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let texts = fixture_texts();
+    let inputs: Vec<&str> = texts
+        .iter()
+        .map(|t| t["text"].as_str().expect("text"))
+        .collect();
+    let (status, body) = post_json(
+        &f.url("/v1/embeddings"),
+        &json!({"model": MODEL, "input": inputs}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let data = body["data"].as_array().expect("data");
+    assert_eq!(data.len(), texts.len());
+    for (t, d) in texts.iter().zip(data) {
+        let c = cosine(&d["embedding"], &t["embedding_mean"]);
+        assert!(c >= 0.999, "{}: cosine {c}", t["name"]);
+    }
+    let tokens: usize = texts
+        .iter()
+        .map(|t| t["token_ids"].as_array().expect("ids").len())
+        .sum();
+    assert_eq!(body["usage"]["prompt_tokens"], tokens);
+    assert_eq!(
+        f.metric("rotor_frontend_embeddings_total", &[]),
+        texts.len() as f64
+    );
+}
