@@ -6,6 +6,7 @@ mod bad_input;
 mod generation;
 mod logprobs;
 mod overload;
+mod responses_api;
 mod service;
 mod support;
 mod tokenize;
