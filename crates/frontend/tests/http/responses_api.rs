@@ -552,7 +552,7 @@ async fn compliance_streaming_events_come_in_order_and_rebuild_the_response() {
         "response.output_item.added",
         "response.content_part.added",
     ];
-    expected.extend(std::iter::repeat("response.output_text.delta").take(deltas));
+    expected.extend(std::iter::repeat_n("response.output_text.delta", deltas));
     expected.extend([
         "response.output_text.done",
         "response.content_part.done",
