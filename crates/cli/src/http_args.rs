@@ -171,6 +171,9 @@ mod tests {
         assert_eq!(cfg.allowed_origins, None);
         assert_eq!(cfg.body_limit_bytes, 16 << 20);
         assert!(cfg.busy.is_off());
+        assert_eq!(cfg.max_stored_responses, 1000);
+        let cfg = parse(&["--max-stored-responses", "7"]).unwrap();
+        assert_eq!(cfg.max_stored_responses, 7);
     }
 
     #[test]

@@ -9,9 +9,13 @@
 //! tests here, which make the same assertions (schema fields, output, status, events).
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
 
 use rotor_frontend::FrontendConfig;
-use rotor_protocol::Constraint;
+use rotor_protocol::{Constraint, ErrorKind, WireError};
 use serde_json::{json, Value};
 
 use crate::support::{encode, smollm2_card, tokenizer, Script, TestServer, MODEL};
@@ -863,4 +867,56 @@ async fn responses_are_counted_by_stream() {
     let ids: BTreeSet<String> = server.log.requests().iter().map(|r| r.id.clone()).collect();
     assert_eq!(ids.len(), 3, "each response has its own id");
     assert!(ids.iter().all(|id| id.starts_with("resp_")), "{ids:?}");
+}
+
+#[tokio::test]
+async fn a_failure_mid_stream_ends_with_an_error_event_and_is_not_stored() {
+    let mut script = Script::text("one two three four");
+    script.fail_after = Some((2, WireError::new(ErrorKind::Internal, "scripted failure")));
+    let server = TestServer::start(script).await;
+    let events = create_stream(&server, &body(json!("Count"), json!({}))).await;
+    let last = events.last().unwrap();
+    assert_eq!(last["type"], "error", "{events:?}");
+    assert_eq!(last["message"], "scripted failure");
+    assert_eq!(last["code"], "internal_error");
+    assert!(
+        !types(&events).contains(&"response.completed"),
+        "{events:?}"
+    );
+    let id = events[0]["response"]["id"].as_str().unwrap();
+    assert_eq!(
+        server.get(&format!("/v1/responses/{id}")).await.status(),
+        404
+    );
+    assert!(metrics(&server)
+        .await
+        .contains("rotor_frontend_responses_stored 0\n"));
+}
+
+#[tokio::test]
+async fn leaving_a_stream_cancels_the_generation_and_stores_nothing() {
+    let mut script = Script::text(&"tick ".repeat(500));
+    script.delay = Duration::from_millis(20);
+    let server = TestServer::start(script).await;
+    let resp = server
+        .post_json("/v1/responses", &body(json!("Go"), json!({"stream": true})))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let mut stream = resp.bytes_stream();
+    let mut seen = String::new();
+    while seen.matches("tick").count() < 2 {
+        let bytes = stream.next().await.expect("stream open").expect("bytes");
+        seen.push_str(std::str::from_utf8(&bytes).expect("utf8"));
+    }
+    drop(stream);
+    server
+        .log
+        .wait_for("backend stream dropped after disconnect", |log| {
+            log.cancelled.load(Ordering::SeqCst) == 1
+        })
+        .await;
+    assert_eq!(server.log.completed.load(Ordering::SeqCst), 0);
+    assert!(metrics(&server)
+        .await
+        .contains("rotor_frontend_responses_stored 0\n"));
 }
