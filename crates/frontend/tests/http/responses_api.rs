@@ -920,3 +920,51 @@ async fn leaving_a_stream_cancels_the_generation_and_stores_nothing() {
         .await
         .contains("rotor_frontend_responses_stored 0\n"));
 }
+
+#[tokio::test]
+async fn text_format_becomes_an_output_constraint() {
+    let server = TestServer::start(Script::text("{\"n\": 1}")).await;
+    let schema =
+        json!({"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]});
+    let format =
+        json!({"format": {"type": "json_schema", "name": "n", "schema": schema, "strict": true}});
+    let r = create(&server, &body(json!("A number"), json!({"text": format}))).await;
+    assert_eq!(r["text"], format, "text echoed");
+    assert_eq!(
+        server.log.last_request().sampling.constraint,
+        Some(Constraint::JsonSchema {
+            schema: schema.clone(),
+            strict: true
+        })
+    );
+    create(
+        &server,
+        &body(
+            json!("JSON"),
+            json!({"text": {"format": {"type": "json_object"}}}),
+        ),
+    )
+    .await;
+    assert_eq!(
+        server.log.last_request().sampling.constraint,
+        Some(Constraint::JsonObject)
+    );
+    create(
+        &server,
+        &body(
+            json!("Plain"),
+            json!({"text": {"format": {"type": "text"}}}),
+        ),
+    )
+    .await;
+    assert_eq!(server.log.last_request().sampling.constraint, None);
+    let resp = server
+        .post_json(
+            "/v1/responses",
+            &body(json!("x"), json!({"text": {"format": {"type": "yaml"}}})),
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.expect("json");
+    assert_eq!(err["error"]["param"], "text.format.type", "{err}");
+}
