@@ -8,7 +8,8 @@ mod support;
 
 use std::process::Command;
 
-use support::RotorServer;
+use serde_json::json;
+use support::{curl_json, RotorServer};
 
 const MODEL: &str = "smollm2-135m-instruct";
 
@@ -41,4 +42,28 @@ fn official_openai_client_drives_the_responses_api() {
         server.metric("rotor_frontend_responses_total") == 13.0,
         "thirteen responses were created"
     );
+}
+
+#[test]
+fn curl_gets_a_response_object_and_openai_errors() {
+    let server = RotorServer::start(&[]);
+    let url = server.url("/v1/responses");
+    let (status, body) = curl_json(
+        &url,
+        &json!({"model": MODEL, "input": "What is 2+2?", "max_output_tokens": 40, "temperature": 0}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "response");
+    assert_eq!(body["status"], "completed", "{body}");
+    assert_eq!(body["output"][0]["type"], "message");
+    let text = body["output"][0]["content"][0]["text"]
+        .as_str()
+        .expect("text");
+    assert!(text.contains('4'), "{text:?}");
+    let (status, body) = curl_json(
+        &url,
+        &json!({"model": MODEL, "input": "Again", "previous_response_id": "resp_nope"}),
+    );
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(body["error"]["param"], "previous_response_id");
 }
