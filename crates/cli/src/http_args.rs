@@ -53,6 +53,10 @@ pub struct HttpArgs {
     /// template), `none`, or one of deepseek_r1, qwen3, think.
     #[arg(long, value_name = "NAME", default_value = "auto")]
     pub reasoning_parser: String,
+    /// Responses API: most responses kept (in this process's memory) for GET /v1/responses/{id}
+    /// and `previous_response_id`; the oldest is evicted first. 0 keeps none.
+    #[arg(long, value_name = "N", default_value_t = rotor_frontend::responses_api::DEFAULT_MAX_STORED_RESPONSES)]
+    pub max_stored_responses: usize,
 }
 
 /// Smallest `--max-request-body`: below this not even a short chat request fits.
@@ -89,6 +93,7 @@ impl HttpArgs {
             protect_metrics: self.protect_metrics,
             allowed_origins,
             busy,
+            max_stored_responses: self.max_stored_responses,
             ..FrontendConfig::default()
         })
     }
@@ -166,6 +171,9 @@ mod tests {
         assert_eq!(cfg.allowed_origins, None);
         assert_eq!(cfg.body_limit_bytes, 16 << 20);
         assert!(cfg.busy.is_off());
+        assert_eq!(cfg.max_stored_responses, 1000);
+        let cfg = parse(&["--max-stored-responses", "7"]).unwrap();
+        assert_eq!(cfg.max_stored_responses, 7);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub struct FrontendConfig {
     pub tool_call_parser: ParserSetting<ToolParserKind>,
     /// `--reasoning-parser`: for every model (default: from each model's chat template).
     pub reasoning_parser: ParserSetting<ReasoningParserKind>,
+    /// Responses API: most responses kept for GET and `previous_response_id`, in this process
+    /// only; the oldest is evicted first.
+    pub max_stored_responses: usize,
 }
 
 impl Default for FrontendConfig {
@@ -51,6 +54,7 @@ impl Default for FrontendConfig {
             busy: BusyThresholds::default(),
             tool_call_parser: ParserSetting::Auto,
             reasoning_parser: ParserSetting::Auto,
+            max_stored_responses: crate::responses_api::DEFAULT_MAX_STORED_RESPONSES,
         }
     }
 }

@@ -26,7 +26,8 @@
 //! Routes: POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings (`embeddings`:
 //! one `Task::Embed` request per input through the backend), GET /v1/models,
 //! GET /v1/models/{id}, POST /tokenize, POST /detokenize, GET /health, GET /live, GET /metrics,
-//! GET /openapi.json.
+//! GET /openapi.json; OpenAI's Responses API ([`responses_api`]): POST /v1/responses,
+//! GET and DELETE /v1/responses/{id}.
 //!
 //! Around them (in the order `routes.rs` gives): `x-request-id` on every answer and in every
 //! log line ([`RequestId`]), CORS for allowed browser origins ([`AllowedOrigins`]), API keys on
@@ -56,6 +57,7 @@ pub mod parsers;
 pub mod registry;
 pub mod request_id;
 pub mod responses;
+pub mod responses_api;
 mod routes;
 pub mod routing;
 mod server;

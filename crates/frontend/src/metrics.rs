@@ -28,6 +28,9 @@
 //!   `best_of` (more sequences than choices), `prompt_list` (several prompts) or `echo`.
 //! - `rotor_frontend_shared_prompt_sequences_total`: sequences started after their prompt's
 //!   first one had prefilled it (`n` > 1, `best_of`), so as to reuse its KV blocks.
+//! - `rotor_frontend_responses_total{stream}`: Responses API requests accepted (POST
+//!   /v1/responses), streaming or not; `rotor_frontend_responses_stored`: responses kept in this
+//!   process's store (gauge).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -130,6 +133,8 @@ pub struct Metrics {
     sampling_options: Mutex<BTreeMap<String, u64>>,
     shared_prompt_sequences: AtomicU64,
     embeddings: Mutex<BTreeMap<String, u64>>,
+    responses: Mutex<BTreeMap<String, u64>>,
+    responses_stored: AtomicI64,
 }
 
 impl Default for Metrics {
@@ -155,6 +160,8 @@ impl Default for Metrics {
             sampling_options: Mutex::default(),
             shared_prompt_sequences: AtomicU64::new(0),
             embeddings: Mutex::default(),
+            responses: Mutex::default(),
+            responses_stored: AtomicI64::new(0),
         }
     }
 }
@@ -243,6 +250,16 @@ impl Metrics {
         if let Some(parser) = reasoning_parser {
             add(&self.reasoning_responses, parser, 1);
         }
+    }
+
+    /// Counts one accepted Responses API request.
+    pub fn count_response(&self, stream: bool) {
+        add(&self.responses, if stream { "true" } else { "false" }, 1);
+    }
+
+    /// Sets how many Responses API responses are stored.
+    pub fn set_responses_stored(&self, count: usize) {
+        self.responses_stored.store(count as i64, Ordering::Relaxed);
     }
 
     /// Adds a source whose metrics follow the frontend's own in every /metrics response.
@@ -404,6 +421,12 @@ impl Metrics {
                 "option",
                 &self.sampling_options,
             ),
+            (
+                "rotor_frontend_responses_total",
+                "Responses API requests accepted, by stream.",
+                "stream",
+                &self.responses,
+            ),
         ];
         for (name, help, label, counts) in labelled {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -411,6 +434,13 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{{label}=\"{}\"}} {count}", escape_label(value));
             }
         }
+        let _ = writeln!(
+            out,
+            "# HELP rotor_frontend_responses_stored Responses API responses stored in this \
+             process.\n# TYPE rotor_frontend_responses_stored gauge\n\
+             rotor_frontend_responses_stored {}",
+            self.responses_stored.load(Ordering::Relaxed)
+        );
         let sources: Vec<_> = lock(&self.sources).clone();
         for source in sources {
             source.render(&mut out);

@@ -24,6 +24,8 @@ use crate::metrics::Metrics;
 use crate::openapi::{ApiErrors, Health};
 use crate::registry::{ModelEntry, ModelRegistry};
 use crate::request_id::assign_request_id;
+use crate::responses_api::store::ResponseStore;
+use crate::responses_api::{create_response, delete_response, get_response};
 use crate::tokenize::{detokenize, tokenize};
 
 /// What every handler shares.
@@ -32,6 +34,8 @@ pub struct AppState {
     pub registry: ModelRegistry,
     pub config: Arc<FrontendConfig>,
     pub metrics: Arc<Metrics>,
+    /// Responses API responses kept for GET, DELETE and `previous_response_id`.
+    pub responses: Arc<ResponseStore>,
 }
 
 pub fn build_router(state: AppState) -> Router {
@@ -42,6 +46,11 @@ pub fn build_router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/responses", post(create_response))
+        .route(
+            "/v1/responses/{id}",
+            get(get_response).delete(delete_response),
+        )
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
         .route("/tokenize", post(tokenize))

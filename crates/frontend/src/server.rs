@@ -10,6 +10,7 @@ use crate::config::FrontendConfig;
 use crate::error::FrontendError;
 use crate::metrics::Metrics;
 use crate::registry::{ModelEntry, ModelRegistry};
+use crate::responses_api::store::ResponseStore;
 use crate::routes::{build_router, AppState};
 
 /// The OpenAI-compatible frontend. Cheap to clone; clones share models and metrics.
@@ -24,6 +25,7 @@ impl Frontend {
             state: AppState {
                 registry: ModelRegistry::default(),
                 metrics: Arc::new(Metrics::with_busy_thresholds(cfg.busy)),
+                responses: Arc::new(ResponseStore::new(cfg.max_stored_responses)),
                 config: Arc::new(cfg),
             },
         }

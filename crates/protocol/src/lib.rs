@@ -7,6 +7,7 @@
 //! - [`error`]: [`WireError`] and its [`ErrorKind`], which decide retry, migration and HTTP status.
 //! - [`kv`]: KV-cache events ([`KvEvent`]) that block pools emit and routers index.
 //! - [`openai`]: the OpenAI-compatible HTTP request and response bodies.
+//! - [`responses_api`]: the bodies of OpenAI's Responses API (/v1/responses).
 //! - [`worker`]: the worker contract on the runtime planes — endpoint and topic names, the
 //!   generate call's encoding, [`WorkerLoad`] reports, the [`KvSnapshot`] a router resyncs from.
 //!
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod kv;
 pub mod openai;
+pub mod responses_api;
 pub mod token_ids;
 pub mod worker;
 

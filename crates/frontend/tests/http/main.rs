@@ -8,6 +8,7 @@ mod embeddings;
 mod generation;
 mod logprobs;
 mod overload;
+mod responses_api;
 mod service;
 mod support;
 mod tokenize;
