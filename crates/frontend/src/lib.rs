@@ -23,7 +23,8 @@
 //! become a [`rotor_protocol::Constraint`] in [`structured`]; forced calls and constraints
 //! after reasoning are Lark grammars built in [`tool_grammar`]; the engine enforces them.
 //!
-//! Routes: POST /v1/chat/completions, POST /v1/completions, GET /v1/models,
+//! Routes: POST /v1/chat/completions, POST /v1/completions, POST /v1/messages and
+//! POST /v1/messages/count_tokens (Anthropic's Messages API, [`anthropic`]), GET /v1/models,
 //! GET /v1/models/{id}, POST /tokenize, POST /detokenize, GET /health, GET /live, GET /metrics,
 //! GET /openapi.json.
 //!
@@ -37,6 +38,7 @@
 //! Must not depend on rotor-engine or rotor-model: the frontend sees only a model card and a
 //! backend (remote workers through rotor-runtime, choices through rotor-kv-router).
 
+pub mod anthropic;
 pub mod auth;
 pub mod backend;
 pub mod chat_output;

@@ -25,6 +25,7 @@
 //!   (`json_object`, `json_schema`, `regex`, `choice`, `lark`, `gbnf`, `tool_call`).
 //! - `rotor_frontend_sampling_options_total{option}`: requests that asked for `logprobs`,
 //!   `top_logprobs` (more than 0 alternatives) or `logit_bias`.
+//! - `rotor_frontend_anthropic_messages_total{stream}`: accepted Anthropic /v1/messages requests.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -125,6 +126,7 @@ pub struct Metrics {
     reasoning_responses: Mutex<BTreeMap<String, u64>>,
     constrained_requests: Mutex<BTreeMap<String, u64>>,
     sampling_options: Mutex<BTreeMap<String, u64>>,
+    anthropic_messages: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Default for Metrics {
@@ -148,6 +150,7 @@ impl Default for Metrics {
             reasoning_responses: Mutex::default(),
             constrained_requests: Mutex::default(),
             sampling_options: Mutex::default(),
+            anthropic_messages: Mutex::default(),
         }
     }
 }
@@ -194,6 +197,15 @@ impl Metrics {
         if !sampling.logit_bias.is_empty() {
             add(&self.sampling_options, "logit_bias", 1);
         }
+    }
+
+    /// Counts an accepted Anthropic /v1/messages request.
+    pub fn count_anthropic_message(&self, stream: bool) {
+        add(
+            &self.anthropic_messages,
+            if stream { "true" } else { "false" },
+            1,
+        );
     }
 
     /// Records what the parsers found in one finished answer.
@@ -363,6 +375,12 @@ impl Metrics {
                 "Requests that asked for logprobs, top_logprobs or logit_bias.",
                 "option",
                 &self.sampling_options,
+            ),
+            (
+                "rotor_frontend_anthropic_messages_total",
+                "Accepted Anthropic Messages API requests, by stream.",
+                "stream",
+                &self.anthropic_messages,
             ),
         ];
         for (name, help, label, counts) in labelled {
