@@ -54,7 +54,10 @@ fn official_anthropic_python_client() {
         .iter_errors(input)
         .map(|e| e.to_string())
         .collect();
-    assert!(errors.is_empty(), "input {input} breaks the schema: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "input {input} breaks the schema: {errors:?}"
+    );
     // Every accepted /v1/messages request was counted.
     let counted = server.metric("rotor_frontend_anthropic_messages_total");
     let sent = results["messages_sent"].as_f64().expect("messages_sent");

@@ -290,6 +290,17 @@ async fn stop_reasons_map_end_turn_max_tokens_stop_sequence_and_tool_use() {
         json!({"stop_reason": "stop_sequence", "stop_sequence": "there"})
     );
 
+    // A stop sequence across a token boundary ("Hello" | " there") is named too.
+    let msg = message(&server, &body(json!({"stop_sequences": ["lo th"]}))).await;
+    assert_eq!(
+        (
+            &msg["stop_reason"],
+            &msg["stop_sequence"],
+            &msg["content"][0]["text"]
+        ),
+        (&json!("stop_sequence"), &json!("lo th"), &json!("Hel"))
+    );
+
     let server = TestServer::start(Script::text(CALL)).await;
     let msg = message(&server, &body(json!({"tools": tools()}))).await;
     assert_eq!(msg["stop_reason"], "tool_use");
