@@ -257,8 +257,7 @@ impl TextGeneration {
     fn track_stop(&mut self, pushed: &str, outcome: &StopOutcome) -> Option<usize> {
         self.held.push_str(pushed);
         // The matcher emits a prefix of what it holds (on a stop: the text before the stop).
-        let rest = self.held.split_off(outcome.emit.len().min(self.held.len()));
-        self.held = rest;
+        self.held.drain(..outcome.emit.len().min(self.held.len()));
         if !outcome.stopped {
             return None;
         }
