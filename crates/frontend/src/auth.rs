@@ -2,7 +2,8 @@
 //! request outside the open routes for one.
 //!
 //! A key comes as `Authorization: Bearer KEY` (OpenAI's clients) or `x-api-key: KEY`
-//! (Anthropic's). Without keys configured nothing is checked. Open routes: /health, /live,
+//! (Anthropic's). Without keys configured nothing is checked. Refusals on Anthropic's routes
+//! have Anthropic's error shape. Open routes: /health, /live,
 //! /openapi.json and, unless `protect_metrics`, /metrics; every other route, unknown paths
 //! included, needs a key, so a route added later is closed by default.
 //!
@@ -179,6 +180,9 @@ pub(crate) async fn require_api_key(
     };
     state.metrics.count_auth_rejected();
     tracing::debug!(code = ?error.code, "request refused: no accepted API key");
+    if crate::anthropic::is_anthropic_path(req.uri().path()) {
+        return crate::anthropic::AnthropicError(error).into_response();
+    }
     error.into_response()
 }
 

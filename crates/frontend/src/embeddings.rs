@@ -22,8 +22,8 @@ use rotor_protocol::{
     ErrorKind, GenerateRequest, Pooling, SamplingParams, StopConditions, Task, WireError,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::json_body::JsonBody;

@@ -5,7 +5,7 @@
 use futures::StreamExt;
 use rotor_protocol::openai::{PromptTokensDetails, Usage};
 use rotor_protocol::{ErrorKind, FinishReason, TokenLogprob, WireError};
-use rotor_text::{Detokenizer, StopMatcher};
+use rotor_text::{Detokenizer, StopMatcher, StopOutcome};
 
 use crate::backend::OutputStream;
 use crate::error::ApiError;
@@ -49,6 +49,9 @@ pub struct Finish {
     /// OpenAI `finish_reason`: "stop" or "length".
     pub reason: &'static str,
     pub usage: Usage,
+    /// When a stop string ended generation: its index in the plan's `stop_strings` (Anthropic's
+    /// answer names it).
+    pub stop_string: Option<usize>,
 }
 
 /// One request's generation in progress. Dropping it drops the backend stream (cancel).
@@ -56,6 +59,10 @@ pub struct TextGeneration {
     outputs: Option<OutputStream>,
     detokenizer: Detokenizer,
     stops: StopMatcher,
+    stop_strings: Vec<String>,
+    /// The text the stop matcher holds back (pushed, not yet emitted), mirrored so that the
+    /// matched stop string can be named.
+    held: String,
     hidden_ids: Vec<u32>,
     tokenizer: std::sync::Arc<rotor_text::Tokenizer>,
     /// Whether the request asked for logprobs (then every output must carry them).
@@ -83,6 +90,8 @@ impl TextGeneration {
             outputs: Some(outputs),
             detokenizer: Detokenizer::new(entry.tokenizer.clone(), true),
             stops: StopMatcher::new(plan.stop_strings.clone()),
+            stop_strings: plan.stop_strings.clone(),
+            held: String::new(),
             hidden_ids: entry.stop_token_ids.clone(),
             tokenizer: entry.tokenizer.clone(),
             logprobs: plan.request.sampling.logprobs.is_some(),
@@ -175,11 +184,12 @@ impl TextGeneration {
             }
             self.text_chars += piece.chars().count();
             let outcome = self.stops.push(&piece);
+            let matched = self.track_stop(&piece, &outcome);
             text.push_str(&outcome.emit);
             if outcome.stopped {
                 return Ok(TextStep {
                     text,
-                    finish: Some(self.finish("stop")),
+                    finish: Some(self.finish("stop", matched)),
                     logprobs: entries,
                 });
             }
@@ -193,18 +203,19 @@ impl TextGeneration {
         };
         let tail = self.detokenizer.finish().map_err(detokenize_error)?;
         let outcome = self.stops.push(&tail);
+        let matched = self.track_stop(&tail, &outcome);
         text.push_str(&outcome.emit);
         if outcome.stopped {
             return Ok(TextStep {
                 text,
-                finish: Some(self.finish("stop")),
+                finish: Some(self.finish("stop", matched)),
                 logprobs: entries,
             });
         }
         text.push_str(&self.stops.flush());
         Ok(TextStep {
             text,
-            finish: Some(self.finish(reason.as_openai())),
+            finish: Some(self.finish(reason.as_openai(), None)),
             logprobs: entries,
         })
     }
@@ -241,9 +252,27 @@ impl TextGeneration {
         Ok((String::from_utf8_lossy(&bytes).into_owned(), bytes))
     }
 
-    fn finish(&self, reason: &'static str) -> Finish {
+    /// Mirrors the stop matcher's held text after it took `pushed`; on a stop, the index of the
+    /// stop string that starts where the emitted text ends (the shortest, if several do).
+    fn track_stop(&mut self, pushed: &str, outcome: &StopOutcome) -> Option<usize> {
+        self.held.push_str(pushed);
+        // The matcher emits a prefix of what it holds (on a stop: the text before the stop).
+        self.held.drain(..outcome.emit.len().min(self.held.len()));
+        if !outcome.stopped {
+            return None;
+        }
+        self.stop_strings
+            .iter()
+            .enumerate()
+            .filter(|(_, stop)| !stop.is_empty() && self.held.starts_with(stop.as_str()))
+            .min_by_key(|(_, stop)| stop.len())
+            .map(|(i, _)| i)
+    }
+
+    fn finish(&self, reason: &'static str, stop_string: Option<usize>) -> Finish {
         Finish {
             reason,
+            stop_string,
             usage: Usage {
                 prompt_tokens: self.prompt_tokens,
                 completion_tokens: self.completion_tokens,

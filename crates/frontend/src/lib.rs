@@ -24,7 +24,8 @@
 //! after reasoning are Lark grammars built in [`tool_grammar`]; the engine enforces them.
 //!
 //! Routes: POST /v1/chat/completions, POST /v1/completions, POST /v1/embeddings (`embeddings`:
-//! one `Task::Embed` request per input through the backend), GET /v1/models,
+//! one `Task::Embed` request per input through the backend), POST /v1/messages and
+//! POST /v1/messages/count_tokens (Anthropic's Messages API, [`anthropic`]), GET /v1/models,
 //! GET /v1/models/{id}, POST /tokenize, POST /detokenize, GET /health, GET /live, GET /metrics,
 //! GET /openapi.json; OpenAI's Responses API ([`responses_api`]): POST /v1/responses,
 //! GET and DELETE /v1/responses/{id}.
@@ -39,6 +40,7 @@
 //! Must not depend on rotor-engine or rotor-model: the frontend sees only a model card and a
 //! backend (remote workers through rotor-runtime, choices through rotor-kv-router).
 
+pub mod anthropic;
 pub mod auth;
 pub mod backend;
 pub mod chat_output;

@@ -31,6 +31,7 @@
 //! - `rotor_frontend_responses_total{stream}`: Responses API requests accepted (POST
 //!   /v1/responses), streaming or not; `rotor_frontend_responses_stored`: responses kept in this
 //!   process's store (gauge).
+//! - `rotor_frontend_anthropic_messages_total{stream}`: accepted Anthropic /v1/messages requests.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -135,6 +136,7 @@ pub struct Metrics {
     embeddings: Mutex<BTreeMap<String, u64>>,
     responses: Mutex<BTreeMap<String, u64>>,
     responses_stored: AtomicI64,
+    anthropic_messages: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Default for Metrics {
@@ -162,6 +164,7 @@ impl Default for Metrics {
             embeddings: Mutex::default(),
             responses: Mutex::default(),
             responses_stored: AtomicI64::new(0),
+            anthropic_messages: Mutex::default(),
         }
     }
 }
@@ -225,6 +228,15 @@ impl Metrics {
     /// Counts `inputs` inputs of `model` embedded (POST /v1/embeddings).
     pub fn count_embeddings(&self, model: &str, inputs: u64) {
         add(&self.embeddings, model, inputs);
+    }
+
+    /// Counts an accepted Anthropic /v1/messages request.
+    pub fn count_anthropic_message(&self, stream: bool) {
+        add(
+            &self.anthropic_messages,
+            if stream { "true" } else { "false" },
+            1,
+        );
     }
 
     /// Records what the parsers found in one finished answer.
@@ -426,6 +438,12 @@ impl Metrics {
                 "Responses API requests accepted, by stream.",
                 "stream",
                 &self.responses,
+            ),
+            (
+                "rotor_frontend_anthropic_messages_total",
+                "Accepted Anthropic Messages API requests, by stream.",
+                "stream",
+                &self.anthropic_messages,
             ),
         ];
         for (name, help, label, counts) in labelled {

@@ -128,6 +128,7 @@ impl ResponseBuilder {
             &Finish {
                 reason: "stop",
                 usage,
+                stop_string: None,
             },
         );
         body["choices"] = Value::Array(choices);

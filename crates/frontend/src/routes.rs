@@ -51,6 +51,11 @@ pub fn build_router(state: AppState) -> Router {
             "/v1/responses/{id}",
             get(get_response).delete(delete_response),
         )
+        .route("/v1/messages", post(crate::anthropic::messages))
+        .route(
+            "/v1/messages/count_tokens",
+            post(crate::anthropic::count_tokens),
+        )
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
         .route("/tokenize", post(tokenize))

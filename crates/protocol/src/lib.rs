@@ -8,11 +8,13 @@
 //! - [`kv`]: KV-cache events ([`KvEvent`]) that block pools emit and routers index.
 //! - [`openai`]: the OpenAI-compatible HTTP request and response bodies.
 //! - [`responses_api`]: the bodies of OpenAI's Responses API (/v1/responses).
+//! - [`anthropic`]: Anthropic Messages API bodies (requests, `Message`, stream events, errors).
 //! - [`worker`]: the worker contract on the runtime planes — endpoint and topic names, the
 //!   generate call's encoding, [`WorkerLoad`] reports, the [`KvSnapshot`] a router resyncs from.
 //!
 //! This crate depends on nothing of Rotor's: only serde and thiserror.
 
+pub mod anthropic;
 pub mod card;
 pub mod engine;
 pub mod error;

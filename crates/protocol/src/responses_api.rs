@@ -9,8 +9,8 @@
 //! validators reject a missing field where they accept a null.
 
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// POST /v1/responses body.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]

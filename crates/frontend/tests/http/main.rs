@@ -2,6 +2,7 @@
 //! the real SmolLM2 model card, and a scripted backend.
 
 mod access;
+mod anthropic;
 mod bad_input;
 mod choices;
 mod embeddings;

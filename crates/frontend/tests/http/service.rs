@@ -286,6 +286,8 @@ async fn openapi_lists_every_route() {
         ("/v1/chat/completions", "post"),
         ("/v1/completions", "post"),
         ("/v1/embeddings", "post"),
+        ("/v1/messages", "post"),
+        ("/v1/messages/count_tokens", "post"),
         ("/v1/models", "get"),
         ("/v1/models/{id}", "get"),
         ("/tokenize", "post"),
