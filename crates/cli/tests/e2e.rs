@@ -285,3 +285,82 @@ fn n_choices_share_one_prefill() {
         3.0
     );
 }
+
+/// `echo` + `logprobs` + `max_tokens: 0` (lm-evaluation-harness's loglikelihood request) scores
+/// the prompt on the real model: the values match llama.cpp's on the same file (the scoring
+/// fixture, written by scripts/golden/scoring_golden.py) within the tolerance of
+/// crates/model/tests/scoring_golden.rs, and the most likely next token agrees wherever
+/// llama.cpp's top two are clearly apart.
+#[test]
+fn echo_scores_the_prompt_like_llama_cpp() {
+    const TOLERANCE: f64 = 0.4;
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../model/tests/fixtures/scoring_smollm2_q4_1.json"
+        ))
+        .expect("read the scoring fixture"),
+    )
+    .expect("fixture JSON");
+    let server = RotorServer::start(&[]);
+    let url = server.url("/v1/completions");
+    let mut compared = 0;
+    for case in fixture["texts"].as_array().expect("texts") {
+        let ids = &case["token_ids"];
+        let (status, body) = curl_json(
+            &url,
+            &json!({"model": MODEL, "prompt": ids, "echo": true, "logprobs": 5, "max_tokens": 0}),
+        );
+        assert_eq!(status, 200, "{body}");
+        let choice = &body["choices"][0];
+        assert_eq!(choice["text"], case["text"], "{body}");
+        assert_eq!(body["usage"]["completion_tokens"], 0);
+        let got = &choice["logprobs"];
+        assert_eq!(got["token_logprobs"][0], Value::Null);
+        let want = case["prompt_logprobs"].as_array().expect("prompt_logprobs");
+        assert_eq!(
+            got["token_logprobs"].as_array().map(Vec::len),
+            Some(want.len() + 1)
+        );
+        for (i, w) in want.iter().enumerate() {
+            let ours = got["token_logprobs"][i + 1].as_f64().expect("logprob");
+            let theirs = w["logprob"].as_f64().expect("fixture logprob");
+            assert!(
+                (ours - theirs).abs() <= TOLERANCE,
+                "{}: token {}: ours {ours}, llama.cpp {theirs}",
+                case["name"],
+                i + 1
+            );
+            let top = w["top"].as_array().expect("top");
+            let gap = top[0][1].as_f64().unwrap() - top[1][1].as_f64().unwrap();
+            if gap > 2.0 * TOLERANCE {
+                let ours_top = got["top_logprobs"][i + 1].as_object().expect("top");
+                let best = ours_top
+                    .iter()
+                    .max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap()))
+                    .map(|(token, _)| token.clone())
+                    .expect("alternatives");
+                let (bytes_want, _) = support::curl_raw(
+                    &server.url("/detokenize"),
+                    &json!({"model": MODEL, "tokens": [top[0][0]]}).to_string(),
+                );
+                assert_eq!(bytes_want, 200);
+                let want_text = support::curl_json(
+                    &server.url("/detokenize"),
+                    &json!({"model": MODEL, "tokens": [top[0][0]]}),
+                )
+                .1["prompt"]
+                    .as_str()
+                    .expect("text")
+                    .to_string();
+                assert_eq!(best, want_text, "{}: position {}", case["name"], i + 1);
+            }
+            compared += 1;
+        }
+    }
+    assert!(compared > 100, "{compared}");
+    assert_eq!(
+        server.metric("rotor_engine_prompt_logprob_requests_total"),
+        fixture["texts"].as_array().unwrap().len() as f64
+    );
+}

@@ -121,7 +121,9 @@ pub(crate) async fn finish_choice(
     builder: &ResponseBuilder,
 ) -> Result<FinishedChoice, ApiError> {
     // If the client disconnects, hyper drops this future and with it the backend stream.
-    let mut text = run.echo.take().unwrap_or_default();
+    let echo = run.echo.take();
+    let echo_chars = echo.as_ref().map_or(0, |e| e.chars().count());
+    let mut text = echo.unwrap_or_default();
     let mut answer = ChatAnswer::default();
     let mut logprobs = Vec::new();
     while let Some(step) = run.next_step().await {
@@ -147,7 +149,15 @@ pub(crate) async fn finish_choice(
             }
         };
         let (mut body, finish) = body;
-        builder.attach_logprobs(&mut body, &logprobs);
+        let cumulative_logprob = logprobs.iter().map(|e| f64::from(e.logprob)).sum();
+        // With `echo`, the prompt's tokens come first and the generated ones' offsets follow
+        // the echoed text.
+        let mut shown = run.generation.prompt_entries()?;
+        for entry in &mut logprobs {
+            entry.text_offset += echo_chars;
+        }
+        shown.append(&mut logprobs);
+        builder.attach_logprobs(&mut body, &shown);
         let choice = body["choices"][0].take();
         return Ok(FinishedChoice {
             index: run.index,
@@ -155,7 +165,7 @@ pub(crate) async fn finish_choice(
             leader: run.leader,
             choice,
             usage: finish.usage,
-            cumulative_logprob: logprobs.iter().map(|e| f64::from(e.logprob)).sum(),
+            cumulative_logprob,
         });
     }
     Err(ApiError::internal("generation ended without a finish"))

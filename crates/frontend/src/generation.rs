@@ -71,6 +71,8 @@ pub struct TextGeneration {
     text_chars: usize,
     /// Logprobs of tokens whose text is still held back; they go out with the next step.
     pending: Vec<LogprobEntry>,
+    /// With prompt logprobs asked for: the prompt, and its scores once the first output came.
+    prompt: Option<(Vec<u32>, Option<Vec<TokenLogprob>>)>,
     prompt_tokens: u32,
     completion_tokens: u32,
     cached_prompt_tokens: u32,
@@ -97,6 +99,11 @@ impl TextGeneration {
             logprobs: plan.request.sampling.logprobs.is_some(),
             text_chars: 0,
             pending: Vec::new(),
+            prompt: plan
+                .request
+                .sampling
+                .prompt_logprobs
+                .map(|_| (plan.request.token_ids.clone(), None)),
             prompt_tokens: plan.prompt_tokens() as u32,
             completion_tokens: 0,
             cached_prompt_tokens: 0,
@@ -126,6 +133,9 @@ impl TextGeneration {
             self.timer.output(output.token_ids.len());
             if let Some(cached) = output.cached_prompt_tokens {
                 self.cached_prompt_tokens = cached;
+            }
+            if let (Some((_, scores)), Some(got)) = (&mut self.prompt, &output.prompt_logprobs) {
+                *scores = Some(got.clone());
             }
             let mut step = match self.consume(
                 &output.token_ids,
@@ -162,6 +172,8 @@ impl TextGeneration {
         let logprobs = match (self.logprobs, logprobs) {
             (false, _) => None,
             (true, Some(lp)) if lp.len() == ids.len() => Some(lp),
+            // An output without tokens (a scored prompt's) needs no entries.
+            (true, None) if ids.is_empty() => None,
             (true, got) => {
                 return Err(ApiError::internal(format!(
                     "the model's engine returned {} logprob entries for {} tokens; its backend \
@@ -218,6 +230,45 @@ impl TextGeneration {
             finish: Some(self.finish(reason.as_openai(), None)),
             logprobs: entries,
         })
+    }
+
+    /// The prompt's tokens with their logprobs (the first token has none: NaN, and no
+    /// alternatives), as `echo` shows them; `text_offset` counts characters from the prompt's
+    /// start. Empty unless prompt logprobs were asked for; an error if the engine sent none.
+    pub fn prompt_entries(&self) -> Result<Vec<LogprobEntry>, ApiError> {
+        let Some((ids, scores)) = &self.prompt else {
+            return Ok(Vec::new());
+        };
+        let scores = scores.as_deref().unwrap_or_default();
+        if scores.len() + 1 != ids.len() {
+            return Err(ApiError::internal(format!(
+                "the model's engine returned {} prompt logprobs for a {}-token prompt; its \
+                 backend may not support prompt scoring",
+                scores.len(),
+                ids.len()
+            )));
+        }
+        let mut offset = 0;
+        let mut entries = Vec::with_capacity(ids.len());
+        for (i, &id) in ids.iter().enumerate() {
+            let mut entry = match i {
+                0 => {
+                    let (token, bytes) = self.token_text(id)?;
+                    LogprobEntry {
+                        token,
+                        bytes,
+                        logprob: f32::NAN,
+                        text_offset: 0,
+                        top: Vec::new(),
+                    }
+                }
+                _ => self.entry(&scores[i - 1])?,
+            };
+            entry.text_offset = offset;
+            offset += entry.token.chars().count();
+            entries.push(entry);
+        }
+        Ok(entries)
     }
 
     /// The API form of one token's logprobs.

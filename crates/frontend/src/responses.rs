@@ -85,9 +85,11 @@ impl ResponseBuilder {
             Api::Completion => json!({
                 "tokens": entries.iter().map(|e| &e.token).collect::<Vec<_>>(),
                 "token_logprobs": entries.iter().map(|e| e.logprob).collect::<Vec<_>>(),
-                "top_logprobs": entries.iter().map(|e| {
-                    e.top.iter().map(|t| (t.token.clone(), json!(t.logprob)))
-                        .collect::<serde_json::Map<_, _>>()
+                // An echoed prompt's first token has no logprob: null, as its alternatives.
+                "top_logprobs": entries.iter().map(|e| match e.logprob.is_nan() {
+                    true => Value::Null,
+                    false => Value::Object(e.top.iter().map(|t| (t.token.clone(), json!(t.logprob)))
+                        .collect::<serde_json::Map<_, _>>()),
                 }).collect::<Vec<_>>(),
                 "text_offset": entries.iter().map(|e| e.text_offset).collect::<Vec<_>>(),
             }),

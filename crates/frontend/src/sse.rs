@@ -120,15 +120,13 @@ fn choice_events(run: ChoiceRun, builder: ResponseBuilder) -> BoxStream<'static,
         queue: VecDeque::new(),
         builder,
         logprobs: Vec::new(),
+        echo_chars: 0,
         ended: false,
         run,
     };
     if let Some(mut opening) = choice.builder.opening_chunk() {
         opening["choices"][0]["index"] = Value::from(choice.run.index);
         choice.queue.push_back(ChoiceEvent::Chunk(opening));
-    }
-    if let Some(echo) = choice.run.echo.take() {
-        choice.push_choice(choice.builder.delta_chunk(echo, None));
     }
     stream::unfold(choice, |mut choice| async move {
         loop {
@@ -151,6 +149,8 @@ struct ChoiceState {
     queue: VecDeque<ChoiceEvent>,
     /// Logprobs not yet sent: they ride on the next chunk that has a choice.
     logprobs: Vec<LogprobEntry>,
+    /// Characters of echoed prompt before the generated text (`text_offset` starts there).
+    echo_chars: usize,
     ended: bool,
 }
 
@@ -166,7 +166,22 @@ impl ChoiceState {
     }
 
     fn enqueue(&mut self, mut step: Option<Result<TextStep, ApiError>>) {
+        // `echo`: the prompt (with its logprobs) is the first chunk, once the first output,
+        // which carries the prompt's scores, has come.
+        if let (Some(echo), Some(Ok(_))) = (self.run.echo.take(), &step) {
+            match self.run.generation.prompt_entries() {
+                Ok(entries) => {
+                    self.echo_chars = echo.chars().count();
+                    self.logprobs = entries;
+                    self.push_choice(self.builder.delta_chunk(echo, None));
+                }
+                Err(err) => step = Some(Err(err)),
+            }
+        }
         if let Some(Ok(step)) = &mut step {
+            for entry in &mut step.logprobs {
+                entry.text_offset += self.echo_chars;
+            }
             self.logprobs.append(&mut step.logprobs);
         }
         if let (Some(chat), Some(Ok(TextStep { text, finish, .. }))) = (&mut self.run.chat, &step) {

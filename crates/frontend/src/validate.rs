@@ -3,7 +3,8 @@
 //!
 //! Limits: `n` and `best_of` in 1..=[`MAX_CHOICES`]; `temperature` in [0, 2]; `top_p` in (0, 1]; penalties in [-2, 2];
 //! `repetition_penalty` > 0; `min_p` in [0, 1]; `top_k` ≥ 0 (0 = off); at most
-//! `FrontendConfig::max_stop_sequences` non-empty stop strings; `max_tokens` ≥ 1 and
+//! `FrontendConfig::max_stop_sequences` non-empty stop strings; `max_tokens` ≥ 1 (0 with `echo`:
+//! the prompt is only scored) and
 //! prompt + `max_tokens` ≤ context. Without `max_tokens` the budget is the context left after
 //! the prompt, clamped to `FrontendConfig::default_max_tokens_cap`.
 
@@ -239,6 +240,14 @@ pub fn completion_plans(
         ));
     }
     let echo = req.echo == Some(true);
+    if echo {
+        // The prompt's own logprobs come with it (an engine that cannot score prompts refuses
+        // the request); with `max_tokens` 0 nothing is generated, the prompt is only scored.
+        checked.zero_max_tokens = true;
+        if logprobs.is_some() || checked.max_tokens == Some(0) {
+            checked.sampling.prompt_logprobs = Some(logprobs.unwrap_or(0));
+        }
+    }
     prompts
         .into_iter()
         .map(|(ids, text)| {
@@ -430,6 +439,8 @@ struct CheckedSampling {
     stream: bool,
     include_usage: bool,
     n: u32,
+    /// `max_tokens` 0 is allowed (text completions with `echo`: score the prompt only).
+    zero_max_tokens: bool,
 }
 
 fn check_range(
@@ -612,6 +623,7 @@ fn check_sampling(
         stream,
         include_usage,
         n,
+        zero_max_tokens: false,
     })
 }
 
@@ -653,6 +665,7 @@ fn finish_plan(
     }
     let room = context - prompt_len as u32;
     let max_tokens = match checked.max_tokens {
+        Some(0) if checked.zero_max_tokens => 0,
         Some(m) if m <= 0 => {
             return Err(ApiError::invalid_param(
                 max_param,

@@ -267,7 +267,8 @@ pub enum Prompt {
 pub struct CompletionRequest {
     pub model: String,
     pub prompt: Prompt,
-    #[schema(minimum = 1)]
+    /// Tokens to generate; 0 only with `echo` (score the prompt without generating).
+    #[schema(minimum = 0)]
     pub max_tokens: Option<i64>,
     #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f64>,

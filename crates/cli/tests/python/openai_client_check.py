@@ -139,6 +139,12 @@ sums = [sum(c.logprobs.token_logprobs) for c in r.choices]
 check(sums[0] >= sums[1], f"best first: {sums}")
 r = client.completions.create(model=model, prompt="The sky is", max_tokens=3, temperature=0, echo=True)
 check(r.choices[0].text.startswith("The sky is") and len(r.choices[0].text) > len("The sky is"), f"echo: {r.choices[0].text!r}")
+# lm-evaluation-harness's loglikelihood request: echo + logprobs + max_tokens 0 scores the prompt.
+r = client.completions.create(model=model, prompt="The capital of France is Paris", echo=True, logprobs=1, max_tokens=0)
+lp = r.choices[0].logprobs
+check(r.choices[0].text == "The capital of France is Paris", f"echo alone: {r.choices[0].text!r}")
+check(lp.token_logprobs[0] is None and all(v <= 0 for v in lp.token_logprobs[1:]), f"prompt logprobs: {lp.token_logprobs}")
+check("".join(lp.tokens) == r.choices[0].text and r.usage.completion_tokens == 0, f"tokens {lp.tokens}, usage {r.usage}")
 try:
     client.chat.completions.create(model=model, messages=question, n=17)
     check(False, "n=17 raises")

@@ -240,3 +240,99 @@ async fn echo_puts_the_prompt_before_the_text() {
         .collect();
     assert_eq!(text, format!("Hello world{TEXT}"));
 }
+
+#[tokio::test]
+async fn echo_with_logprobs_scores_the_prompt_and_max_tokens_0_only_scores() {
+    let server = TestServer::start(Script::text(TEXT)).await;
+    let prompt = encode("The sky is blue");
+    // lm-evaluation-harness's loglikelihood request: echo, logprobs, max_tokens 0.
+    let body = json!({"model": MODEL, "prompt": prompt, "echo": true, "logprobs": 1,
+                      "max_tokens": 0, "temperature": 0});
+    let resp = server.post_json("/v1/completions", &body).await;
+    assert_eq!(resp.status(), 200);
+    let whole: Value = resp.json().await.expect("json");
+    let choice = &whole["choices"][0];
+    assert_eq!(choice["text"], "The sky is blue");
+    assert_eq!(choice["finish_reason"], "length");
+    assert_eq!(whole["usage"]["completion_tokens"], 0);
+    let lp = &choice["logprobs"];
+    let tokens = lp["tokens"].as_array().expect("tokens");
+    assert_eq!(tokens.len(), prompt.len());
+    let joined: String = tokens.iter().map(|t| t.as_str().expect("token")).collect();
+    assert_eq!(joined, "The sky is blue");
+    // The first token has no logprob; token i has the scripted -i/100.
+    assert_eq!(lp["token_logprobs"][0], Value::Null);
+    assert_eq!(lp["top_logprobs"][0], Value::Null);
+    for i in 1..prompt.len() {
+        let got = lp["token_logprobs"][i].as_f64().expect("logprob");
+        assert!((got + i as f64 / 100.0).abs() < 1e-6, "{lp}");
+        assert_eq!(lp["top_logprobs"][i].as_object().expect("top").len(), 1);
+    }
+    let offsets: Vec<u64> = serde_json::from_value(lp["text_offset"].clone()).expect("offsets");
+    assert_eq!(offsets[0], 0);
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    let request = server.log.last_request();
+    assert_eq!(request.sampling.prompt_logprobs, Some(1));
+    assert_eq!(request.stop.max_tokens, 0);
+
+    // Echo and generation: prompt entries, then the generated ones, offsets continuing.
+    let body = json!({"model": MODEL, "prompt": "The sky is blue", "echo": true, "logprobs": 0,
+                      "max_tokens": 3});
+    for stream in [false, true] {
+        let mut body = body.clone();
+        body["stream"] = json!(stream);
+        let resp = server.post_json("/v1/completions", &body).await;
+        let (text, tokens, offsets) = if stream {
+            let chunks = sse_chunks(&resp.text().await.expect("body"));
+            let mut text = String::new();
+            let (mut tokens, mut offsets) = (Vec::new(), Vec::new());
+            for chunk in &chunks {
+                let choice = &chunk["choices"][0];
+                text.push_str(choice["text"].as_str().expect("text"));
+                for t in choice["logprobs"]["tokens"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    tokens.push(t.as_str().expect("token").to_string());
+                }
+                for o in choice["logprobs"]["text_offset"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                {
+                    offsets.push(o.as_u64().expect("offset"));
+                }
+            }
+            (text, tokens, offsets)
+        } else {
+            let whole: Value = resp.json().await.expect("json");
+            let lp = &whole["choices"][0]["logprobs"];
+            (
+                whole["choices"][0]["text"]
+                    .as_str()
+                    .expect("text")
+                    .to_string(),
+                serde_json::from_value(lp["tokens"].clone()).expect("tokens"),
+                serde_json::from_value(lp["text_offset"].clone()).expect("offsets"),
+            )
+        };
+        assert!(text.starts_with("The sky is blue"), "{text}");
+        assert_eq!(tokens.len(), prompt.len() + 3, "{tokens:?}");
+        assert_eq!(tokens.concat(), text, "stream {stream}");
+        let mut at = 0;
+        for (token, offset) in tokens.iter().zip(&offsets) {
+            assert_eq!(
+                *offset, at as u64,
+                "stream {stream}: {tokens:?} {offsets:?}"
+            );
+            at += token.chars().count();
+        }
+    }
+    // max_tokens 0 without echo is still refused.
+    let body = json!({"model": MODEL, "prompt": "x", "max_tokens": 0});
+    assert_eq!(
+        server.post_json("/v1/completions", &body).await.status(),
+        400
+    );
+}

@@ -157,9 +157,29 @@ struct StreamState {
     logprobs: Option<u32>,
     /// Scripted logprobs are lowered by `seed % 4` (so that seeded sequences rank apart).
     seed_offset: f32,
+    /// Scripted prompt scores when asked (`prompt_logprobs`), sent on the first output.
+    prompt_logprobs: Option<Vec<TokenLogprob>>,
     emitted: usize,
     done: bool,
     guard: StreamGuard,
+}
+
+/// The scripted backend's prompt scores: prompt token i (i ≥ 1) has logprob -i/100, its
+/// alternatives the next ids, each 1 lower.
+pub fn scripted_prompt_logprobs(prompt: &[u32], top: u32) -> Vec<TokenLogprob> {
+    prompt
+        .iter()
+        .enumerate()
+        .skip(1)
+        .map(|(i, &id)| {
+            let logprob = -(i as f32) / 100.0;
+            TokenLogprob {
+                token_id: id,
+                logprob,
+                top: (0..top).map(|k| (id + k, logprob - k as f32)).collect(),
+            }
+        })
+        .collect()
 }
 
 impl Backend for ScriptedBackend {
@@ -196,6 +216,10 @@ impl Backend for ScriptedBackend {
             max_tokens: req.stop.max_tokens as usize,
             logprobs: req.sampling.logprobs,
             seed_offset: req.sampling.seed.map_or(0.0, |seed| (seed % 4) as f32),
+            prompt_logprobs: req
+                .sampling
+                .prompt_logprobs
+                .map(|top| scripted_prompt_logprobs(&req.token_ids, top)),
             emitted: 0,
             done: false,
             guard: StreamGuard {
@@ -221,6 +245,23 @@ impl Backend for ScriptedBackend {
                     return Some((Err(err.clone()), st));
                 }
             }
+            let prompt_logprobs = st.prompt_logprobs.take();
+            if st.max_tokens == 0 {
+                // Score only: one output, no token.
+                st.done = true;
+                st.guard.finished.store(true, Ordering::SeqCst);
+                st.guard.log.completed.fetch_add(1, Ordering::SeqCst);
+                st.guard.log.changed.notify_waiters();
+                let output = EngineOutput {
+                    prompt_logprobs,
+                    embedding: None,
+                    token_ids: Vec::new().into(),
+                    finish_reason: Some(FinishReason::Length),
+                    cached_prompt_tokens: st.script.cached_prompt_tokens,
+                    logprobs: st.logprobs.map(|_| Vec::new()),
+                };
+                return Some((Ok(output), st));
+            }
             let token = st.script.tokens.get(st.emitted).copied().unwrap_or(EOS);
             st.emitted += 1;
             let finish = if token == EOS {
@@ -231,7 +272,7 @@ impl Backend for ScriptedBackend {
                 None
             };
             let output = EngineOutput {
-                prompt_logprobs: None,
+                prompt_logprobs,
                 embedding: None,
                 token_ids: vec![token].into(),
                 finish_reason: finish,
