@@ -8,7 +8,6 @@
 #[allow(dead_code)] // the curl helpers serve other tests
 mod support;
 
-use std::process::Command;
 
 use serde_json::Value;
 use support::RotorServer;
@@ -19,30 +18,17 @@ const KEY: &str = "sk-ant-rotor-e2e";
 #[test]
 fn official_anthropic_python_client() {
     let server = RotorServer::start(&["--api-key", KEY]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/anthropic_client_check.py"
-    );
-    let python = std::env::var("ROTOR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let dir = tempfile::tempdir().expect("tempdir");
     let results_path = dir.path().join("results.json");
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(server.url(""))
-        .arg(MODEL)
-        .arg(KEY)
-        .arg(&results_path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "anthropic client checks failed (is the `anthropic` package installed?)\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("all anthropic client checks passed"),
-        "{stdout}"
+    support::run_python_check(
+        "anthropic_client_check.py",
+        &[
+            server.url("").as_str(),
+            MODEL,
+            KEY,
+            results_path.to_str().expect("utf-8 path"),
+        ],
+        "all anthropic client checks passed",
     );
     // The forced call's input follows the tool's schema.
     let results: Value =

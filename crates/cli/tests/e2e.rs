@@ -70,26 +70,10 @@ fn streaming_with_curl_ends_with_done() {
 #[test]
 fn official_openai_python_client() {
     let server = RotorServer::start(&[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/openai_client_check.py"
-    );
-    let python = std::env::var("ROTOR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(server.url("/v1"))
-        .arg(MODEL)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "openai client checks failed (is the `openai` package installed? pip install openai)\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("all openai client checks passed"),
-        "{stdout}"
+    support::run_python_check(
+        "openai_client_check.py",
+        &[server.url("/v1"), MODEL.to_string()],
+        "all openai client checks passed",
     );
 }
 

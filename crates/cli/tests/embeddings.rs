@@ -10,7 +10,6 @@ mod cluster;
 #[allow(dead_code)]
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use cluster::{frontend, native_worker, post_json};
@@ -55,24 +54,10 @@ fn cosine(a: &Value, b: &Value) -> f64 {
 #[test]
 fn official_openai_client_embeddings_match_llama_cpp() {
     let server = RotorServer::start(&[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/openai_embeddings_check.py"
-    );
-    let python = std::env::var("ROTOR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(server.url("/v1"))
-        .arg(MODEL)
-        .arg(fixture_path())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    assert!(
-        stdout.contains("all openai embeddings checks passed"),
-        "{stdout}"
+    let stdout = support::run_python_check(
+        "openai_embeddings_check.py",
+        &[server.url("/v1").as_str(), MODEL, fixture_path()],
+        "all openai embeddings checks passed",
     );
     eprintln!("{stdout}");
     // Four texts, four requests of them (the last two of one input each → 1 + 1).

@@ -8,6 +8,9 @@
 
 mod cluster;
 
+#[allow(dead_code)] // only its Python runner serves this file
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -190,23 +193,10 @@ async fn serve_with_api_keys_refuses_others_and_counts_them() {
     );
 
     // The official openai client: AuthenticationError without a good key, normal use with one.
-    let python = std::env::var("ROTOR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/openai_auth_check.py"
-    );
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(server.url("/v1"))
-        .arg(MODEL)
-        .arg("sk-flag")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && stdout.contains("all openai auth checks passed"),
-        "openai client checks failed (is the `openai` package installed?)\n{stdout}\n{stderr}"
+    support::run_python_check(
+        "openai_auth_check.py",
+        &[server.url("/v1").as_str(), MODEL, "sk-flag"],
+        "all openai auth checks passed",
     );
 }
 

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::process::Command;
 
 use serde_json::json;
 use support::{curl_json, RotorServer};
@@ -16,26 +15,10 @@ const MODEL: &str = "smollm2-135m-instruct";
 #[test]
 fn official_openai_client_drives_the_responses_api() {
     let server = RotorServer::start(&[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/openai_responses_check.py"
-    );
-    let python = std::env::var("ROTOR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(server.url("/v1"))
-        .arg(MODEL)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "openai responses checks failed (is the `openai` package installed?)\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains("all openai responses checks passed"),
-        "{stdout}"
+    support::run_python_check(
+        "openai_responses_check.py",
+        &[server.url("/v1"), MODEL.to_string()],
+        "all openai responses checks passed",
     );
     // Every request above went through /v1/responses and was counted.
     assert!(

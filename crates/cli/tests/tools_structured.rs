@@ -10,7 +10,6 @@
 #[allow(dead_code)] // the curl helpers serve other tests
 mod support;
 
-use std::process::Command;
 
 use serde_json::Value;
 use support::RotorServer;
@@ -20,31 +19,21 @@ const MODEL: &str = "smollm2-135m-instruct";
 #[test]
 fn openai_client_tools_and_json_schema_validate() {
     let server = RotorServer::start(&[]);
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/openai_tools_check.py"
-    );
-    let python = std::env::var("ROTOR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let dir = tempfile::tempdir().expect("tempdir");
     let results_path = dir.path().join("results.json");
-    let out = Command::new(&python)
-        .arg(script)
-        .arg(server.url("/v1"))
-        .arg(MODEL)
-        .arg(&results_path)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../engine/tests/fixtures/schemas.json"
-        ))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "openai tool checks failed\n{stdout}\n{stderr}"
+    let stdout = support::run_python_check(
+        "openai_tools_check.py",
+        &[
+            server.url("/v1").as_str(),
+            MODEL,
+            results_path.to_str().expect("utf-8 path"),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../engine/tests/fixtures/schemas.json"
+            ),
+        ],
+        "all openai tool checks passed",
     );
-    assert!(stdout.contains("all openai tool checks passed"), "{stdout}");
     let results: Value =
         serde_json::from_str(&std::fs::read_to_string(&results_path).expect("results"))
             .expect("json");

@@ -123,3 +123,28 @@ pub fn curl_raw(url: &str, body: &str) -> (u16, Value) {
 pub fn curl_json(url: &str, body: &Value) -> (u16, Value) {
     curl_raw(url, &body.to_string())
 }
+
+/// Runs `crates/cli/tests/python/SCRIPT` with the test Python (`ROTOR_TEST_PYTHON`, else
+/// `python3`; scripts/test makes a venv with the official clients) and `args`. Panics with the
+/// script's output unless it exits 0 and prints `passed`; returns its stdout.
+pub fn run_python_check<S: AsRef<std::ffi::OsStr>>(
+    script: &str,
+    args: &[S],
+    passed: &str,
+) -> String {
+    let python = std::env::var("ROTOR_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(&python)
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains(passed),
+        "{script} failed (are its Python packages installed? scripts/test installs them)\n\
+         {stdout}\n{stderr}"
+    );
+    stdout
+}
