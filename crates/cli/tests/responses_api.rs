@@ -6,7 +6,6 @@
 
 mod support;
 
-
 use serde_json::json;
 use support::{curl_json, RotorServer};
 

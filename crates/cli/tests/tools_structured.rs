@@ -10,7 +10,6 @@
 #[allow(dead_code)] // the curl helpers serve other tests
 mod support;
 
-
 use serde_json::Value;
 use support::RotorServer;
 

@@ -104,6 +104,7 @@ const OPEN_ROUTES: &[&str] = &["/health", "/live", "/openapi.json"];
         crate::routes::get_model,
         crate::tokenize::tokenize,
         crate::tokenize::detokenize,
+        crate::tokenize::tokenizer_info,
         crate::routes::health,
         crate::routes::live,
         crate::routes::render_metrics,

@@ -26,7 +26,7 @@ use crate::registry::{ModelEntry, ModelRegistry};
 use crate::request_id::assign_request_id;
 use crate::responses_api::store::ResponseStore;
 use crate::responses_api::{create_response, delete_response, get_response};
-use crate::tokenize::{detokenize, tokenize};
+use crate::tokenize::{detokenize, tokenize, tokenizer_info};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -60,6 +60,7 @@ pub fn build_router(state: AppState) -> Router {
         .route("/v1/models/{*id}", get(get_model))
         .route("/tokenize", post(tokenize))
         .route("/detokenize", post(detokenize))
+        .route("/tokenizer_info", get(tokenizer_info))
         .route("/health", get(health))
         .route("/live", get(live))
         .route("/metrics", get(render_metrics))

@@ -7,16 +7,19 @@
 //!   their own BOS) and `return_token_strs` → `{"count", "max_model_len", "tokens",
 //!   "token_strs"}`. The ids of a prompt with the defaults are those /v1/completions computes.
 //! - `/detokenize` `{"model"?, "tokens"}` → `{"prompt"}`, special tokens included.
+//! - `GET /tokenizer_info[?model=…]` → `{"eos_token", "bos_token", "pad_token", "add_bos_token",
+//!   "model_max_length", "chat_template", "vocab_size"}` (what lm-evaluation-harness's remote
+//!   tokenizer reads before it tokenizes through `/tokenize`).
 //!
 //! `model` may be left out when exactly one model is served. Errors: unknown model 404, neither
 //! or both of `prompt`/`messages` 400, an id outside the vocabulary 400 naming `tokens`.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::Json;
 use rotor_protocol::openai::{
-    DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse,
+    DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse, TokenizerInfo,
 };
 
 use crate::error::ApiError;
@@ -144,4 +147,35 @@ pub async fn detokenize(
         .decode(&req.tokens, false)
         .map_err(|err| ApiError::invalid_param("tokens", format!("Cannot decode: {err}")))?;
     Ok(Json(DetokenizeResponse { prompt }))
+}
+
+/// The query of GET /tokenizer_info.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub struct TokenizerInfoQuery {
+    /// The model; may be left out when one model is served.
+    pub model: Option<String>,
+}
+
+/// The served tokenizer's special tokens, template and limits (vLLM's shape).
+#[utoipa::path(
+    get,
+    path = "/tokenizer_info",
+    params(TokenizerInfoQuery),
+    responses((status = 200, body = TokenizerInfo), ApiErrors)
+)]
+pub async fn tokenizer_info(
+    State(state): State<AppState>,
+    Query(query): Query<TokenizerInfoQuery>,
+) -> Result<Json<TokenizerInfo>, ApiError> {
+    let entry = resolve_model(&state, query.model.as_deref())?;
+    let tokenizer = &entry.tokenizer;
+    Ok(Json(TokenizerInfo {
+        eos_token: tokenizer.eos_token().map(str::to_string),
+        bos_token: tokenizer.bos_token().map(str::to_string),
+        pad_token: None,
+        add_bos_token: tokenizer.add_bos_token(),
+        model_max_length: entry.card.context_length,
+        chat_template: entry.card.chat_template.clone(),
+        vocab_size: tokenizer.vocab_size(),
+    }))
 }

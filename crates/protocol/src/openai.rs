@@ -507,6 +507,22 @@ pub struct TokenizeResponse {
     pub token_strs: Option<Vec<String>>,
 }
 
+/// GET /tokenizer_info answer (vLLM's shape): what a client needs to tokenize as the server
+/// does (lm-evaluation-harness's remote tokenizer reads it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenizerInfo {
+    pub eos_token: Option<String>,
+    pub bos_token: Option<String>,
+    /// The model has no padding token: always null.
+    pub pad_token: Option<String>,
+    /// Whether the tokenizer puts BOS before a prompt.
+    pub add_bos_token: bool,
+    /// The context window in tokens.
+    pub model_max_length: u32,
+    pub chat_template: Option<String>,
+    pub vocab_size: usize,
+}
+
 /// POST /detokenize body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DetokenizeRequest {

@@ -292,6 +292,7 @@ async fn openapi_lists_every_route() {
         ("/v1/models/{id}", "get"),
         ("/tokenize", "post"),
         ("/detokenize", "post"),
+        ("/tokenizer_info", "get"),
         ("/health", "get"),
         ("/live", "get"),
         ("/metrics", "get"),

@@ -292,3 +292,21 @@ async fn unknown_model_id_is_a_404_json() {
         assert!(body["error"]["message"].as_str().unwrap().contains(id));
     }
 }
+
+#[tokio::test]
+async fn tokenizer_info_names_the_special_tokens_and_limits() {
+    let server = TestServer::start(Script::text("ok")).await;
+    for path in ["/tokenizer_info", "/tokenizer_info?model=smollm2"] {
+        let resp = server.get(path).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        let info: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(info["eos_token"], "<|im_end|>", "{info}");
+        assert_eq!(info["model_max_length"], 8192);
+        assert_eq!(info["vocab_size"], 49152);
+        assert_eq!(info["add_bos_token"], false);
+        assert!(info["chat_template"]
+            .as_str()
+            .is_some_and(|t| t.contains("im_start")));
+    }
+    assert_eq!(server.get("/tokenizer_info?model=nope").await.status(), 404);
+}
