@@ -2,7 +2,9 @@
 //! embeddings of the same texts (crates/model/tests/fixtures/scoring_smollm2_q4_1.json, cosine
 //! ≥ 0.999): `rotor serve` driven by the official `openai` Python client (float, base64, the
 //! client's default, mean and last pooling, a list of inputs), and `rotor frontend` + a native
-//! `rotor worker` over file discovery (through the router and the request plane).
+//! `rotor worker` over file discovery (through the router and the request plane), where the
+//! rest of the newer API is driven too: `n` > 1 (its shared prefill counted), `echo` prompt
+//! scores against llama.cpp's, Anthropic Messages and the Responses API.
 //!
 //! Needs the model (ROTOR_TEST_MODEL), `curl`, and `python3` with `openai` (ROTOR_TEST_PYTHON).
 
@@ -74,7 +76,7 @@ fn official_openai_client_embeddings_match_llama_cpp() {
 }
 
 #[test]
-fn embeddings_through_frontend_and_worker_match_llama_cpp() {
+fn embeddings_and_the_rest_of_the_api_through_frontend_and_worker() {
     let dir = tempfile::tempdir().expect("tempdir");
     let discovery = format!("file:{}", dir.path().display());
     let _worker = native_worker("worker", &discovery, "mem");
@@ -114,5 +116,70 @@ fn embeddings_through_frontend_and_worker_match_llama_cpp() {
     assert_eq!(
         f.metric("rotor_frontend_embeddings_total", &[]),
         texts.len() as f64
+    );
+
+    // The rest of issue 17's API through the same frontend and remote worker.
+    // n > 1: three choices, the two extra sequences started on the first's prefill.
+    let (status, body) = post_json(
+        &f.url("/v1/completions"),
+        &json!({"model": MODEL, "prompt": inputs[3], "n": 3, "max_tokens": 4,
+                "temperature": 0.8, "seed": 2}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"].as_array().map(Vec::len), Some(3), "{body}");
+    assert_eq!(
+        f.metric("rotor_frontend_shared_prompt_sequences_total", &[]),
+        2.0
+    );
+    // echo + logprobs + max_tokens 0: the prompt scored on the worker, as llama.cpp scores it.
+    let case = &texts[0];
+    let (status, body) = post_json(
+        &f.url("/v1/completions"),
+        &json!({"model": MODEL, "prompt": case["token_ids"], "echo": true, "logprobs": 1,
+                "max_tokens": 0}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let got = &body["choices"][0]["logprobs"]["token_logprobs"];
+    for (i, want) in case["prompt_logprobs"]
+        .as_array()
+        .expect("prompt_logprobs")
+        .iter()
+        .enumerate()
+    {
+        let (ours, theirs) = (
+            got[i + 1].as_f64().expect("lp"),
+            want["logprob"].as_f64().unwrap(),
+        );
+        assert!(
+            (ours - theirs).abs() <= 0.4,
+            "token {}: {ours} vs {theirs}",
+            i + 1
+        );
+    }
+    // Anthropic Messages and the Responses API.
+    let (status, body) = post_json(
+        &f.url("/v1/messages"),
+        &json!({"model": MODEL, "max_tokens": 8,
+                "messages": [{"role": "user", "content": "Say hi."}]}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["type"], "message");
+    assert!(
+        body["content"][0]["text"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    let (status, body) = post_json(
+        &f.url("/v1/responses"),
+        &json!({"model": MODEL, "input": "Say hi.", "max_output_tokens": 8}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["object"], "response");
+    assert!(
+        body["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("resp_")),
+        "{body}"
     );
 }
