@@ -81,6 +81,19 @@ pub fn tools_system_text(kind: ToolParserKind, tools: &[Value]) -> String {
     text
 }
 
+/// A message's content as text: the string, or its text parts joined (parts are checked to be
+/// text before this runs); empty when null.
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(parts)) => parts
+            .iter()
+            .filter_map(|part| part.get("text").and_then(Value::as_str))
+            .collect(),
+        _ => String::new(),
+    }
+}
+
 /// Rewrites OpenAI `messages` (already checked) for a template without tool support; see the
 /// module docs. `tools` is `None` when the request offers none (history is still rewritten).
 pub fn rewrite_messages(kind: ToolParserKind, messages: &mut Vec<Value>, tools: Option<&[Value]>) {
@@ -97,10 +110,10 @@ pub fn rewrite_messages(kind: ToolParserKind, messages: &mut Vec<Value>, tools: 
                 if calls.is_empty() {
                     continue;
                 }
-                let mut content = match object.get("content") {
-                    Some(Value::String(s)) if !s.is_empty() => format!("{s}\n"),
-                    _ => String::new(),
-                };
+                let mut content = content_text(object.get("content"));
+                if !content.is_empty() {
+                    content.push('\n');
+                }
                 let markup: Vec<String> = calls
                     .iter()
                     .map(|c| call_markup(kind, &c.function.name, &c.function.arguments))
@@ -109,10 +122,7 @@ pub fn rewrite_messages(kind: ToolParserKind, messages: &mut Vec<Value>, tools: 
                 object.insert("content".into(), Value::String(content));
             }
             Some("tool") => {
-                let content = match object.get("content") {
-                    Some(Value::String(s)) => s.clone(),
-                    _ => String::new(),
-                };
+                let content = content_text(object.get("content"));
                 object.insert("role".into(), Value::String("user".into()));
                 object.insert(
                     "content".into(),
@@ -183,6 +193,24 @@ mod tests {
         assert_eq!(messages[3]["role"], "user");
         assert_eq!(
             messages[3]["content"],
+            "<tool_response>\n22 C\n</tool_response>"
+        );
+    }
+
+    #[test]
+    fn content_given_as_text_parts_is_kept() {
+        let mut messages = vec![
+            json!({"role": "assistant", "content": [{"type": "text", "text": "Let me check."}],
+                   "tool_calls": [{"id": "call_1", "type": "function",
+                                   "function": {"name": "f", "arguments": "{}"}}]}),
+            json!({"role": "tool", "tool_call_id": "call_1",
+                   "content": [{"type": "text", "text": "22 "}, {"type": "text", "text": "C"}]}),
+        ];
+        rewrite_messages(ToolParserKind::Hermes, &mut messages, None);
+        let assistant = messages[0]["content"].as_str().expect("text");
+        assert!(assistant.starts_with("Let me check.\n<tool_call>"), "{assistant}");
+        assert_eq!(
+            messages[1]["content"],
             "<tool_response>\n22 C\n</tool_response>"
         );
     }
