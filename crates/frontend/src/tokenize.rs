@@ -151,6 +151,7 @@ pub async fn detokenize(
 
 /// The query of GET /tokenizer_info.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct TokenizerInfoQuery {
     /// The model; may be left out when one model is served.
     pub model: Option<String>,
