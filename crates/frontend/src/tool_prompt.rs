@@ -208,7 +208,10 @@ mod tests {
         ];
         rewrite_messages(ToolParserKind::Hermes, &mut messages, None);
         let assistant = messages[0]["content"].as_str().expect("text");
-        assert!(assistant.starts_with("Let me check.\n<tool_call>"), "{assistant}");
+        assert!(
+            assistant.starts_with("Let me check.\n<tool_call>"),
+            "{assistant}"
+        );
         assert_eq!(
             messages[1]["content"],
             "<tool_response>\n22 C\n</tool_response>"
