@@ -162,10 +162,7 @@ pub async fn messages(
 ) -> Result<Response, AnthropicError> {
     let JsonBody(req) = body?;
     let chat = chat_request(&req, Purpose::Generate)?;
-    let entry = state
-        .registry
-        .get(&req.model)
-        .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+    let entry = state.registry.require(&req.model)?;
     refuse_if_overloaded(&state, &entry)?;
     let id = message_id(&request_id);
     let plan = chat_plan(&entry, &chat, &state.config, &id)?;
@@ -226,10 +223,7 @@ pub async fn count_tokens(
 ) -> Result<Json<CountTokensResponse>, AnthropicError> {
     let JsonBody(req) = body?;
     let chat = chat_request(&req, Purpose::CountTokens)?;
-    let entry = state
-        .registry
-        .get(&req.model)
-        .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+    let entry = state.registry.require(&req.model)?;
     let plan = chat_plan(&entry, &chat, &state.config, &message_id(&request_id))?;
     Ok(Json(CountTokensResponse {
         input_tokens: plan.prompt_tokens() as u32,

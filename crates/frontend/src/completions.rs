@@ -46,10 +46,7 @@ pub async fn chat_completions(
     Extension(request_id): Extension<RequestId>,
     JsonBody(req): JsonBody<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let entry = state
-        .registry
-        .get(&req.model)
-        .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+    let entry = state.registry.require(&req.model)?;
     refuse_if_overloaded(&state, &entry)?;
     let builder = ResponseBuilder::new(Api::Chat, &req.model, &request_id);
     let plan = chat_plan(&entry, &req, &state.config, &builder.id)?;
@@ -80,10 +77,7 @@ pub async fn completions(
     Extension(request_id): Extension<RequestId>,
     JsonBody(req): JsonBody<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let entry = state
-        .registry
-        .get(&req.model)
-        .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+    let entry = state.registry.require(&req.model)?;
     refuse_if_overloaded(&state, &entry)?;
     let builder = ResponseBuilder::new(Api::Completion, &req.model, &request_id);
     let plans = completion_plans(&entry, &req, &state.config, &builder.id)?;

@@ -124,10 +124,7 @@ pub async fn embeddings(
     Extension(request_id): Extension<RequestId>,
     JsonBody(req): JsonBody<EmbeddingRequest>,
 ) -> Result<Response, ApiError> {
-    let entry = state
-        .registry
-        .get(&req.model)
-        .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+    let entry = state.registry.require(&req.model)?;
     let encoding = match req.encoding_format.as_deref() {
         None | Some("float") => Encoding::Float,
         Some("base64") => Encoding::Base64,

@@ -113,6 +113,12 @@ impl ModelRegistry {
         models.get(name).cloned()
     }
 
+    /// The model a request names, or the API's 404 (`model_not_found`).
+    pub fn require(&self, name: &str) -> Result<Arc<ModelEntry>, crate::error::ApiError> {
+        self.get(name)
+            .ok_or_else(|| crate::error::ApiError::model_not_found(name))
+    }
+
     /// All models, sorted by name.
     pub fn list(&self) -> Vec<Arc<ModelEntry>> {
         let models = self

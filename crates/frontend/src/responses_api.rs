@@ -186,10 +186,7 @@ pub async fn create_response(
     Extension(request_id): Extension<RequestId>,
     JsonBody(req): JsonBody<CreateResponseRequest>,
 ) -> Result<Response, ApiError> {
-    let entry = state
-        .registry
-        .get(&req.model)
-        .ok_or_else(|| ApiError::model_not_found(&req.model))?;
+    let entry = state.registry.require(&req.model)?;
     refuse_if_overloaded(&state, &entry)?;
     let mut conversation = match &req.previous_response_id {
         Some(previous) => {

@@ -129,10 +129,7 @@ pub(crate) async fn get_model(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ModelObject>, ApiError> {
-    let entry = state
-        .registry
-        .get(&id)
-        .ok_or_else(|| ApiError::model_not_found(&id))?;
+    let entry = state.registry.require(&id)?;
     Ok(Json(model_object(&entry, &state.config.owned_by)))
 }
 

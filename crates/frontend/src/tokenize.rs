@@ -33,10 +33,7 @@ use crate::validate::{check_vocabulary, encode, render_chat, ChatRender};
 /// The model a request names, or the only one served when it names none.
 fn resolve_model(state: &AppState, model: Option<&str>) -> Result<Arc<ModelEntry>, ApiError> {
     if let Some(name) = model {
-        return state
-            .registry
-            .get(name)
-            .ok_or_else(|| ApiError::model_not_found(name));
+        return state.registry.require(name);
     }
     match state.registry.list().as_slice() {
         [only] => Ok(Arc::clone(only)),
