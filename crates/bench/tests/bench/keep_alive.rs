@@ -150,31 +150,39 @@ async fn run(addr: SocketAddr, requests: usize) -> rotor_bench::Report {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_on_connections_the_server_closed_are_resent_once_and_counted() {
     let srv = start(Mode::AnswerOnceThenClose);
-    let report = run(srv.addr, 6).await;
+    let report = run(srv.addr, 10).await;
     let s = &report.summary;
     assert_eq!(
         (s.ok, s.errors, s.cancelled),
-        (6, 0, 0),
+        (10, 0, 0),
         "errors: {:?}",
         s.error_kinds
     );
-    assert_eq!(s.output_tokens, 12);
-    // Request 0 opens a pooled connection; request 1 reuses it, is dropped, and goes out again
-    // on a new connection that is not pooled; so request 2 finds the pool empty and opens a
-    // fresh pooled connection, which request 3 reuses, and so on.
-    assert_eq!(s.retried, 3);
+    assert_eq!(s.output_tokens, 20);
+    // Every reuse of a pooled connection is dropped by the server and sent once more on a new,
+    // pool-less connection. Whether a request finds the previous connection back in the pool
+    // depends on when hyper returns it (after reading the body, on its own task), so the count
+    // of reuses varies with load; what cannot vary: each request is retried at most once, the
+    // first never (the pool is empty), every retry is counted, and the server read exactly one
+    // extra request per retry and saw one new connection per request.
     let retries: Vec<u32> = report.records.iter().map(|r| r.retries).collect();
-    assert_eq!(retries, vec![0, 1, 0, 1, 0, 1]);
+    assert!(retries.iter().all(|&r| r <= 1), "{retries:?}");
+    assert_eq!(retries[0], 0);
+    let retried = retries.iter().filter(|&&r| r == 1).count();
+    assert!(
+        retried >= 1,
+        "no request reused a pooled connection: {retries:?}"
+    );
+    assert_eq!(s.retried, retried);
     assert_eq!(
         srv.requests.load(Ordering::SeqCst),
-        9,
-        "6 answered + 3 dropped"
+        10 + retried,
+        "10 answered + one dropped per retry"
     );
-    assert_eq!(srv.connections.load(Ordering::SeqCst), 6);
+    assert_eq!(srv.connections.load(Ordering::SeqCst), 10);
     assert!(report.to_string().contains("retried"), "{report}");
     let json = serde_json::to_value(&report).unwrap();
-    assert_eq!(json["summary"]["retried"], 3);
-    assert_eq!(json["records"][1]["retries"], 1);
+    assert_eq!(json["summary"]["retried"], retried);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
