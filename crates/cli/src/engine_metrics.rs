@@ -59,6 +59,18 @@ const METRICS: &[(&str, &str, &str, Field)] = &[
         |s| s.embedding_requests as f64,
     ),
     (
+        "rotor_engine_kv_copy_on_write_blocks_total",
+        "counter",
+        "Sequences admitted with a copy of a prompt block another sequence computed (n > 1 siblings).",
+        |s| s.kv_copy_on_write_blocks as f64,
+    ),
+    (
+        "rotor_engine_kv_copy_on_write_tokens_total",
+        "counter",
+        "Prompt tokens served by copy-on-write copies instead of being computed.",
+        |s| s.kv_copy_on_write_tokens as f64,
+    ),
+    (
         "rotor_engine_preemptions_total",
         "counter",
         "Sequences preempted for KV space.",

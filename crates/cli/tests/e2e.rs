@@ -229,14 +229,17 @@ fn chat_template_flag_replaces_the_models_own() {
     );
 }
 
-/// Prompt tokens the engine computed (looked up in the prefix cache at admission, not found).
+/// Prompt tokens the engine computed: looked up in the prefix cache at admission, neither found
+/// there nor copied from a block another sequence computed.
 fn prompt_tokens_computed(server: &RotorServer) -> f64 {
     server.metric("rotor_kv_cache_prefix_queries_tokens_total")
         - server.metric("rotor_kv_cache_prefix_hit_tokens_total")
+        - server.metric("rotor_engine_kv_copy_on_write_tokens_total")
 }
 
 /// `n` = 4 costs one prefill: the three extra sequences start after the first prefilled the
-/// prompt and find its blocks in the prefix cache, computing only the last, partly filled block.
+/// prompt; they find its full blocks in the prefix cache, get a copy of its last, partly filled
+/// block (copy-on-write), and compute only the prompt's last token each.
 #[test]
 fn n_choices_share_one_prefill() {
     let server = RotorServer::start(&["--block-size", "16"]);
@@ -257,13 +260,17 @@ fn n_choices_share_one_prefill() {
         computed.push(prompt_tokens_computed(&server) - before);
     }
     let (one, four) = (computed[0], computed[1]);
-    eprintln!("prompt tokens computed: n=1 {one}, n=4 {four}");
+    let copied = server.metric("rotor_engine_kv_copy_on_write_tokens_total");
+    eprintln!("prompt tokens computed: n=1 {one}, n=4 {four}; copied {copied}");
     assert!(one > 80.0, "the prompt is long: {one}");
-    // At most the last partial block (< 16 tokens) again for each of the three extra sequences.
-    assert!(
-        four >= one - 16.0 && four <= one + 3.0 * 16.0,
-        "n=1 {one}, n=4 {four}"
+    // The two prompts have the same length (one token per topic word): the three extra
+    // sequences compute one token each.
+    assert_eq!(four, one + 3.0, "n=1 {one}, n=4 {four}");
+    assert_eq!(
+        server.metric("rotor_engine_kv_copy_on_write_blocks_total"),
+        3.0
     );
+    assert_eq!(copied, 3.0 * ((one as u64 - 1) % 16) as f64);
     assert_eq!(
         server.metric("rotor_frontend_shared_prompt_sequences_total"),
         3.0

@@ -115,9 +115,13 @@ impl EngineCore {
         if let Some(v) = &constraint_vocab {
             check_vocab(v, runner.vocab_size())?;
         }
+        let mut scheduler = Scheduler::new(cfg);
+        if runner.supports_kv_copy() {
+            scheduler.kv_blocks_mut().enable_copy_on_write();
+        }
         Ok(Self {
             runner,
-            scheduler: Scheduler::new(cfg),
+            scheduler,
             sampler: Sampler::new(),
             limits,
             plan: StepPlan::default(),
@@ -296,10 +300,17 @@ impl EngineCore {
                 tiers,
             );
         }
+        // Copy-on-write admissions: their blocks' copies, before anything writes to them.
+        let copy_failure = self.copy_blocks();
         self.fill_report();
         if self.plan.chunks.is_empty() {
             self.refresh_stats();
             return dropped > 0;
+        }
+        if let Some(message) = copy_failure {
+            self.fail_planned(&message);
+            self.refresh_stats();
+            return true;
         }
         self.take_mask_jobs();
         let prompt_outputs = self.plan_output_kinds();
@@ -677,6 +688,35 @@ impl EngineCore {
         self.scheduler.retire(&mut self.finished);
     }
 
+    /// When the first prompt block kept for siblings expires, if one is kept (see `kv_blocks`).
+    pub fn kept_tails_expiry(&self) -> Option<Instant> {
+        self.scheduler.kv_blocks().next_tail_expiry()
+    }
+
+    /// Releases the kept prompt blocks whose time is up at `now` (the engine calls it while
+    /// idle; every step does it too).
+    pub fn expire_kept_tails(&mut self, now: Instant) {
+        self.scheduler.expire_kept_tails(now);
+        self.refresh_stats();
+    }
+
+    /// Makes the step's block copies and releases their sources; the error of the first copy
+    /// that failed (the step's sequences are then failed: a half-copied block is not used).
+    fn copy_blocks(&mut self) -> Option<String> {
+        let mut failure = None;
+        for copy in &self.plan.copies {
+            if let Err(e) = self.runner.copy_kv_block(copy.src, copy.dst) {
+                failure = Some(format!(
+                    "copying KV block {} to {}: {e}",
+                    copy.src, copy.dst
+                ));
+                break;
+            }
+        }
+        self.scheduler.copies_done(&mut self.plan);
+        failure
+    }
+
     fn fail_planned(&mut self, message: &str) {
         tracing::error!(error = message, "engine step failed; failing its sequences");
         let err = WireError::new(ErrorKind::Internal, format!("model step failed: {message}"));
@@ -714,6 +754,7 @@ impl EngineCore {
         s.prefix_cache_recompute_queries_tokens = cache.recompute_queries_tokens;
         s.prefix_cache_recompute_hit_tokens = cache.recompute_hit_tokens;
         s.prefix_cache_evictions = cache.evictions;
+        (s.kv_copy_on_write_blocks, s.kv_copy_on_write_tokens) = kv.copy_on_write_stats();
         if let Some(tiers) = &self.tiers {
             s.kv_tiers = tiers.stats();
         }

@@ -6,7 +6,7 @@
 //! explicit `shutdown` fails them with `EngineStopped` at once.
 
 use std::future::Future;
-use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -311,13 +311,32 @@ fn run(mut core: EngineCore, inbox: Receiver<Command>, shared: Arc<StatsCell>) {
             if orphaned {
                 break;
             }
-            match inbox.recv() {
-                Ok(cmd) => {
+            // Idle with prompt blocks kept for siblings: wake when they expire, to release them.
+            let received = match core.kept_tails_expiry() {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(std::time::Instant::now());
+                    match inbox.recv_timeout(wait) {
+                        Ok(cmd) => Some(cmd),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+                None => match inbox.recv() {
+                    Ok(cmd) => Some(cmd),
+                    Err(_) => break,
+                },
+            };
+            match received {
+                Some(cmd) => {
                     if let Flow::Stop = apply(&mut core, cmd, &shared) {
                         break;
                     }
                 }
-                Err(_) => break,
+                None => {
+                    core.expire_kept_tails(std::time::Instant::now());
+                    shared.publish(&core.stats());
+                    continue;
+                }
             }
         }
         loop {

@@ -5,9 +5,23 @@
 //! With prefix caching off, the same pool is used without lookups or commits: every prompt is
 //! computed from scratch, no block is ever cached and no event is emitted.
 //!
+//! Copy-on-write for sibling sequences (the choices of an `n > 1` request, which the frontend
+//! sends one after another with the same prompt): when a sequence announcing siblings
+//! (`SamplingParams::siblings`) has computed its prompt, the prompt's partly filled last block is
+//! kept (one extra holder) for a while. A sibling admitted later reuses the prompt's full blocks
+//! from the prefix cache as usual and gets a fresh block with a copy of the kept one, so it
+//! computes only the prompt's last token (for its logits) instead of the whole tail. A prompt
+//! that ends on a block boundary needs no keeping: its last block is in the prefix cache, and a
+//! request whose whole prompt is cached copies that block the same way. The copy itself is done
+//! by the runner before the step (`StepPlan::copies`); the source block is held until then.
+//! Kept blocks are released when their siblings have all come, after `PROMPT_TAIL_TTL`, or as
+//! soon as the pool runs short (before anyone is preempted or refused).
+//!
 //! Beside the pool it keeps, per block, the token ids and parent hash of the full block it
 //! caches (a preallocated table: committing allocates nothing), so a cached block can be
 //! exported in the KV block format by its sequence hash alone.
+
+use std::time::{Duration, Instant};
 
 use rotor_kv_cache::{BlockId, BlockPool, PrefixCacheStats};
 use rotor_protocol::KvEvent;
@@ -25,6 +39,55 @@ pub(crate) struct Admission {
     pub num_tokens: usize,
     /// Fresh blocks to allocate.
     pub new_blocks: usize,
+    /// Copy-on-write of the block holding the prompt's last token (see the module docs).
+    pub copy: Option<TailCopy>,
+}
+
+/// A copy planned at admission: `tokens` prompt tokens after the cached blocks come from
+/// `source` instead of being computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TailCopy {
+    pub source: TailSource,
+    pub tokens: usize,
+}
+
+/// Where a copied block comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TailSource {
+    /// The prompt's last full block, in the prefix cache (a prompt ending on a block boundary).
+    Cached(SequenceHash),
+    /// A sibling's kept partly filled last block.
+    Kept(BlockId),
+}
+
+/// A block copy for the runner to make before the step: `src`'s K/V over `dst`. The copy owns
+/// one holder of `src`, released (`KvBlocks::unpin`) once the copy is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockCopy {
+    pub src: BlockId,
+    pub dst: BlockId,
+}
+
+/// How long a prompt's last block is kept for siblings that have not come yet. Siblings are sent
+/// as soon as the first sequence's first output is out, so they come within milliseconds unless
+/// the queue is long; a sibling that comes later only recomputes the tail.
+pub(crate) const PROMPT_TAIL_TTL: Duration = Duration::from_secs(10);
+
+/// At most this many prompt tails are kept at once (a bound on the blocks they hold).
+const MAX_PROMPT_TAILS: usize = 64;
+
+/// A prompt's partly filled last block, kept for the siblings still expected.
+#[derive(Debug)]
+struct PromptTail {
+    /// Sequence hash of the prompt's last full block (`None`: the prompt is shorter than one).
+    parent: Option<SequenceHash>,
+    /// The prompt's tokens after its last full block.
+    tokens: Vec<u32>,
+    /// The block holding their K/V; this entry owns one holder.
+    block: BlockId,
+    /// Siblings still expected.
+    remaining: u32,
+    expires: Instant,
 }
 
 /// The KV block pool as the scheduler uses it.
@@ -37,6 +100,12 @@ pub struct KvBlocks {
     block_tokens: Vec<u32>,
     /// The parent sequence hash of the full block each block caches (same validity).
     block_parents: Vec<Option<SequenceHash>>,
+    /// Whether the runner copies blocks (`ModelRunner::supports_kv_copy`): without it, nothing
+    /// is kept or copied and siblings recompute the tail.
+    copy_on_write: bool,
+    tails: Vec<PromptTail>,
+    cow_blocks: u64,
+    cow_tokens: u64,
 }
 
 impl KvBlocks {
@@ -52,6 +121,136 @@ impl KvBlocks {
             prefix_caching: cfg.enable_prefix_caching,
             block_tokens: vec![0; origins * cfg.block_size_tokens],
             block_parents: vec![None; origins],
+            copy_on_write: false,
+            tails: Vec::new(),
+            cow_blocks: 0,
+            cow_tokens: 0,
+        }
+    }
+
+    /// Turns copy-on-write admissions on (the runner copies blocks); a no-op with prefix caching
+    /// off, which it needs.
+    pub(crate) fn enable_copy_on_write(&mut self) {
+        self.copy_on_write = self.prefix_caching;
+    }
+
+    /// (copy-on-write admissions, prompt tokens they served).
+    pub fn copy_on_write_stats(&self) -> (u64, u64) {
+        (self.cow_blocks, self.cow_tokens)
+    }
+
+    /// Prompt tails kept for siblings now (each holds one block).
+    pub fn num_kept_tails(&self) -> usize {
+        self.tails.len()
+    }
+
+    /// When the first kept tail expires, if any is kept.
+    pub(crate) fn next_tail_expiry(&self) -> Option<Instant> {
+        self.tails.iter().map(|t| t.expires).min()
+    }
+
+    /// Releases the tails whose time is up.
+    pub(crate) fn expire_tails(&mut self, now: Instant) {
+        if self.tails.iter().all(|t| t.expires > now) {
+            return;
+        }
+        let pool = &mut self.pool;
+        self.tails.retain(|t| {
+            let keep = t.expires > now;
+            if !keep {
+                pool.free(&[t.block])
+                    .expect("invariant: a kept tail holds its block");
+            }
+            keep
+        });
+    }
+
+    /// Releases every kept tail (the pool ran short); false if none was kept.
+    pub(crate) fn release_tails(&mut self) -> bool {
+        if self.tails.is_empty() {
+            return false;
+        }
+        for t in self.tails.drain(..) {
+            self.pool
+                .free(&[t.block])
+                .expect("invariant: a kept tail holds its block");
+        }
+        true
+    }
+
+    /// Keeps `seq`'s partly filled last prompt block for its announced siblings, if it has one
+    /// worth copying (at least two tokens: a one-token tail is recomputed anyway). Called once
+    /// its prompt is computed.
+    pub(crate) fn keep_prompt_tail(&mut self, seq: &mut Sequence, now: Instant) {
+        let bs = self.block_size();
+        let siblings = seq.sampling.siblings;
+        if !self.copy_on_write
+            || siblings == 0
+            || seq.recomputing
+            || seq.needs_full_prompt()
+            || seq.prompt_len % bs < 2
+            || self.tails.len() >= MAX_PROMPT_TAILS
+        {
+            return;
+        }
+        seq.hash_full_blocks(bs);
+        let full = seq.prompt_len / bs;
+        let block = seq.block_table[full];
+        self.pool
+            .retain(block)
+            .expect("invariant: a running sequence holds its blocks");
+        self.tails.push(PromptTail {
+            parent: full.checked_sub(1).map(|p| seq.block_hashes[p]),
+            tokens: seq.tokens[full * bs..seq.prompt_len].to_vec(),
+            block,
+            remaining: siblings,
+            expires: now + PROMPT_TAIL_TTL,
+        });
+    }
+
+    /// A block holding the K/V of `seq`'s prompt up to its last token, from block `last` (the
+    /// one holding the last token) on: see the module docs.
+    fn tail_source(&self, seq: &Sequence, last: usize) -> Option<TailSource> {
+        let bs = self.block_size();
+        if seq.tokens.len().is_multiple_of(bs) {
+            let hash = seq.block_hashes[last];
+            return self
+                .pool
+                .cached_block(hash)
+                .map(|_| TailSource::Cached(hash));
+        }
+        let parent = last.checked_sub(1).map(|p| seq.block_hashes[p]);
+        let tail = &seq.tokens[last * bs..];
+        self.tails
+            .iter()
+            .find(|t| t.parent == parent && t.tokens == tail)
+            .map(|t| TailSource::Kept(t.block))
+    }
+
+    /// Takes a holder of `source` for a copy (see `BlockCopy`): a kept tail's own holder when
+    /// this is its last expected sibling, a new one otherwise.
+    fn hold_source(&mut self, source: TailSource) -> BlockId {
+        match source {
+            TailSource::Cached(hash) => self
+                .pool
+                .acquire_cached(hash)
+                .expect("invariant: plan_admission found the block cached"),
+            TailSource::Kept(block) => {
+                let i = self
+                    .tails
+                    .iter()
+                    .position(|t| t.block == block)
+                    .expect("invariant: plan_admission found the tail kept");
+                self.tails[i].remaining -= 1;
+                if self.tails[i].remaining == 0 {
+                    self.tails.swap_remove(i);
+                } else {
+                    self.pool
+                        .retain(block)
+                        .expect("invariant: a kept tail holds its block");
+                }
+                block
+            }
         }
     }
 
@@ -101,18 +300,52 @@ impl KvBlocks {
             (0, self.pool.num_free())
         };
         let cached_tokens = cached_blocks * bs;
-        let num_tokens = (seq.tokens.len() - cached_tokens).min(max_tokens);
+        let len = seq.tokens.len();
+        // Copy-on-write: every block before the last token's is cached, and the tokens before
+        // the last one in its block are in a block someone else computed.
+        let last = (len - 1) / bs;
+        if self.copy_on_write
+            && !seq.needs_full_prompt()
+            && !seq.recomputing
+            && cached_blocks == last
+            && len - 1 > cached_tokens
+        {
+            if let Some(source) = self.tail_source(seq, last) {
+                // A cached source that nobody holds leaves the free queue when it is held.
+                let pinned = match source {
+                    TailSource::Cached(hash) => self
+                        .pool
+                        .cached_block(hash)
+                        .is_some_and(|b| self.pool.ref_count(b) == 0),
+                    TailSource::Kept(_) => false,
+                };
+                if usize::from(pinned) < free {
+                    return Some(Admission {
+                        cached_blocks,
+                        num_tokens: 1,
+                        new_blocks: 1,
+                        copy: Some(TailCopy {
+                            source,
+                            tokens: len - 1 - cached_tokens,
+                        }),
+                    });
+                }
+            }
+        }
+        let num_tokens = (len - cached_tokens).min(max_tokens);
         let new_blocks = (cached_tokens + num_tokens).div_ceil(bs) - cached_blocks;
         (new_blocks <= free).then_some(Admission {
             cached_blocks,
             num_tokens,
             new_blocks,
+            copy: None,
         })
     }
 
     /// Admits `seq` as planned: reuses its cached prefix (those tokens count as computed) and
-    /// allocates the rest.
-    pub(crate) fn admit(&mut self, seq: &mut Sequence, admission: Admission) {
+    /// allocates the rest. Returns the block copy to make before the step, if the plan has one
+    /// (its tokens count as computed too).
+    pub(crate) fn admit(&mut self, seq: &mut Sequence, admission: Admission) -> Option<BlockCopy> {
         let bs = self.block_size();
         if self.prefix_caching && !seq.needs_full_prompt() {
             seq.block_table = if seq.recomputing {
@@ -123,6 +356,8 @@ impl KvBlocks {
             };
         }
         debug_assert_eq!(seq.block_table.len(), admission.cached_blocks);
+        // The source is held before allocating, which could evict it otherwise.
+        let src = admission.copy.map(|c| self.hold_source(c.source));
         let fresh = self
             .pool
             .allocate(admission.new_blocks)
@@ -130,9 +365,19 @@ impl KvBlocks {
         seq.block_table.extend(fresh);
         seq.num_cached_blocks = admission.cached_blocks;
         seq.num_computed = admission.cached_blocks * bs;
+        let copy = admission.copy.zip(src).map(|(c, src)| {
+            seq.num_computed += c.tokens;
+            self.cow_blocks += 1;
+            self.cow_tokens += c.tokens as u64;
+            BlockCopy {
+                src,
+                dst: seq.block_table[admission.cached_blocks],
+            }
+        });
         if !seq.recomputing {
             seq.cached_prompt_tokens = seq.num_computed.min(seq.prompt_len);
         }
+        copy
     }
 
     /// Makes `seq`'s table cover `num_tokens` more tokens; false (nothing changed) if the pool

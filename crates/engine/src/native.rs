@@ -121,6 +121,21 @@ impl ModelRunner for NativeRunner {
             .map_err(|e| RunnerError::KvBlockAccess(e.to_string()))
     }
 
+    fn supports_kv_copy(&self) -> bool {
+        true
+    }
+
+    fn copy_kv_block(&mut self, src: u32, dst: u32) -> Result<(), RunnerError> {
+        let n = self.kv.num_blocks();
+        if src as usize >= n || dst as usize >= n {
+            return Err(RunnerError::KvBlockAccess(format!(
+                "cannot copy block {src} to {dst}: the pool has {n} blocks"
+            )));
+        }
+        self.kv.copy_block(src, dst);
+        Ok(())
+    }
+
     fn step(
         &mut self,
         chunks: &[ScheduledChunk<'_>],

@@ -72,6 +72,19 @@ pub trait ModelRunner: Send + 'static {
             "this runner has no KV blocks to import into".into(),
         ))
     }
+    /// Whether `copy_kv_block` works; without it the engine never plans a copy (sibling
+    /// sequences of an `n > 1` request recompute their prompt's last block instead of copying it).
+    fn supports_kv_copy(&self) -> bool {
+        false
+    }
+    /// Copies pool block `src`'s K/V (every layer, every slot) over block `dst`: the
+    /// copy-on-write of a prompt block computed by another sequence, made before the step that
+    /// writes to `dst`.
+    fn copy_kv_block(&mut self, _src: u32, _dst: u32) -> Result<(), RunnerError> {
+        Err(RunnerError::KvBlockAccess(
+            "this runner cannot copy KV blocks".into(),
+        ))
+    }
     /// Runs one step. `logits` gets n_want × vocab f32: for each chunk with `want_logits`, in
     /// order, the logits of its last token.
     fn step(

@@ -20,9 +20,10 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::config::EngineConfig;
-use crate::kv_blocks::KvBlocks;
+use crate::kv_blocks::{BlockCopy, KvBlocks};
 use crate::runner::ScheduledChunk;
 use crate::sequence::{Sequence, TierLoad};
 
@@ -41,6 +42,9 @@ pub struct PlannedChunk {
 pub struct StepPlan {
     pub chunks: Vec<PlannedChunk>,
     pub preempted: Vec<Arc<str>>,
+    /// Block copies (copy-on-write admissions) the runner makes before the step's forward pass;
+    /// each holds its source until `Scheduler::copies_done`.
+    pub copies: Vec<BlockCopy>,
 }
 
 impl StepPlan {
@@ -175,20 +179,39 @@ impl Scheduler {
         indices.clear();
     }
 
-    /// Takes every sequence out (shutdown), freeing all blocks.
+    /// Takes every sequence out (shutdown), freeing all blocks (kept prompt tails too).
     pub fn drain(&mut self) -> Vec<Sequence> {
         let mut all: Vec<Sequence> = self.running.drain(..).collect();
         all.extend(self.waiting.drain(..));
         for seq in &mut all {
             self.kv.release(seq);
         }
+        self.kv.release_tails();
         all
+    }
+
+    /// Releases the sources of `plan`'s block copies once the runner made them (or failed to).
+    pub fn copies_done(&mut self, plan: &mut StepPlan) {
+        for copy in plan.copies.drain(..) {
+            self.kv.unpin(&[copy.src]);
+        }
+    }
+
+    /// Releases the prompt tails kept for siblings whose time is up (see `kv_blocks`); the
+    /// engine calls it while idle, `schedule` before every step.
+    pub fn expire_kept_tails(&mut self, now: Instant) {
+        self.kv.expire_tails(now);
     }
 
     /// Builds the next step into `plan` (cleared first). An empty plan means nothing to run.
     pub fn schedule(&mut self, plan: &mut StepPlan) {
         plan.chunks.clear();
         plan.preempted.clear();
+        debug_assert!(
+            plan.copies.is_empty(),
+            "invariant: copies_done after every step"
+        );
+        self.kv.expire_tails(Instant::now());
         let mut budget = self.max_num_batched_tokens;
         for decode_pass in [true, false] {
             let mut i = 0;
@@ -235,15 +258,19 @@ impl Scheduler {
                 break;
             };
             let max_tokens = self.max_prefill_chunk_tokens.min(budget);
-            let Some(admission) = self.kv.plan_admission(&mut self.waiting[next], max_tokens)
-            else {
+            let mut planned = self.kv.plan_admission(&mut self.waiting[next], max_tokens);
+            // Blocks kept for siblings are the first to give back when the pool runs short.
+            if planned.is_none() && self.kv.release_tails() {
+                planned = self.kv.plan_admission(&mut self.waiting[next], max_tokens);
+            }
+            let Some(admission) = planned else {
                 break;
             };
             let mut seq = self
                 .waiting
                 .remove(next)
                 .expect("invariant: the index was just found");
-            self.kv.admit(&mut seq, admission);
+            plan.copies.extend(self.kv.admit(&mut seq, admission));
             seq.reserve_for_decode(self.kv.pool().block_size_tokens());
             let n = admission.num_tokens;
             let start = seq.num_computed;
@@ -270,6 +297,10 @@ impl Scheduler {
         loop {
             if self.kv.grow(&mut self.running[i], n) {
                 return Reservation::Reserved;
+            }
+            // Blocks kept for siblings go before anyone is preempted.
+            if self.kv.release_tails() {
+                continue;
             }
             let victim = self.running.len() - 1;
             debug_assert!(
@@ -317,14 +348,19 @@ impl Scheduler {
         }));
     }
 
-    /// Marks the planned tokens as computed (their K/V are now in the blocks) and caches the
-    /// blocks they filled.
+    /// Marks the planned tokens as computed (their K/V are now in the blocks), caches the
+    /// blocks they filled, and keeps the last prompt block of a sequence that just computed its
+    /// prompt and announced siblings.
     pub fn commit(&mut self, plan: &StepPlan) {
+        let now = Instant::now();
         for c in &plan.chunks {
             let seq = &mut self.running[c.seq];
             debug_assert_eq!(seq.num_computed, c.start);
             seq.num_computed += c.len;
             self.kv.commit_computed(seq);
+            if c.start < seq.prompt_len && seq.num_computed >= seq.prompt_len {
+                self.kv.keep_prompt_tail(seq, now);
+            }
         }
     }
 }

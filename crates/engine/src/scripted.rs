@@ -176,6 +176,18 @@ impl ModelRunner for ScriptedRunner {
         })
     }
 
+    fn supports_kv_copy(&self) -> bool {
+        true
+    }
+
+    /// Copies the slots' (token, position) records, so a sequence that attends over a wrongly
+    /// copied block fails its step like one that reads a stale slot.
+    fn copy_kv_block(&mut self, src: u32, dst: u32) -> Result<(), RunnerError> {
+        let (src, dst) = (self.block_slots(src)?, self.block_slots(dst)?);
+        self.slots.copy_within(src, dst.start);
+        Ok(())
+    }
+
     fn read_kv_block(&self, block: u32, out: &mut Vec<u8>) -> Result<(), RunnerError> {
         let slots = self.block_slots(block)?;
         let slots = &self.slots[slots];

@@ -45,6 +45,12 @@ pub struct EngineStats {
     pub prompt_logprob_requests: u64,
     /// Embedding requests whose embedding was computed and delivered.
     pub embedding_requests: u64,
+    /// Copy-on-write admissions: a sequence whose prompt's every token but the last already had
+    /// its K/V in a block another sequence computed (a sibling's kept last block, or a cached
+    /// full block) got a copy of that block instead of recomputing it.
+    pub kv_copy_on_write_blocks: u64,
+    /// Prompt tokens those copies served (not computed).
+    pub kv_copy_on_write_tokens: u64,
     /// The engine thread has exited (or is exiting) and accepts no more requests.
     pub stopped: bool,
 }
@@ -70,6 +76,8 @@ pub(crate) struct StatsCell {
     kv_import_rejections: [AtomicU64; KvImportRejectReason::ALL.len()],
     prompt_logprob_requests: AtomicU64,
     embedding_requests: AtomicU64,
+    kv_copy_on_write_blocks: AtomicU64,
+    kv_copy_on_write_tokens: AtomicU64,
     /// Tier counters change rarely and together; a lock taken once per publish and snapshot.
     kv_tiers: Mutex<KvTierStats>,
     stopped: AtomicBool,
@@ -109,6 +117,10 @@ impl StatsCell {
         self.prompt_logprob_requests
             .store(s.prompt_logprob_requests, r);
         self.embedding_requests.store(s.embedding_requests, r);
+        self.kv_copy_on_write_blocks
+            .store(s.kv_copy_on_write_blocks, r);
+        self.kv_copy_on_write_tokens
+            .store(s.kv_copy_on_write_tokens, r);
         *self.kv_tiers.lock().unwrap_or_else(PoisonError::into_inner) = s.kv_tiers;
         self.preemptions.store(s.preemptions, Ordering::Release);
     }
@@ -148,6 +160,8 @@ impl StatsCell {
             constraints: ConstraintStats::default(),
             prompt_logprob_requests: self.prompt_logprob_requests.load(r),
             embedding_requests: self.embedding_requests.load(r),
+            kv_copy_on_write_blocks: self.kv_copy_on_write_blocks.load(r),
+            kv_copy_on_write_tokens: self.kv_copy_on_write_tokens.load(r),
             stopped: self.is_stopped(),
         }
     }

@@ -194,3 +194,54 @@ fn a_prompt_served_from_the_prefix_cache_gives_the_same_greedy_tokens() {
     uncached.shutdown();
     uncached.join();
 }
+
+/// Copy-on-write on the real model: the siblings of an `n > 1` request (announced by the first
+/// sequence, sent after its first output) copy the first sequence's partly filled last prompt
+/// block and compute only the last prompt token; a repeated prompt that ends on a block boundary
+/// copies its cached last block. Either way the greedy tokens are those of a plain forward loop.
+#[test]
+fn sibling_sequences_copy_the_prompt_blocks_and_decode_the_same_greedy_tokens() {
+    let model = model();
+    let engine = start(&model);
+    let p = prompt(11, 40);
+    let expected = reference_greedy(&model, &p, NEW_TOKENS as usize);
+    let mut leader_request = request("leader", p.clone());
+    leader_request.sampling.siblings = 2;
+    let mut leader = engine.submit(leader_request).expect("valid");
+    let first = leader
+        .blocking_recv()
+        .expect("an output")
+        .expect("no engine error");
+    let mut siblings: Vec<OutputStream> = ["s1", "s2"]
+        .iter()
+        .map(|id| engine.submit(request(id, p.clone())).expect("valid"))
+        .collect();
+    let mut leader_tokens = first.token_ids.to_vec();
+    leader_tokens.extend(collect(&mut leader));
+    assert_eq!(leader_tokens, expected);
+    for rx in &mut siblings {
+        // Two full blocks cached + 7 of the 8 tokens in the third copied: 39.
+        assert_eq!(collect_with_cached(rx), (expected.clone(), Some(39)));
+    }
+    let stats = engine.stats();
+    assert_eq!(
+        (stats.kv_copy_on_write_blocks, stats.kv_copy_on_write_tokens),
+        (2, 14)
+    );
+
+    let aligned = prompt(12, 48);
+    let expected = reference_greedy(&model, &aligned, NEW_TOKENS as usize);
+    for (id, cached) in [("a1", 0), ("a2", 47)] {
+        let got =
+            collect_with_cached(&mut engine.submit(request(id, aligned.clone())).expect("valid"));
+        assert_eq!(got, (expected.clone(), Some(cached)), "{id}");
+    }
+    engine.shutdown();
+    engine.join();
+    let stats = engine.stats();
+    assert_eq!(stats.kv_copy_on_write_blocks, 3);
+    assert_eq!(
+        stats.blocks_used, 0,
+        "no block leaked (the kept one was released)"
+    );
+}

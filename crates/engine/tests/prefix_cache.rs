@@ -4,6 +4,7 @@
 //! preemption, and the KV event stream.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rotor_engine::{EngineConfig, EngineCore, ScriptedRunner};
 use rotor_protocol::{
@@ -145,7 +146,7 @@ fn a_repeated_prompt_skips_its_cached_blocks() {
 }
 
 #[test]
-fn a_prompt_ending_on_a_block_boundary_recomputes_its_last_block() {
+fn a_prompt_ending_on_a_block_boundary_copies_its_cached_last_block() {
     let mut core = core(&cfg(64, true));
     let p = prompt(2, 8);
     let mut a = submit(&mut core, "a", &p, 2);
@@ -153,9 +154,144 @@ fn a_prompt_ending_on_a_block_boundary_recomputes_its_last_block() {
     expect_greedy(&mut a, &p, 2, 0);
     let mut b = submit(&mut core, "b", &p, 2);
     core.step();
-    assert_eq!(chunks(&core), vec![("b".into(), 4, 4, true)]);
+    // Block 0 is reused; block 1 is cached too but must not be written to, so b gets a copy of
+    // it and computes only the last prompt token (for its logits).
+    assert_eq!(chunks(&core), vec![("b".into(), 7, 1, true)]);
     run_to_completion(&mut core);
-    expect_greedy(&mut b, &p, 2, 4);
+    expect_greedy(&mut b, &p, 2, 7);
+    let s = core.stats();
+    assert_eq!(
+        (
+            s.kv_copy_on_write_blocks,
+            s.kv_copy_on_write_tokens,
+            s.blocks_used
+        ),
+        (1, 3, 0)
+    );
+    // The source block is still cached: a third request copies it again.
+    let mut c = submit(&mut core, "c", &p, 2);
+    run_to_completion(&mut core);
+    expect_greedy(&mut c, &p, 2, 7);
+    assert_eq!(core.stats().kv_copy_on_write_blocks, 2);
+}
+
+fn submit_with_siblings(
+    core: &mut EngineCore,
+    id: &str,
+    prompt: &[u32],
+    max_tokens: u32,
+    siblings: u32,
+) -> Stream {
+    let req = GenerateRequest {
+        task: Default::default(),
+        id: id.into(),
+        token_ids: prompt.to_vec(),
+        sampling: SamplingParams {
+            siblings,
+            ..SamplingParams::greedy()
+        },
+        stop: StopConditions {
+            max_tokens,
+            ..StopConditions::default()
+        },
+    };
+    let (tx, rx) = unbounded_channel();
+    core.submit(req, tx).expect("request is valid");
+    rx
+}
+
+/// The `n > 1` pattern: a leader announcing two siblings runs to its first output; the siblings
+/// then come with the same prompt. Each reuses the two full blocks, gets a copy of the leader's
+/// partly filled third block (3 prompt tokens) and computes only the last prompt token. The
+/// scripted runner checks every KV slot each sequence reads, so a wrong copy fails the step.
+#[test]
+fn siblings_copy_the_leaders_partly_filled_last_block() {
+    let mut core = core(&cfg(64, true));
+    let p = prompt(3, 11);
+    let mut leader = submit_with_siblings(&mut core, "leader", &p, 4, 2);
+    core.step();
+    assert_eq!(chunks(&core), vec![("leader".into(), 0, 11, true)]);
+    assert_eq!(core.scheduler().kv_blocks().num_kept_tails(), 1);
+    // The leader goes on decoding (writing slots 3.. of the kept block) before they come.
+    core.step();
+    let mut s1 = submit_with_siblings(&mut core, "s1", &p, 4, 0);
+    let mut s2 = submit_with_siblings(&mut core, "s2", &p, 4, 0);
+    core.step();
+    assert_eq!(
+        chunks(&core),
+        vec![
+            ("leader".into(), 12, 1, true),
+            ("s1".into(), 10, 1, true),
+            ("s2".into(), 10, 1, true)
+        ]
+    );
+    // Both expected siblings came: the kept block is no longer kept.
+    assert_eq!(core.scheduler().kv_blocks().num_kept_tails(), 0);
+    run_to_completion(&mut core);
+    expect_greedy(&mut leader, &p, 4, 0);
+    expect_greedy(&mut s1, &p, 4, 10);
+    expect_greedy(&mut s2, &p, 4, 10);
+    let s = core.stats();
+    assert_eq!(
+        (
+            s.kv_copy_on_write_blocks,
+            s.kv_copy_on_write_tokens,
+            s.blocks_used
+        ),
+        (2, 4, 0)
+    );
+    // leader: 11 + 3 decode; each sibling: 1 + 3.
+    assert_eq!(s.tokens_processed, 14 + 2 * 4);
+}
+
+/// A sibling whose prompt differs from the leader's only in the partly filled block must not
+/// take the kept copy; a one-token tail is not kept at all (it is recomputed anyway).
+#[test]
+fn only_an_identical_prompt_takes_the_kept_block() {
+    let mut core = core(&cfg(64, true));
+    let p = prompt(4, 10);
+    let mut leader = submit_with_siblings(&mut core, "leader", &p, 2, 1);
+    core.step();
+    assert_eq!(core.scheduler().kv_blocks().num_kept_tails(), 1);
+    let mut other = p.clone();
+    other[9] = (other[9] + 1) % VOCAB as u32;
+    let mut o = submit_with_siblings(&mut core, "other", &other, 2, 0);
+    core.step();
+    assert!(chunks(&core).contains(&("other".into(), 8, 2, true)));
+    assert_eq!(core.scheduler().kv_blocks().num_kept_tails(), 1);
+    run_to_completion(&mut core);
+    expect_greedy(&mut leader, &p, 2, 0);
+    expect_greedy(&mut o, &other, 2, 8);
+    assert_eq!(core.stats().kv_copy_on_write_blocks, 0);
+    // The kept block is released at its expiry, leaking nothing.
+    assert_eq!(core.stats().blocks_used, 1);
+    core.expire_kept_tails(Instant::now() + Duration::from_secs(11));
+    assert_eq!(core.scheduler().kv_blocks().num_kept_tails(), 0);
+    assert_eq!(core.stats().blocks_used, 0);
+    let q = prompt(5, 9);
+    let _ = submit_with_siblings(&mut core, "one", &q, 1, 3);
+    run_to_completion(&mut core);
+    assert_eq!(core.scheduler().kv_blocks().num_kept_tails(), 0);
+}
+
+/// Kept blocks are the first thing given back when the pool runs short: a request that needs
+/// every block is admitted (no refusal, no preemption) by releasing them.
+#[test]
+fn kept_blocks_give_way_when_the_pool_runs_short() {
+    let mut core = core(&cfg(8, true));
+    let p = prompt(6, 6);
+    let mut leader = submit_with_siblings(&mut core, "leader", &p, 1, 3);
+    run_to_completion(&mut core);
+    expect_greedy(&mut leader, &p, 1, 0);
+    assert_eq!(core.scheduler().kv_blocks().num_kept_tails(), 1);
+    assert_eq!(core.stats().blocks_used, 1);
+    let big = prompt(7, 31);
+    let mut b = submit(&mut core, "big", &big, 1);
+    run_to_completion(&mut core);
+    expect_greedy(&mut b, &big, 1, 0);
+    let s = core.stats();
+    assert_eq!((s.preemptions, s.blocks_used), (0, 0));
+    assert_eq!(core.scheduler().kv_blocks().num_kept_tails(), 0);
 }
 
 #[test]

@@ -2,9 +2,11 @@
 //! more) for every prompt of the request, each its own backend request.
 //!
 //! One prefill per prompt: a prompt's first sequence (its leader) runs until its first output
-//! before the prompt's other sequences start, so they find the prompt's KV blocks in the engine's
-//! prefix cache and compute only the tail of the last, partly filled block (and, behind the
-//! router, land on the worker that holds them).
+//! before the prompt's other sequences start, so they find the prompt's full KV blocks in the
+//! engine's prefix cache (and, behind the router, land on the worker that holds them). The
+//! leader announces them (`SamplingParams::siblings`), so the engine also keeps the prompt's
+//! last, partly filled block: each other sequence gets a copy of it (copy-on-write) and computes
+//! only the prompt's last token.
 
 use futures::future::join_all;
 use rotor_protocol::openai::{PromptTokensDetails, Usage};
@@ -49,6 +51,9 @@ pub(crate) async fn start_choices(
         if prompt > 0 || seq > 0 {
             plan.request.id = format!("{}-{prompt}-{seq}", plan.request.id);
         }
+        // The leader announces the prompt's other sequences, so that the engine keeps the
+        // prompt's last, partly filled KV block for them to copy.
+        plan.request.sampling.siblings = if seq == 0 { plan.best_of - 1 } else { 0 };
         // Distinct seeds, so that seeded sequences differ from each other yet reproduce.
         plan.request.sampling.seed = plan
             .request

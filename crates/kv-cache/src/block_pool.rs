@@ -212,6 +212,15 @@ impl BlockPool {
         Some(block)
     }
 
+    /// Adds a holder to a block someone already holds (cached or not): a second owner of a
+    /// shared block, such as a prompt's partly filled last block kept for sibling sequences to
+    /// copy. Release with [`free`](Self::free).
+    pub fn retain(&mut self, block: BlockId) -> Result<(), Error> {
+        self.check_held(block)?;
+        self.ref_counts[block as usize] += 1;
+        Ok(())
+    }
+
     /// Takes `n` blocks from the head of the free queue, each with one holder, evicting those
     /// still cached (one `Removed` event for all of them). All or nothing.
     pub fn allocate(&mut self, n: usize) -> Result<Vec<BlockId>, Error> {

@@ -50,6 +50,12 @@ pub struct SamplingParams {
     /// (no prefix-cache hit). With `max_tokens` 0 the request only scores its prompt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt_logprobs: Option<u32>,
+    /// How many more requests with exactly this prompt will follow once this one has produced
+    /// its first output (the other choices of an `n > 1` request). The engine keeps the
+    /// prompt's partly filled last KV block for them, so each copies it (copy-on-write) instead
+    /// of recomputing its tokens: `n` sequences cost one prefill. 0 for a lone request.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub siblings: u32,
 }
 
 /// Most top alternatives `SamplingParams::logprobs` may ask for (as OpenAI's `top_logprobs`).
@@ -101,6 +107,7 @@ impl Default for SamplingParams {
             logprobs: None,
             logit_bias: Vec::new(),
             prompt_logprobs: None,
+            siblings: 0,
         }
     }
 }

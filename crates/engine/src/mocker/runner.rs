@@ -261,6 +261,17 @@ impl ModelRunner for MockerRunner {
         })
     }
 
+    fn supports_kv_copy(&self) -> bool {
+        true
+    }
+
+    /// Nothing to copy (the mocker computes no KV); checks the ids.
+    fn copy_kv_block(&mut self, src: u32, dst: u32) -> Result<(), RunnerError> {
+        self.kv_payload_bytes(src)?;
+        self.kv_payload_bytes(dst)?;
+        Ok(())
+    }
+
     /// Zeros: the mocker computes no KV.
     fn read_kv_block(&self, block: u32, out: &mut Vec<u8>) -> Result<(), RunnerError> {
         let bytes = self.kv_payload_bytes(block)?;

@@ -27,6 +27,9 @@ fn continuation(request: &GenerateRequest, generated: &[u32]) -> GenerateRequest
     if n > 0 {
         // The prompt's scores rode on the first output, already delivered.
         next.sampling.prompt_logprobs = None;
+        // Its siblings started from the original prompt, not this longer one: keeping a block
+        // for them on the next worker would only hold memory.
+        next.sampling.siblings = 0;
     }
     if next.sampling.constraint.is_some() {
         // The tokens already streamed were sampled under the grammar: the next worker must
@@ -294,6 +297,7 @@ mod tests {
             token_ids: vec![1, 2],
             sampling: SamplingParams {
                 prompt_logprobs: Some(2),
+                siblings: 3,
                 ..SamplingParams::greedy()
             },
             stop: StopConditions {
@@ -307,5 +311,6 @@ mod tests {
         assert_eq!(next.token_ids, [1, 2, 7, 8]);
         assert_eq!(next.stop.max_tokens, 3);
         assert_eq!(next.sampling.prompt_logprobs, None);
+        assert_eq!(next.sampling.siblings, 0);
     }
 }
