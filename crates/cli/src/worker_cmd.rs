@@ -139,6 +139,14 @@ pub struct ExternalArgs {
     /// Seconds to wait for the engine to answer at start-up.
     #[arg(long, default_value_t = 600)]
     pub engine_wait: u64,
+    /// Milliseconds between health probes of the engine (its /health; an OpenAI-compatible
+    /// server's /v1/models).
+    #[arg(long, default_value_t = 1000)]
+    pub engine_health_interval_ms: u64,
+    /// Failed health probes in a row after which the worker leaves discovery (routers stop
+    /// sending it requests); it registers again as soon as a probe succeeds.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub engine_health_failures: u32,
     /// A Hugging Face model directory whose tokenizer.json / tokenizer_config.json give the
     /// card's tokenizer and chat template (instead of `--model FILE.gguf`).
     #[arg(long)]
@@ -215,6 +223,10 @@ impl WorkerArgs {
                 namespace: self.namespace.clone(),
                 component: self.component.clone(),
                 bind: SocketAddr::new(self.host, self.request_plane_port),
+                health_interval: Duration::from_millis(
+                    self.external.engine_health_interval_ms.max(1),
+                ),
+                health_failures: self.external.engine_health_failures,
                 ..WorkerHostConfig::default()
             },
             drain_timeout: Duration::from_secs(self.drain_timeout),

@@ -1,8 +1,8 @@
 //! `rotor worker --engine llama.cpp` and `--engine openai` in front of real llama.cpp
 //! `llama-server`s (started here on free ports with the default model), behind `rotor frontend`:
 //! chat and completions stream through the official `openai` client, greedy output equals
-//! llama-server's own, and killing an engine mid-stream migrates its requests to the other
-//! worker.
+//! llama-server's own, killing an engine mid-stream migrates its requests to the other worker,
+//! the dead engine's worker leaves discovery (health probes) and comes back with the engine.
 //!
 //! Needs llama-server (ROTOR_TEST_LLAMA_SERVER, else /work/llama-build/build/bin/llama-server;
 //! scripts/test builds it) and `python3` with the `openai` package (ROTOR_TEST_PYTHON).
@@ -154,6 +154,53 @@ fn llama_cpp_workers_serve_through_the_frontend_and_migrate() {
     }
     assert!(relay(metrics_ports[1], "rotor_external_completed_total") >= 2.0);
     assert!(relay(metrics_ports[0], "rotor_external_upstream_errors_total") >= 1.0);
+
+    // The dead engine's worker fails its health probes and leaves discovery: the frontend
+    // routes to one worker, and requests keep succeeding without touching the dead one.
+    wait_routable(&f, 1);
+    assert_eq!(
+        relay(metrics_ports[0], "rotor_external_withdrawals_total"),
+        1.0
+    );
+    assert!(relay(metrics_ports[0], "rotor_external_health_failures_total") >= 3.0);
+    let errors_before = relay(metrics_ports[0], "rotor_external_upstream_errors_total");
+    let migrations_before = f.metric("rotor_frontend_migrations_total", &[]);
+    for i in 0..4 {
+        let (status, v) = post_json(
+            &url,
+            &json!({"model": MODEL, "prompt": format!("Fact {i}:"), "max_tokens": 4}),
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+    assert_eq!(
+        relay(metrics_ports[0], "rotor_external_upstream_errors_total"),
+        errors_before,
+        "nothing was sent to the withdrawn worker"
+    );
+    assert_eq!(
+        f.metric("rotor_frontend_migrations_total", &[]),
+        migrations_before
+    );
+    // The engine comes back at its address: the worker registers again and serves.
+    let port: u16 = a.url.rsplit(':').next().unwrap().parse().unwrap();
+    let _a2 = LlamaServer::start_on(&rotor_testing::model_path(), port);
+    wait_routable(&f, 2);
+    assert_eq!(
+        relay(metrics_ports[0], "rotor_external_reregistrations_total"),
+        1.0
+    );
+    let relayed_before = relay(metrics_ports[0], "rotor_external_relayed_total");
+    for i in 0..4 {
+        let (status, v) = post_json(
+            &url,
+            &json!({"model": MODEL, "prompt": format!("Again {i}:"), "max_tokens": 4}),
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+    assert!(
+        relay(metrics_ports[0], "rotor_external_relayed_total") >= relayed_before + 2.0,
+        "round-robin sends the returned worker its share"
+    );
 }
 
 #[test]

@@ -29,7 +29,11 @@ pub struct LlamaServerGuard {
 impl LlamaServerGuard {
     /// Starts the server on `model` and waits up to 60 s for it to be ready.
     pub fn start(model: &Path) -> LlamaServerGuard {
-        let port = crate::free_port();
+        Self::start_on(model, crate::free_port())
+    }
+
+    /// [`start`](Self::start) on a given port (a restarted engine at its old address).
+    pub fn start_on(model: &Path, port: u16) -> LlamaServerGuard {
         let child = Command::new(llama_server_bin())
             .arg("-m")
             .arg(model)

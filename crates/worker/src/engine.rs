@@ -63,6 +63,18 @@ pub trait WorkerEngine: Send + Sync {
         None
     }
 
+    /// Probes whether the engine can serve now, for an engine that can die apart from the worker
+    /// (an external server). `None` (the default): it lives and dies with the worker process.
+    /// The host withdraws the worker from discovery after consecutive failed probes, so routers
+    /// stop sending it requests, and registers it again once a probe succeeds.
+    fn probe_health(&self) -> Option<BoxFuture<'static, bool>> {
+        None
+    }
+
+    /// Told when the host withdrew the worker from discovery because its probes failed
+    /// (`registered` false) and when it registered it again (true): for the engine's counters.
+    fn registration_changed(&self, _registered: bool) {}
+
     /// Stops the engine: requests still running fail with `EngineStopped`, later ones are
     /// refused. May block until the engine's threads have exited, so call it off the async
     /// runtime (`spawn_blocking`).

@@ -7,6 +7,12 @@
 //! Stop order ([`WorkerHost::shutdown`]): deregister (revoking the lease removes the instance
 //! and its card, so routers stop sending new work), drain in-flight requests within the grace
 //! period, stop the publishers and flush the event plane, then stop the engine.
+//!
+//! An engine that can die apart from the worker (an external server, see
+//! [`WorkerEngine::probe_health`]) is probed every `health_interval`: after `health_failures`
+//! failed probes in a row the worker withdraws its registration, so routers stop sending it
+//! requests (requests already running there fail and are migrated by the frontend); once a probe
+//! succeeds again, it registers again under the same instance id.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -22,6 +28,7 @@ use rotor_runtime::{
     Discovery, EndpointPath, EventPlane, EventSubject, Instance, InstanceId, Registration,
     RequestPlaneConfig, RequestPlaneServer,
 };
+use tokio::sync::Mutex;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 
@@ -31,6 +38,7 @@ use crate::error::Error;
 use crate::handler::generate_handler;
 use crate::publishers::{forward_external_kv_events, forward_kv_events, LoadReporter};
 use crate::snapshot_handler::KvSnapshotHandler;
+use rotor_protocol::ModelCard;
 
 /// Where a worker serves and how it reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +51,10 @@ pub struct WorkerHostConfig {
     /// How often the load is sampled and, when it changed, published.
     pub load_interval: Duration,
     pub request_plane: RequestPlaneConfig,
+    /// How often an engine with a health probe is probed.
+    pub health_interval: Duration,
+    /// Failed probes in a row after which the worker leaves discovery (at least 1).
+    pub health_failures: u32,
 }
 
 impl Default for WorkerHostConfig {
@@ -53,6 +65,8 @@ impl Default for WorkerHostConfig {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             load_interval: Duration::from_millis(200),
             request_plane: RequestPlaneConfig::default(),
+            health_interval: Duration::from_secs(1),
+            health_failures: 3,
         }
     }
 }
@@ -72,7 +86,10 @@ pub struct ShutdownReport {
 pub struct WorkerHost {
     instance: Instance,
     server: RequestPlaneServer,
-    registration: Registration,
+    /// `None` while withdrawn because the engine stopped answering.
+    registration: Arc<Mutex<Option<Registration>>>,
+    /// The health watcher (engines with a probe), stopped first by `shutdown` or when dropped.
+    health: Option<(tokio::task::JoinHandle<()>, DropGuard)>,
     engine: Arc<dyn WorkerEngine>,
     events: Arc<dyn EventPlane>,
     publishers: TaskTracker,
@@ -141,23 +158,28 @@ impl WorkerHost {
         publishers.spawn(reporter.run(stop.clone()));
         let stop_publishers = stop.drop_guard();
 
-        let registration = discovery
-            .register(instance.clone())
-            .await
-            .map_err(Error::runtime("registering in discovery"))?;
-        if let Err(source) = registration.put_model_card(engine.card()).await {
-            let _ = registration.deregister().await;
-            return Err(Error::Runtime {
-                op: "publishing the model card",
-                source,
-            });
-        }
+        let registration = register(discovery.as_ref(), &instance, engine.card()).await?;
         tracing::info!(instance = %instance.instance_id, %addr, model = %engine.card().name,
             discovery = %discovery.describe(), "worker registered");
+        let registration = Arc::new(Mutex::new(Some(registration)));
+        let health = engine.probe_health().is_some().then(|| {
+            let stop = CancellationToken::new();
+            let watcher = HealthWatcher {
+                engine: Arc::clone(&engine),
+                discovery,
+                instance: instance.clone(),
+                registration: Arc::clone(&registration),
+                interval: config.health_interval,
+                failures_to_withdraw: config.health_failures.max(1),
+            };
+            let task = tokio::spawn(watcher.run(stop.clone()));
+            (task, stop.drop_guard())
+        });
         Ok(Self {
             instance,
             server,
             registration,
+            health,
             engine,
             events,
             publishers,
@@ -200,20 +222,30 @@ impl WorkerHost {
             instance,
             server,
             registration,
+            health,
             engine,
             events,
             publishers,
             stop_publishers,
         } = self;
         let id = instance.instance_id;
+        // The watcher must not register the worker again behind shutdown's back.
+        if let Some((task, stop)) = health {
+            drop(stop);
+            let _ = task.await;
+        }
         tracing::info!(instance = %id, "shutdown: deregistering from discovery");
-        let deregistered = match registration.deregister().await {
-            Ok(()) => true,
-            Err(error) => {
-                tracing::warn!(instance = %id, %error,
-                    "shutdown: deregistering failed; the entry expires with its lease");
-                false
-            }
+        let deregistered = match registration.lock().await.take() {
+            // Already withdrawn (the engine had stopped answering).
+            None => true,
+            Some(registration) => match registration.deregister().await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(instance = %id, %error,
+                        "shutdown: deregistering failed; the entry expires with its lease");
+                    false
+                }
+            },
         };
         tracing::info!(instance = %id, in_flight = server.in_flight(), ?grace,
             "shutdown: draining in-flight requests");
@@ -238,5 +270,94 @@ impl WorkerHost {
             deregistered,
             cancelled_requests: drain.cancelled_requests,
         })
+    }
+}
+
+/// Registers `instance` and publishes `card` under its lease (removing the registration again if
+/// the card cannot be published).
+async fn register(
+    discovery: &dyn Discovery,
+    instance: &Instance,
+    card: &ModelCard,
+) -> Result<Registration, Error> {
+    let registration = discovery
+        .register(instance.clone())
+        .await
+        .map_err(Error::runtime("registering in discovery"))?;
+    if let Err(source) = registration.put_model_card(card).await {
+        let _ = registration.deregister().await;
+        return Err(Error::Runtime {
+            op: "publishing the model card",
+            source,
+        });
+    }
+    Ok(registration)
+}
+
+/// Probes an engine that can die apart from the worker and keeps the registration in step: see
+/// the module docs.
+struct HealthWatcher {
+    engine: Arc<dyn WorkerEngine>,
+    discovery: Arc<dyn Discovery>,
+    instance: Instance,
+    registration: Arc<Mutex<Option<Registration>>>,
+    interval: Duration,
+    failures_to_withdraw: u32,
+}
+
+impl HealthWatcher {
+    async fn run(self, stop: CancellationToken) {
+        let id = self.instance.instance_id;
+        let mut failures = 0u32;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+            let Some(probe) = self.engine.probe_health() else {
+                return;
+            };
+            let healthy = tokio::select! {
+                _ = stop.cancelled() => return,
+                healthy = probe => healthy,
+            };
+            let mut registration = self.registration.lock().await;
+            if stop.is_cancelled() {
+                return;
+            }
+            if healthy {
+                failures = 0;
+                if registration.is_none() {
+                    match register(self.discovery.as_ref(), &self.instance, self.engine.card())
+                        .await
+                    {
+                        Ok(r) => {
+                            *registration = Some(r);
+                            self.engine.registration_changed(true);
+                            tracing::info!(instance = %id,
+                                "the engine answers again: worker registered again");
+                        }
+                        // Tried again at the next probe.
+                        Err(error) => tracing::warn!(instance = %id, %error,
+                            "the engine answers again, but registering failed"),
+                    }
+                }
+                continue;
+            }
+            failures += 1;
+            if failures < self.failures_to_withdraw {
+                tracing::warn!(instance = %id, failures, "the engine failed a health probe");
+                continue;
+            }
+            if let Some(r) = registration.take() {
+                tracing::warn!(instance = %id, failures,
+                    "the engine stopped answering: leaving discovery until it is back");
+                if let Err(error) = r.deregister().await {
+                    tracing::warn!(instance = %id, %error,
+                        "deregistering failed; the entry expires with its lease");
+                }
+                self.engine.registration_changed(false);
+            }
+        }
     }
 }

@@ -523,3 +523,128 @@ async fn kv_snapshot_of_an_engine_without_kv_events_is_a_clear_error() -> Result
     host.shutdown(DEADLINE).await?;
     Ok(())
 }
+
+/// An echo engine whose health probe answers what the test says, counting probes and the
+/// registration changes the host reports.
+struct ProbedEngine {
+    inner: EchoEngine,
+    healthy: Arc<std::sync::atomic::AtomicBool>,
+    probes: Arc<std::sync::atomic::AtomicU64>,
+    changes: std::sync::Mutex<Vec<bool>>,
+}
+
+impl WorkerEngine for ProbedEngine {
+    fn card(&self) -> &ModelCard {
+        self.inner.card()
+    }
+    fn generate(
+        &self,
+        req: GenerateRequest,
+    ) -> std::result::Result<rotor_worker::GenerateStream, WireError> {
+        self.inner.generate(req)
+    }
+    fn load(&self) -> rotor_protocol::WorkerLoad {
+        self.inner.load()
+    }
+    fn probe_health(&self) -> Option<futures::future::BoxFuture<'static, bool>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.probes.fetch_add(1, SeqCst);
+        let healthy = self.healthy.load(SeqCst);
+        Some(Box::pin(async move { healthy }))
+    }
+    fn registration_changed(&self, registered: bool) {
+        self.changes.lock().unwrap().push(registered);
+    }
+    fn shutdown(&self) {
+        self.inner.shutdown();
+    }
+}
+
+/// An engine that stops answering its health probe takes the worker out of discovery after the
+/// configured failures in a row (routers stop sending it work); when it answers again the worker
+/// registers again, same instance id, card included; shutdown still deregisters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_leaves_discovery_while_its_engine_fails_health_probes() -> Result<()> {
+    use std::sync::atomic::Ordering::SeqCst;
+    let cluster = Cluster::new().await?;
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let engine = Arc::new(ProbedEngine {
+        inner: EchoEngine::new(card("probed", None), Duration::ZERO),
+        healthy: Arc::clone(&healthy),
+        probes: Arc::clone(&probes),
+        changes: std::sync::Mutex::new(Vec::new()),
+    });
+    let config = WorkerHostConfig {
+        health_interval: Duration::from_millis(20),
+        health_failures: 3,
+        ..WorkerHostConfig::default()
+    };
+    let host = WorkerHost::start(
+        config,
+        Arc::clone(&cluster.discovery),
+        Arc::clone(&cluster.events),
+        Arc::clone(&engine) as Arc<dyn WorkerEngine>,
+    )
+    .await?;
+    let id = host.instance_id();
+    let prefix = PathPrefix::parse(&format!("{DEFAULT_NAMESPACE}/{DEFAULT_COMPONENT}"))?;
+    let registered = || async {
+        let instances = cluster.discovery.list(&prefix).await.unwrap_or_default();
+        let cards = cluster
+            .discovery
+            .model_cards(Some("probed"))
+            .await
+            .unwrap_or_default();
+        (instances.iter().any(|i| i.instance_id == id), cards.len())
+    };
+    // Healthy: probed, still registered.
+    let before = probes.load(SeqCst);
+    eventually("probes while healthy", || probes.load(SeqCst) >= before + 3).await?;
+    assert_eq!(registered().await, (true, 1));
+    assert!(engine.changes.lock().unwrap().is_empty());
+
+    healthy.store(false, SeqCst);
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while registered().await.0 {
+        assert!(tokio::time::Instant::now() < deadline, "never withdrawn");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        registered().await,
+        (false, 0),
+        "the card left with the instance"
+    );
+    assert_eq!(*engine.changes.lock().unwrap(), vec![false]);
+
+    healthy.store(true, SeqCst);
+    while !registered().await.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never registered again"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(registered().await, (true, 1));
+    assert_eq!(*engine.changes.lock().unwrap(), vec![false, true]);
+    // It serves through the new registration.
+    let client = cluster.client().await?;
+    let (outputs, error) = collect(call(&client, &request("r", &[3, 4], 2)).await?).await?;
+    assert_eq!((tokens(&outputs), error), (vec![3, 4], None));
+
+    // Withdrawn at shutdown time: shutdown does not register it again.
+    healthy.store(false, SeqCst);
+    while registered().await.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never withdrawn again"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    healthy.store(true, SeqCst);
+    let report = host.shutdown(DEADLINE).await?;
+    assert!(report.deregistered);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(registered().await, (false, 0));
+    Ok(())
+}

@@ -129,6 +129,13 @@ pub struct ExternalStats {
     /// Reads of the engine's `/metrics`, and failed ones.
     pub metrics_reads: AtomicU64,
     pub metrics_errors: AtomicU64,
+    /// Health probes of the engine, and failed ones (no answer, or not 200).
+    pub health_probes: AtomicU64,
+    pub health_failures: AtomicU64,
+    /// Times the worker was withdrawn from discovery because the engine stopped answering, and
+    /// times it was registered again when the engine came back.
+    pub withdrawals: AtomicU64,
+    pub reregistrations: AtomicU64,
     dropped: Mutex<BTreeMap<&'static str, u64>>,
 }
 
@@ -156,7 +163,7 @@ impl ExternalStats {
     /// `rotor_external_*_total`, and `rotor_external_kv_events_dropped_total{reason}`.
     pub fn render_prometheus(&self, labels: &str, out: &mut String) {
         use std::fmt::Write as _;
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 17] = [
             ("relayed", "Requests relayed to the engine.", &self.relayed),
             (
                 "completed",
@@ -218,6 +225,26 @@ impl ExternalStats {
                 "Failed reads of the engine's /metrics.",
                 &self.metrics_errors,
             ),
+            (
+                "health_probes",
+                "Health probes of the engine.",
+                &self.health_probes,
+            ),
+            (
+                "health_failures",
+                "Health probes the engine failed.",
+                &self.health_failures,
+            ),
+            (
+                "withdrawals",
+                "Times the worker left discovery because the engine stopped answering.",
+                &self.withdrawals,
+            ),
+            (
+                "reregistrations",
+                "Times the worker registered again when the engine came back.",
+                &self.reregistrations,
+            ),
         ];
         for (name, help, value) in counters {
             let name = format!("rotor_external_{name}_total");
@@ -243,7 +270,8 @@ impl ExternalStats {
         format!(
             "relayed={} completed={} cancelled={} upstream_errors={} kv_messages={} \
              kv_events_decoded={} kv_events_published={} kv_gaps={} kv_replayed={} kv_resyncs={} \
-             kv_unknown_removals={} kv_dropped={:?} metrics_reads={} metrics_errors={}",
+             kv_unknown_removals={} kv_dropped={:?} metrics_reads={} metrics_errors={} \
+             health_probes={} health_failures={} withdrawals={} reregistrations={}",
             g(&self.relayed),
             g(&self.completed),
             g(&self.cancelled),
@@ -258,6 +286,10 @@ impl ExternalStats {
             self.dropped(),
             g(&self.metrics_reads),
             g(&self.metrics_errors),
+            g(&self.health_probes),
+            g(&self.health_failures),
+            g(&self.withdrawals),
+            g(&self.reregistrations),
         )
     }
 }
@@ -465,6 +497,32 @@ impl WorkerEngine for ExternalEngine {
     fn kv_snapshot(&self) -> Option<BoxFuture<'static, Result<KvSnapshot, WireError>>> {
         let bridge = Arc::clone(self.kv.as_ref()?);
         Some(async move { Ok(bridge.snapshot()) }.boxed())
+    }
+
+    fn probe_health(&self) -> Option<BoxFuture<'static, bool>> {
+        let shared = Arc::clone(&self.shared);
+        Some(
+            async move {
+                let ok = relay::healthy(shared.kind, &shared.base).await;
+                let stats = &shared.stats;
+                stats.health_probes.fetch_add(1, Ordering::Relaxed);
+                if !ok {
+                    stats.health_failures.fetch_add(1, Ordering::Relaxed);
+                }
+                ok
+            }
+            .boxed(),
+        )
+    }
+
+    fn registration_changed(&self, registered: bool) {
+        let stats = &self.shared.stats;
+        let counter = if registered {
+            &stats.reregistrations
+        } else {
+            &stats.withdrawals
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     fn shutdown(&self) {

@@ -25,6 +25,23 @@ pub(crate) struct Probe {
     pub num_blocks: Option<u64>,
 }
 
+/// How long a health probe waits for the engine's answer.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether the engine answers its health route with 200 within `HEALTH_TIMEOUT`: llama.cpp's
+/// and vLLM's `/health` (llama.cpp answers 503 while loading), an OpenAI-compatible server's
+/// `/v1/models`.
+pub(crate) async fn healthy(kind: ExternalKind, base: &BaseUrl) -> bool {
+    let path = match kind {
+        ExternalKind::LlamaCpp | ExternalKind::Vllm => "/health",
+        ExternalKind::OpenAi => "/v1/models",
+    };
+    matches!(
+        tokio::time::timeout(HEALTH_TIMEOUT, http::get_text(base, path)).await,
+        Ok(Ok((200, _)))
+    )
+}
+
 /// Waits (up to `timeout`) until the engine answers, then reads its model name, context length
 /// and (vLLM) KV block size and block count.
 pub(crate) async fn probe(
