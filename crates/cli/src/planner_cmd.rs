@@ -80,6 +80,7 @@ pub struct PlannerArgs {
 /// `rotor planner`'s own errors (the planner's are `rotor_planner::Error`).
 #[derive(Debug, thiserror::Error)]
 pub enum PlannerCmdError {
+    #[cfg(not(feature = "kubernetes"))]
     #[error("--connector kubernetes is not built into this rotor: rebuild it with `cargo build --release -p rotor-cli --features kubernetes` (see deploy/kubernetes/README.md)")]
     KubernetesNotBuilt,
     #[error("unknown --connector {0:?} (local, virtual or kubernetes)")]

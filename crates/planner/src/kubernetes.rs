@@ -73,7 +73,7 @@ impl KubernetesConfig {
                 prefill: Some("rotor-prefill".into()),
                 decode: Some("rotor-decode".into()),
             },
-            request_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(5),
         }
     }
 
