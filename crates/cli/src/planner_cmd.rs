@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use rotor_planner::{
     Connector, FrontendCounters, LocalConnector, PerfProfile, Planner, PlannerConfig,
-    PlannerMetrics, PredictorKind, Sla, Topology, VirtualConnector,
+    PredictorKind, Sla, Topology, VirtualConnector,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -89,6 +89,9 @@ pub enum PlannerCmdError {
     UnknownTopology(String),
     #[error("--topology disaggregated needs the virtual or kubernetes connector (the local one runs one pool)")]
     DisaggregatedLocal,
+    #[cfg(feature = "kubernetes")]
+    #[error("--k8s-token-file is for --k8s-api (in-cluster, the service account's token is used)")]
+    TokenFileWithoutApi,
 }
 
 pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
@@ -122,7 +125,7 @@ pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
     cfg.predictor = PredictorKind::parse(&args.predictor)?;
     cfg.topology = topology;
     let mut planner = Planner::new(cfg, profile, connector)?;
-    let metrics = Arc::new(Mutex::new(PlannerMetrics::default()));
+    let metrics = Arc::new(Mutex::new(planner.metrics().clone()));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -196,6 +199,9 @@ pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
 fn kubernetes_connector(args: &PlannerArgs) -> Result<Box<dyn Connector + Send>> {
     use rotor_planner::{KubernetesApi, KubernetesConfig, KubernetesConnector};
     let mut cfg = KubernetesConfig::in_cluster();
+    if args.k8s_api.is_none() && args.k8s_token_file.is_some() {
+        return Err(PlannerCmdError::TokenFileWithoutApi.into());
+    }
     if let Some(url) = &args.k8s_api {
         cfg.api = KubernetesApi::Url {
             url: url.clone(),

@@ -41,6 +41,27 @@ fn a_bad_kubernetes_deployment_flag_is_a_config_error() {
     ]);
     assert!(!ok);
     assert!(stderr.contains("k8s-deployment"), "{stderr}");
+    let (ok, stderr) = planner(&[
+        "--connector",
+        "kubernetes",
+        "--k8s-token-file",
+        "/nonexistent/token",
+    ]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("--k8s-token-file is for --k8s-api"),
+        "{stderr}"
+    );
+    let (ok, stderr) = planner(&[
+        "--connector",
+        "kubernetes",
+        "--k8s-api",
+        "http://127.0.0.1:9",
+        "--k8s-token-file",
+        "/nonexistent/token",
+    ]);
+    assert!(!ok);
+    assert!(stderr.contains("token file /nonexistent/token"), "{stderr}");
 }
 
 #[test]

@@ -91,9 +91,9 @@ impl KubernetesConfig {
             .into_iter()
             .find(|r| r.name() == role)
             .ok_or_else(|| invalid("the role is aggregated, prefill or decode"))?;
-        if !is_dns_label(name) {
+        if !is_dns_subdomain(name) {
             return Err(invalid(
-                "a Deployment name is lowercase letters, digits and '-' (at most 63)",
+                "a Deployment name is lowercase letters, digits, '-' and '.' (at most 253)",
             ));
         }
         *self.deployments.get_mut(role) = Some(name.to_string());
@@ -101,13 +101,14 @@ impl KubernetesConfig {
     }
 }
 
-fn is_dns_label(s: &str) -> bool {
+/// A DNS-1123 subdomain, as the API server requires of a Deployment's name.
+fn is_dns_subdomain(s: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
+        && s.len() <= 253
+        && s.bytes().all(|b| alnum(b) || b == b'-' || b == b'.')
+        && s.bytes().next().is_some_and(alnum)
+        && s.bytes().last().is_some_and(alnum)
 }
 
 enum Call {
