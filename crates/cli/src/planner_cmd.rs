@@ -1,7 +1,9 @@
 //! `rotor planner`: every `--interval`, scrape the frontends' `/metrics`, plan
 //! (`rotor_planner::plan`) and act through a connector: `local` runs the worker command given
 //! after `--` as processes on this machine (scale-down: SIGTERM to one worker, which deregisters
-//! and drains), `virtual` publishes the decision in a JSON file for an external orchestrator.
+//! and drains), `virtual` publishes the decision in a JSON file for an external orchestrator,
+//! `kubernetes` (cargo feature `kubernetes`) scales one Deployment per role through its scale
+//! subresource (deploy/kubernetes has the manifests and the planner's RBAC).
 //! Its own `/metrics` (predicted load, target and ready replicas, decisions) is on `--port`;
 //! every decision is logged with its inputs (`--decision-log`, and at `info`).
 
@@ -14,7 +16,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use rotor_planner::{
     Connector, FrontendCounters, LocalConnector, PerfProfile, Planner, PlannerConfig,
-    PlannerMetrics, PredictorKind, Sla, VirtualConnector,
+    PredictorKind, Sla, Topology, VirtualConnector,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -38,9 +40,26 @@ pub struct PlannerArgs {
     /// `constant`, `moving-average`, `holt` or `kalman`.
     #[arg(long, default_value = "holt")]
     pub predictor: String,
-    /// `local` (the command after `--`) or `virtual` (`--virtual-file`).
+    /// `local` (the command after `--`), `virtual` (`--virtual-file`) or `kubernetes` (one
+    /// Deployment per role; needs a rotor built with `--features kubernetes`).
     #[arg(long, default_value = "local")]
     pub connector: String,
+    /// `aggregated` (one pool of workers) or `disaggregated` (prefill and decode pools; with
+    /// the `virtual` or `kubernetes` connector).
+    #[arg(long, default_value = "aggregated")]
+    pub topology: String,
+    /// Kubernetes API server URL (http or https); unset: in-cluster (the pod's service account).
+    #[arg(long)]
+    pub k8s_api: Option<String>,
+    /// File with a bearer token for `--k8s-api`.
+    #[arg(long)]
+    pub k8s_token_file: Option<PathBuf>,
+    /// Namespace of the Deployments; unset: the service account's (in-cluster) or `default`.
+    #[arg(long)]
+    pub k8s_namespace: Option<String>,
+    /// `ROLE=DEPLOYMENT` (repeatable); defaults: rotor-aggregated, rotor-prefill, rotor-decode.
+    #[arg(long)]
+    pub k8s_deployment: Vec<String>,
     /// The decision file of the virtual connector.
     #[arg(long, default_value = "/tmp/rotor-planner-decision.json")]
     pub virtual_file: PathBuf,
@@ -58,10 +77,42 @@ pub struct PlannerArgs {
     pub worker_command: Vec<String>,
 }
 
+/// `rotor planner`'s own errors (the planner's are `rotor_planner::Error`).
+#[derive(Debug, thiserror::Error)]
+pub enum PlannerCmdError {
+    #[cfg(not(feature = "kubernetes"))]
+    #[error("--connector kubernetes is not built into this rotor: rebuild it with `cargo build --release -p rotor-cli --features kubernetes` (see deploy/kubernetes/README.md)")]
+    KubernetesNotBuilt,
+    #[error("unknown --connector {0:?} (local, virtual or kubernetes)")]
+    UnknownConnector(String),
+    #[error("unknown --topology {0:?} (aggregated or disaggregated)")]
+    UnknownTopology(String),
+    #[error("--topology disaggregated needs the virtual or kubernetes connector (the local one runs one pool)")]
+    DisaggregatedLocal,
+    #[cfg(feature = "kubernetes")]
+    #[error("--k8s-token-file is for --k8s-api (in-cluster, the service account's token is used)")]
+    TokenFileWithoutApi,
+}
+
 pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
     if !(args.interval.is_finite() && args.interval > 0.0) {
         bail!("--interval must be a positive number of seconds");
     }
+    let topology = match args.topology.as_str() {
+        "aggregated" => Topology::Aggregated,
+        "disaggregated" => Topology::Disaggregated,
+        other => return Err(PlannerCmdError::UnknownTopology(other.into()).into()),
+    };
+    if topology == Topology::Disaggregated && args.connector == "local" {
+        return Err(PlannerCmdError::DisaggregatedLocal.into());
+    }
+    // The connector first: a rotor without Kubernetes says so before anything else.
+    let connector: Box<dyn Connector + Send> = match args.connector.as_str() {
+        "local" => Box::new(LocalConnector::new(&args.worker_command)?),
+        "virtual" => Box::new(VirtualConnector::new(args.virtual_file.clone())),
+        "kubernetes" => kubernetes_connector(&args)?,
+        other => return Err(PlannerCmdError::UnknownConnector(other.into()).into()),
+    };
     let profile = PerfProfile::load(&args.profile)?;
     let mut cfg = PlannerConfig::new(
         Sla {
@@ -72,14 +123,9 @@ pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
         args.max_workers,
     );
     cfg.predictor = PredictorKind::parse(&args.predictor)?;
-    let connector: Box<dyn Connector + Send> = match args.connector.as_str() {
-        "local" => Box::new(LocalConnector::new(&args.worker_command)?),
-        "virtual" => Box::new(VirtualConnector::new(args.virtual_file.clone())),
-        "kubernetes" => bail!("--connector kubernetes is not built in (see deploy/kubernetes)"),
-        other => bail!("unknown --connector {other:?} (local or virtual)"),
-    };
+    cfg.topology = topology;
     let mut planner = Planner::new(cfg, profile, connector)?;
-    let metrics = Arc::new(Mutex::new(PlannerMetrics::default()));
+    let metrics = Arc::new(Mutex::new(planner.metrics().clone()));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -112,11 +158,14 @@ pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()?;
-    // Start at the minimum: the first plan sees no traffic yet.
-    let min = args.min_workers;
-    planner
-        .connector_mut()
-        .set_target(rotor_planner::Role::Aggregated, min)?;
+    // Start at the minimum: the first plan sees no traffic yet. Not on Kubernetes, where the
+    // Deployments already hold a count (the source of truth) and the plan keeps it in bounds.
+    if args.connector != "kubernetes" {
+        let min = args.min_workers;
+        for &role in topology.roles() {
+            planner.connector_mut().set_target(role, min)?;
+        }
+    }
     let mut prev = scrape(&http, &args.frontend).await;
     let period = Duration::from_secs_f64(args.interval);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -131,7 +180,8 @@ pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
         let obs = cur.observation_since(&prev, (now - last).as_secs_f64());
         prev = cur;
         last = now;
-        let decision = planner.step(obs);
+        // Connectors block (processes, HTTP to the Kubernetes API): off the async workers.
+        let decision = tokio::task::block_in_place(|| planner.step(obs));
         if let Ok(mut m) = metrics.lock() {
             *m = planner.metrics().clone();
         }
@@ -143,6 +193,32 @@ pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
     drop(planner); // the local connector stops its workers (they drain)
     let _ = server.await;
     Ok(())
+}
+
+#[cfg(feature = "kubernetes")]
+fn kubernetes_connector(args: &PlannerArgs) -> Result<Box<dyn Connector + Send>> {
+    use rotor_planner::{KubernetesApi, KubernetesConfig, KubernetesConnector};
+    let mut cfg = KubernetesConfig::in_cluster();
+    if args.k8s_api.is_none() && args.k8s_token_file.is_some() {
+        return Err(PlannerCmdError::TokenFileWithoutApi.into());
+    }
+    if let Some(url) = &args.k8s_api {
+        cfg.api = KubernetesApi::Url {
+            url: url.clone(),
+            token_file: args.k8s_token_file.clone(),
+        };
+    }
+    cfg.namespace = args.k8s_namespace.clone();
+    for spec in &args.k8s_deployment {
+        cfg.set_deployment(spec)?;
+    }
+    let connector = tokio::task::block_in_place(|| KubernetesConnector::new(cfg))?;
+    Ok(Box::new(connector))
+}
+
+#[cfg(not(feature = "kubernetes"))]
+fn kubernetes_connector(_args: &PlannerArgs) -> Result<Box<dyn Connector + Send>> {
+    Err(PlannerCmdError::KubernetesNotBuilt.into())
 }
 
 /// Sums the counters of every frontend that answers; one that does not is skipped (warned).

@@ -11,16 +11,21 @@
 //!   [`Decision`] (replicas per [`Role`], with its inputs and [`Warning`]s) + the next state. The
 //!   formulas are in the `plan` module docs.
 //! - [`Connector`]: what carries a decision out (local processes, Kubernetes, virtual, or a
-//!   simulation); [`LocalConnector`] runs workers as local processes; [`FrontendCounters`]
+//!   simulation); [`LocalConnector`] runs workers as local processes; `KubernetesConnector`
+//!   (cargo feature `kubernetes`) scales one Deployment per role; [`FrontendCounters`]
 //!   turns two scrapes of the frontends' `/metrics` into an [`Observation`];
 //!   [`PlannerMetrics`] counts decisions for `/metrics`.
 //!
 //! Must not depend on the engine or the model (it sees workers only through metrics and a
-//! connector), nor read the environment.
+//! connector), nor read the environment (except kube's in-cluster configuration, which reads
+//! `KUBERNETES_SERVICE_HOST`/`_PORT` as every Kubernetes client does). kube and k8s-openapi
+//! (about 3 minutes of build) come only with the `kubernetes` feature.
 
 mod config;
 mod connector;
 mod error;
+#[cfg(feature = "kubernetes")]
+mod kubernetes;
 mod local;
 mod metrics;
 mod observation;
@@ -34,8 +39,10 @@ mod scrape;
 pub use config::{PlannerConfig, RoleBounds, Sla, Topology};
 pub use connector::{Connector, FixedConnector, VirtualConnector};
 pub use error::Error;
+#[cfg(feature = "kubernetes")]
+pub use kubernetes::{KubernetesApi, KubernetesConfig, KubernetesConnector};
 pub use local::LocalConnector;
-pub use metrics::PlannerMetrics;
+pub use metrics::{Outcomes, PlannerMetrics};
 pub use observation::{LatencyObservation, Load, Observation, Replicas};
 pub use plan::{plan, utilization_cap, Action, Decision, PlannerState, RoleDecision, Warning};
 pub use planner::Planner;

@@ -5,6 +5,22 @@ use std::fmt::Write;
 use crate::plan::{Action, Decision, Warning};
 use crate::role::{Role, RoleMap};
 
+/// Calls that succeeded and failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Outcomes {
+    pub ok: u64,
+    pub error: u64,
+}
+
+impl Outcomes {
+    pub fn count<T, E>(&mut self, r: &Result<T, E>) {
+        match r {
+            Ok(_) => self.ok += 1,
+            Err(_) => self.error += 1,
+        }
+    }
+}
+
 /// What the planner did, as of its last decision.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PlannerMetrics {
@@ -15,6 +31,12 @@ pub struct PlannerMetrics {
     pub manual_changes: u64,
     pub unfulfilled_scale_ups: u64,
     pub connector_errors: u64,
+    /// The connector's name (the `connector` label).
+    pub connector: &'static str,
+    /// Replica reads through the connector, by outcome.
+    pub connector_reads: Outcomes,
+    /// Targets sent through the connector (decisions carried out), by outcome.
+    pub connector_sets: Outcomes,
     pub predicted_rate_per_s: f64,
     pub predicted_isl: f64,
     pub predicted_osl: f64,
@@ -77,6 +99,22 @@ impl PlannerMetrics {
         ];
         for (name, help, v) in counters {
             let _ = writeln!(s, "# HELP rotor_planner_{name} {help}\n# TYPE rotor_planner_{name} counter\nrotor_planner_{name} {v}");
+        }
+        let _ = writeln!(
+            s,
+            "# HELP rotor_planner_connector_requests_total Connector calls (read: replicas; set_target: a decision carried out), by outcome.\n# TYPE rotor_planner_connector_requests_total counter"
+        );
+        for (op, o) in [
+            ("read", self.connector_reads),
+            ("set_target", self.connector_sets),
+        ] {
+            for (outcome, v) in [("ok", o.ok), ("error", o.error)] {
+                let _ = writeln!(
+                    s,
+                    "rotor_planner_connector_requests_total{{connector=\"{}\",op=\"{op}\",outcome=\"{outcome}\"}} {v}",
+                    self.connector
+                );
+            }
         }
         let gauges = [
             (

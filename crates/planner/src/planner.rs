@@ -24,12 +24,16 @@ impl<C: Connector> Planner<C> {
         let cfg = cfg.validate()?;
         let profile = profile.validated()?;
         let state = PlannerState::new(&cfg);
+        let metrics = PlannerMetrics {
+            connector: connector.name(),
+            ..PlannerMetrics::default()
+        };
         Ok(Self {
             cfg,
             profile,
             state,
             connector,
-            metrics: PlannerMetrics::default(),
+            metrics,
         })
     }
 
@@ -38,7 +42,9 @@ impl<C: Connector> Planner<C> {
     /// the decision stands and the next interval plans again.
     pub fn step(&mut self, mut traffic: Observation) -> Decision {
         for &role in self.cfg.topology.roles() {
-            match self.connector.replicas(role) {
+            let read = self.connector.replicas(role);
+            self.metrics.connector_reads.count(&read);
+            match read {
                 Ok(r) => *traffic.replicas.get_mut(role) = r,
                 Err(e) => {
                     self.metrics.connector_errors += 1;
@@ -52,7 +58,9 @@ impl<C: Connector> Planner<C> {
         self.state = next;
         for r in &decision.roles {
             if r.target != r.current {
-                if let Err(e) = self.connector.set_target(r.role, r.target) {
+                let set = self.connector.set_target(r.role, r.target);
+                self.metrics.connector_sets.count(&set);
+                if let Err(e) = set {
                     self.metrics.connector_errors += 1;
                     tracing::warn!(error = %e, role = %r.role, target = r.target, "connector refused the target");
                 }

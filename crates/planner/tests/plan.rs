@@ -360,6 +360,16 @@ fn dynamo_14251_unfulfillable_scale_up_neither_wedges_nor_blocks_scale_down() {
         1,
         "scale-down still happens"
     );
+    // Both decisions went through the connector, and /metrics says so.
+    assert_eq!(planner.connector().sets, 2);
+    let text = planner.metrics().render();
+    for line in [
+        r#"rotor_planner_connector_requests_total{connector="fixed",op="set_target",outcome="ok"} 2"#,
+        r#"rotor_planner_connector_requests_total{connector="fixed",op="set_target",outcome="error"} 0"#,
+        r#"rotor_planner_connector_requests_total{connector="fixed",op="read",outcome="ok"} 10"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+    }
 }
 
 #[test]
