@@ -2,7 +2,8 @@
 //! `rotor worker --role decode` and `rotor frontend` on the real model. The frontend
 //! disaggregates once both roles are discovered; a prefill worker killed with -9 costs no
 //! request (local prefill on the decode worker, counted); a restarted prefill worker (a new
-//! instance id) is used again without restarting anything else.
+//! instance id) is used again without restarting anything else. The same over etcd and NATS
+//! (real etcd-server and nats-server), through `rotor router`.
 
 mod cluster;
 
@@ -14,10 +15,14 @@ use serde_json::json;
 const MODEL: &str = "smollm2-135m-instruct";
 
 fn role_worker(tag: &str, discovery: &str, role: &str) -> Proc {
+    role_worker_on(tag, discovery, "mem", role)
+}
+
+fn role_worker_on(tag: &str, discovery: &str, events: &str, role: &str) -> Proc {
     worker(
         tag,
         discovery,
-        "mem",
+        events,
         &[
             "--engine",
             "native",
@@ -122,4 +127,48 @@ fn prefill_and_decode_workers_behind_a_frontend() {
         complete(&f, &story(&format!("comets number {topic}")));
         std::thread::sleep(Duration::from_millis(300));
     }
+}
+
+/// Across machines: etcd discovery and NATS events (real servers on free ports), the workers
+/// routed by a standalone `rotor router` that a frontend sends its requests through. The router
+/// disaggregates (its /metrics count the remote prefill and the moved blocks), and greedy text
+/// equals what the decode worker gives when it prefills itself.
+#[test]
+fn disaggregation_over_etcd_and_nats_through_the_router() {
+    let etcd = rotor_testing::EtcdGuard::start().expect("etcd-server starts");
+    let nats = rotor_testing::NatsGuard::start().expect("nats-server starts");
+    let discovery = format!("etcd://{}", etcd.client_addr());
+    let events = format!("nats://{}", nats.addr());
+    let _prefill = role_worker_on("prefill", &discovery, &events, "prefill");
+    let _decode = role_worker_on("decode", &discovery, &events, "decode");
+    let router = cluster::router(&discovery, &events, &["--disagg-min-prefill-tokens", "0"]);
+    let f = frontend(&discovery, &events, &["--component", "router"]);
+    f.wait_models(Duration::from_secs(30), "the model", |ids| {
+        ids == [MODEL.to_string()]
+    });
+    wait_for(&router, "both roles at the router", |r| {
+        r.metric("rotor_frontend_disagg_active", &[]) == 1.0
+    });
+    let prompt = story("glaciers");
+    let disaggregated = complete(&f, &prompt);
+    assert!(!disaggregated.is_empty());
+    assert_eq!(
+        router.metric("rotor_frontend_remote_prefill_total", &[]),
+        1.0,
+        "the prefill worker was not used:\n{}",
+        router.metrics_text()
+    );
+    let moved = router.metric("rotor_kv_transfer_blocks_total", &[]);
+    assert!(
+        moved >= 2.0,
+        "{moved} blocks moved:\n{}",
+        router.metrics_text()
+    );
+    // The same prompt again: the decode worker now caches it all, so nothing is prefilled
+    // remotely, and the greedy text is the same.
+    assert_eq!(complete(&f, &prompt), disaggregated);
+    assert_eq!(
+        router.metric("rotor_frontend_remote_prefill_total", &[]),
+        1.0
+    );
 }
