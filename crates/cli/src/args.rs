@@ -222,6 +222,11 @@ pub struct MockerArgs {
     /// KV blocks of each mocker engine (default: what `--kv-cache-memory` holds for the model).
     #[arg(long)]
     pub mocker_num_blocks: Option<usize>,
+    /// Disaggregated serving with mockers: the bandwidth (GB/s, decimal) of a simulated link in
+    /// front of each mocker's KV imports; a transfer of B bytes takes B / bandwidth (divided by
+    /// `--mocker-speedup`), transfers to one worker queue behind each other. Default: instant.
+    #[arg(long, value_name = "GB_PER_S")]
+    pub mocker_kv_bandwidth: Option<f64>,
 }
 
 /// Validated mocker settings.
@@ -230,6 +235,16 @@ pub struct MockerSettings {
     pub timing: rotor_engine::MockerTiming,
     pub speedup: f64,
     pub num_blocks: Option<usize>,
+    /// Bytes per second of the simulated KV link (already multiplied by the speedup).
+    pub kv_link_bytes_per_second: Option<f64>,
+}
+
+impl MockerSettings {
+    /// The simulated KV link of one mocker worker, if `--mocker-kv-bandwidth` was given.
+    pub fn kv_link(&self) -> Option<std::sync::Arc<rotor_worker::SimulatedKvLink>> {
+        self.kv_link_bytes_per_second
+            .map(|bps| std::sync::Arc::new(rotor_worker::SimulatedKvLink::new(bps)))
+    }
 }
 
 impl MockerArgs {
@@ -245,10 +260,18 @@ impl MockerArgs {
         if self.mocker_num_blocks == Some(0) {
             bail!("--mocker-num-blocks must be at least 1");
         }
+        if let Some(bw) = self.mocker_kv_bandwidth {
+            if !(bw.is_finite() && bw > 0.0) {
+                bail!("--mocker-kv-bandwidth must be a positive number of GB/s, got {bw}");
+            }
+        }
         Ok(MockerSettings {
             timing,
             speedup: self.mocker_speedup,
             num_blocks: self.mocker_num_blocks,
+            kv_link_bytes_per_second: self
+                .mocker_kv_bandwidth
+                .map(|gb| gb * 1e9 * self.mocker_speedup),
         })
     }
 }
@@ -462,5 +485,27 @@ mod tests {
         assert!(parse_memory("1.5", Some(1000)).is_err());
         assert!(parse_memory("12XB", None).is_err());
         assert!(parse_memory("0", None).is_err());
+    }
+
+    fn mocker(bandwidth: Option<f64>, speedup: f64) -> anyhow::Result<MockerSettings> {
+        MockerArgs {
+            mocker_timing: "dynamo-vllm".into(),
+            mocker_speedup: speedup,
+            mocker_num_blocks: None,
+            mocker_kv_bandwidth: bandwidth,
+        }
+        .validate()
+    }
+
+    #[test]
+    fn mocker_kv_bandwidth_is_positive_and_scaled_by_the_speedup() {
+        assert_eq!(mocker(None, 1.0).unwrap().kv_link_bytes_per_second, None);
+        let s = mocker(Some(2.5), 4.0).unwrap();
+        assert_eq!(s.kv_link_bytes_per_second, Some(2.5e9 * 4.0));
+        assert!(s.kv_link().is_some());
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let err = mocker(Some(bad), 1.0).unwrap_err().to_string();
+            assert!(err.contains("--mocker-kv-bandwidth"), "{err}");
+        }
     }
 }

@@ -10,6 +10,8 @@ use rotor_frontend::MetricsSource;
 pub struct EngineMetrics {
     /// Each engine with the labels of its samples, e.g. `model="m"` or `model="m",worker="…"`.
     pub engines: Vec<(String, EngineHandle)>,
+    /// Mocker workers' simulated KV links (`--mocker-kv-bandwidth`), labelled as their engines.
+    pub kv_links: Vec<(String, std::sync::Arc<rotor_worker::SimulatedKvLink>)>,
 }
 
 type Field = fn(&EngineStats) -> f64;
@@ -268,6 +270,33 @@ impl MetricsSource for EngineMetrics {
                 for (tier, t) in [("host", &s.kv_tiers.host), ("disk", &s.kv_tiers.disk)] {
                     let _ = writeln!(out, "{name}{{{labels},tier=\"{tier}\"}} {}", field(t));
                 }
+            }
+        }
+        if !self.kv_links.is_empty() {
+            let totals: Vec<(&str, (u64, f64))> = self
+                .kv_links
+                .iter()
+                .map(|(labels, link)| (labels.as_str(), link.totals()))
+                .collect();
+            let (bytes, secs) = (
+                "rotor_mocker_kv_link_bytes_total",
+                "rotor_mocker_kv_link_seconds_total",
+            );
+            let _ = writeln!(
+                out,
+                "# HELP {bytes} KV bytes imported over the mocker's simulated link.\n\
+                 # TYPE {bytes} counter"
+            );
+            for (labels, (b, _)) in &totals {
+                let _ = writeln!(out, "{bytes}{{{labels}}} {b}");
+            }
+            let _ = writeln!(
+                out,
+                "# HELP {secs} Time the mocker's simulated KV link was busy (bytes / bandwidth).\n\
+                 # TYPE {secs} counter"
+            );
+            for (labels, (_, t)) in &totals {
+                let _ = writeln!(out, "{secs}{{{labels}}} {t}");
             }
         }
         let _ = writeln!(

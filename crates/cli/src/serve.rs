@@ -194,24 +194,32 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
         })?;
         frontend.metrics().add_source(Arc::new(EngineMetrics {
             engines: vec![(format!("model=\"{name}\""), engine)],
+            kv_links: Vec::new(),
         }));
     } else {
         let routed = RoutedBackend::for_card(&card, &cfg.routing)?;
         let mut engine_metrics = EngineMetrics {
             engines: Vec::new(),
+            kv_links: Vec::new(),
         };
         for (index, built) in engines.iter().enumerate() {
             let worker_id = index as WorkerId;
-            let worker = Arc::new(EngineWorker::new(built.engine.clone(), built.card.clone()));
+            let labels = format!("model=\"{name}\",worker=\"{worker_id:016x}\"");
+            let mut worker = EngineWorker::new(built.engine.clone(), built.card.clone());
+            // Mockers with a simulated KV link: every worker gets its own (its own NIC).
+            if let (ServeEngine::Mocker, Some(link)) = (&cfg.engine_kind, cfg.mocker.kv_link()) {
+                engine_metrics
+                    .kv_links
+                    .push((labels.clone(), Arc::clone(&link)));
+                worker = worker.with_kv_link(link);
+            }
+            let worker = Arc::new(worker);
             routed.add_worker_with_role(
                 worker_id,
                 Arc::new(EngineBackend::new(worker.clone())),
                 built.card.role,
             );
-            engine_metrics.engines.push((
-                format!("model=\"{name}\",worker=\"{worker_id:016x}\""),
-                built.engine.clone(),
-            ));
+            engine_metrics.engines.push((labels, built.engine.clone()));
             feeders.push(tokio::spawn(feed_router(
                 worker,
                 worker_id,

@@ -263,6 +263,7 @@ async fn start_engine(cfg: &WorkerConfig) -> Result<(Arc<dyn WorkerEngine>, Work
     let engine_metrics = |card: &ModelCard, engine: &rotor_engine::EngineHandle| {
         WorkerMetrics::Engine(EngineMetrics {
             engines: vec![(format!("model=\"{}\"", card.name), engine.clone())],
+            kv_links: Vec::new(),
         })
     };
     Ok(match cfg.engine_kind {
@@ -278,11 +279,16 @@ async fn start_engine(cfg: &WorkerConfig) -> Result<(Arc<dyn WorkerEngine>, Work
         EngineKind::Mocker => {
             let mut built = start_mocker_engine(&cfg.engine, &cfg.mocker, None).await?;
             built.card.role = cfg.role;
-            let metrics = engine_metrics(&built.card, &built.engine);
-            (
-                Arc::new(EngineWorker::new(built.engine, built.card)),
-                metrics,
-            )
+            let mut metrics = engine_metrics(&built.card, &built.engine);
+            let mut worker = EngineWorker::new(built.engine, built.card.clone());
+            if let Some(link) = cfg.mocker.kv_link() {
+                if let WorkerMetrics::Engine(m) = &mut metrics {
+                    m.kv_links
+                        .push((format!("model=\"{}\"", built.card.name), Arc::clone(&link)));
+                }
+                worker = worker.with_kv_link(link);
+            }
+            (Arc::new(worker), metrics)
         }
         EngineKind::Echo => {
             let spec = model_spec(&cfg.engine).await?;

@@ -192,3 +192,54 @@ fn serve_refuses_prefill_workers_without_decode_workers() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--decode-workers"), "{stderr}");
 }
+
+/// Mockers studying a disaggregated layout pay for the KV they move: with
+/// `--mocker-kv-bandwidth`, each import waits bytes / bandwidth on the decode worker's simulated
+/// link (counted in /metrics), and the remote prefill's transfer time includes that wait.
+#[test]
+fn mocker_kv_transfers_take_bytes_over_the_simulated_bandwidth() {
+    const GB_PER_S: f64 = 0.002; // 2 MB/s: a 16-token SmolLM2 block (about 369 KB) takes ~0.18 s
+    let server = RotorServer::start(&[
+        "--engine",
+        "mocker",
+        "--mocker-speedup",
+        "10",
+        "--prefill-workers",
+        "1",
+        "--decode-workers",
+        "1",
+        "--disagg-min-prefill-tokens",
+        "0",
+        "--mocker-kv-bandwidth",
+        &GB_PER_S.to_string(),
+    ]);
+    let (_, prompt_tokens) = complete(&server, TURN1);
+    assert_eq!(
+        metric_with(&server, "rotor_frontend_remote_prefill_total", &[]),
+        1.0
+    );
+    let moved = metric_with(&server, "rotor_kv_transfer_bytes_total", &[]);
+    let link_bytes = metric_with(&server, "rotor_mocker_kv_link_bytes_total", &[]);
+    let link_secs = metric_with(&server, "rotor_mocker_kv_link_seconds_total", &[]);
+    assert!(
+        prompt_tokens / BLOCK_TOKENS >= 2 && moved > 0.0,
+        "{prompt_tokens} tokens, {moved} bytes"
+    );
+    // The link carried the imported blocks (encoded: payload plus a small header each).
+    assert!(
+        link_bytes >= moved && link_bytes < moved * 1.01 + 4096.0,
+        "link {link_bytes} B vs moved {moved} B"
+    );
+    // Time = bytes / (bandwidth × speedup).
+    let expected = link_bytes / (GB_PER_S * 1e9 * 10.0);
+    assert!(
+        (link_secs - expected).abs() < 1e-3,
+        "link busy {link_secs} s, expected {expected} s"
+    );
+    let transfer_secs = metric_with(&server, "rotor_kv_transfer_seconds_sum", &[]);
+    assert!(
+        transfer_secs >= link_secs,
+        "the remote prefill took {transfer_secs} s, less than the link's {link_secs} s"
+    );
+    wait_blocks_released(&server);
+}

@@ -1,6 +1,10 @@
 //! [`EngineWorker`]: a [`WorkerEngine`] over a running `rotor_engine` engine (the native model
 //! runner, the scripted test double, or any other `ModelRunner`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use rotor_engine::{EngineHandle, KvEventReader};
@@ -12,11 +16,69 @@ use crate::engine::{GenerateStream, WorkerEngine};
 pub struct EngineWorker {
     engine: EngineHandle,
     card: ModelCard,
+    /// The mocker's simulated network for KV imports (`--mocker-kv-bandwidth`).
+    kv_link: Option<Arc<SimulatedKvLink>>,
+}
+
+/// A simulated network link in front of a mocker's KV imports: importing `n` bytes occupies the
+/// link for `n / bytes_per_second` (imports queue behind each other, as on one NIC), so a
+/// disaggregated cluster of mockers pays for the KV it moves. Real engines move real bytes and
+/// need none.
+#[derive(Debug)]
+pub struct SimulatedKvLink {
+    bytes_per_second: f64,
+    free_at: Mutex<tokio::time::Instant>,
+    /// Bytes carried and the link time they took (µs), for the worker's counters.
+    bytes: AtomicU64,
+    busy_micros: AtomicU64,
+}
+
+impl SimulatedKvLink {
+    /// `bytes_per_second` must be positive and finite (checked by the CLI).
+    pub fn new(bytes_per_second: f64) -> Self {
+        Self {
+            bytes_per_second,
+            free_at: Mutex::new(tokio::time::Instant::now()),
+            bytes: AtomicU64::new(0),
+            busy_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// Reserves the link for `bytes` from when it is free (now at the earliest); returns when
+    /// the transfer ends.
+    fn reserve(&self, bytes: usize) -> tokio::time::Instant {
+        let took = Duration::from_secs_f64(bytes as f64 / self.bytes_per_second);
+        let mut free_at = self.free_at.lock().unwrap_or_else(PoisonError::into_inner);
+        let end = (*free_at).max(tokio::time::Instant::now()) + took;
+        *free_at = end;
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.busy_micros
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        end
+    }
+
+    /// (bytes carried, seconds the link was busy carrying them).
+    pub fn totals(&self) -> (u64, f64) {
+        (
+            self.bytes.load(Ordering::Relaxed),
+            self.busy_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        )
+    }
 }
 
 impl EngineWorker {
     pub fn new(engine: EngineHandle, card: ModelCard) -> Self {
-        Self { engine, card }
+        Self {
+            engine,
+            card,
+            kv_link: None,
+        }
+    }
+
+    /// Puts KV imports behind a simulated link (the mocker's `--mocker-kv-bandwidth`).
+    pub fn with_kv_link(mut self, link: Arc<SimulatedKvLink>) -> Self {
+        self.kv_link = Some(link);
+        self
     }
 
     /// The engine (for its stats).
@@ -95,7 +157,19 @@ impl WorkerEngine for EngineWorker {
         &self,
         blocks: Vec<Vec<u8>>,
     ) -> Option<BoxFuture<'static, Result<rotor_protocol::KvImportOutcome, WireError>>> {
-        Some(crate::disagg::import_blocks(self.engine.clone(), blocks))
+        let bytes: usize = blocks.iter().map(Vec::len).sum();
+        let import = crate::disagg::import_blocks(self.engine.clone(), blocks);
+        let Some(link) = &self.kv_link else {
+            return Some(import);
+        };
+        let done = link.reserve(bytes);
+        Some(
+            async move {
+                tokio::time::sleep_until(done).await;
+                import.await
+            }
+            .boxed(),
+        )
     }
 
     fn shutdown(&self) {

@@ -45,7 +45,7 @@ pub use card::{GgufModel, ModelSpec};
 pub use disagg::{KvBlockStream, KvImportHandler, KvPrefillHandler};
 pub use echo::EchoEngine;
 pub use engine::{GenerateStream, WorkerEngine};
-pub use engine_worker::EngineWorker;
+pub use engine_worker::{EngineWorker, SimulatedKvLink};
 pub use error::Error;
 pub use external::{ExternalConfig, ExternalEngine, ExternalKind, ExternalStats};
 pub use handler::generate_handler;
