@@ -1,6 +1,7 @@
 //! KV offload tiers through `rotor serve` on the real model: a prompt evicted from a KV cache of
 //! eight blocks comes back from shared host memory (G2) or disk (G3) with the same greedy text,
-//! its onboarded tokens counted as cached, and the tier's counters on /metrics moved. Bad tier
+//! its onboarded tokens counted as cached, and the tier's counters on /metrics moved; a second
+//! process on the host onboards from the same shared pool what the first offloaded. Bad tier
 //! flags are refused with the flag named.
 
 #[allow(dead_code)]
@@ -196,5 +197,62 @@ fn bad_tier_flags_are_refused_by_name() {
     refused(
         &["worker", "--engine", "echo", "--kv-host-memory", "64MiB"],
         "need --engine native or mocker",
+    );
+}
+
+/// Two processes on one host share G2: a prompt that one `rotor serve` computed and evicted
+/// into the shared host pool is onboarded by a second `rotor serve` (another process, its own
+/// G1) with the same greedy text, its tokens counted as cached, and the second process's host
+/// tier counting the hit; the pool holds one copy, not one per process.
+#[test]
+fn a_second_process_on_the_host_onboards_what_the_first_offloaded() {
+    let pool = format!("test-{}-shared", std::process::id());
+    let _shm = ShmFile::for_pool(&pool);
+    let args = [
+        "--kv-cache-memory",
+        SMALL_KV_CACHE,
+        "--kv-host-memory",
+        "64MiB",
+        "--kv-host-pool",
+        &pool,
+    ];
+    let a = RotorServer::start(&args);
+    let b = RotorServer::start(&args);
+    let first = story("harbours");
+    let (cold, cached) = complete(&a, &first);
+    assert_eq!(cached, 0, "nothing cached yet");
+    for topic in ["deserts", "meteors", "bridges", "forests", "lanterns"] {
+        complete(&a, &story(topic));
+    }
+    assert!(tier_metric(&a, "rotor_engine_kv_tier_offloads_total", "host") > 0.0);
+    let held_by_a = tier_metric(&a, "rotor_engine_kv_tier_blocks", "host");
+    assert!(held_by_a > 0.0);
+
+    assert_eq!(
+        tier_metric(&b, "rotor_engine_kv_tier_offloads_total", "host"),
+        0.0,
+        "b computed nothing yet"
+    );
+    let (warm, cached) = complete(&b, &first);
+    assert_eq!(
+        warm, cold,
+        "KV onboarded from a's offload gives a's greedy text"
+    );
+    // Whole blocks, as many as a's evictions put in the pool (its LRU evicts a sequence's tail
+    // first, so how many of the prompt's three full blocks left a's G1 depends on the others).
+    assert!(
+        cached >= 16 && cached % 16 == 0,
+        "b onboarded whole blocks of the prompt: {cached} cached"
+    );
+    assert!(tier_metric(&b, "rotor_engine_kv_tier_hits_total", "host") > 0.0);
+    assert!(tier_metric(&b, "rotor_engine_kv_tier_onboards_total", "host") > 0.0);
+    assert_eq!(
+        tier_metric(&b, "rotor_engine_kv_tier_failed_loads_total", "host"),
+        0.0
+    );
+    // One shared pool: both processes see the same blocks held.
+    assert_eq!(
+        tier_metric(&b, "rotor_engine_kv_tier_blocks", "host"),
+        held_by_a
     );
 }
