@@ -12,6 +12,8 @@ pub struct EngineMetrics {
     pub engines: Vec<(String, EngineHandle)>,
     /// Mocker workers' simulated KV links (`--mocker-kv-bandwidth`), labelled as their engines.
     pub kv_links: Vec<(String, std::sync::Arc<rotor_worker::SimulatedKvLink>)>,
+    /// Workers' prefill exports (disaggregated serving, prefill side), labelled as their engines.
+    pub prefill_exports: Vec<(String, std::sync::Arc<rotor_worker::PrefillExportStats>)>,
 }
 
 type Field = fn(&EngineStats) -> f64;
@@ -297,6 +299,26 @@ impl MetricsSource for EngineMetrics {
             );
             for (labels, (_, t)) in &totals {
                 let _ = writeln!(out, "{secs}{{{labels}}} {t}");
+            }
+        }
+        if !self.prefill_exports.is_empty() {
+            let name = "rotor_kv_prefill_exported_blocks_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} KV blocks a prefill worker streamed to decode workers, `when` the \
+                 prompt was still being prefilled (overlapping the compute) or after.\n\
+                 # TYPE {name} counter"
+            );
+            for (labels, stats) in &self.prefill_exports {
+                let load =
+                    |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "{name}{{{labels},when=\"during_prefill\"}} {}\n\
+                     {name}{{{labels},when=\"after_prefill\"}} {}",
+                    load(&stats.early_blocks),
+                    load(&stats.late_blocks)
+                );
             }
         }
         let _ = writeln!(

@@ -195,12 +195,14 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
         frontend.metrics().add_source(Arc::new(EngineMetrics {
             engines: vec![(format!("model=\"{name}\""), engine)],
             kv_links: Vec::new(),
+            prefill_exports: Vec::new(),
         }));
     } else {
         let routed = RoutedBackend::for_card(&card, &cfg.routing)?;
         let mut engine_metrics = EngineMetrics {
             engines: Vec::new(),
             kv_links: Vec::new(),
+            prefill_exports: Vec::new(),
         };
         for (index, built) in engines.iter().enumerate() {
             let worker_id = index as WorkerId;
@@ -213,6 +215,9 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
                     .push((labels.clone(), Arc::clone(&link)));
                 worker = worker.with_kv_link(link);
             }
+            engine_metrics
+                .prefill_exports
+                .push((labels.clone(), Arc::clone(worker.prefill_stats())));
             let worker = Arc::new(worker);
             routed.add_worker_with_role(
                 worker_id,

@@ -260,27 +260,27 @@ impl WorkerMetrics {
 }
 
 async fn start_engine(cfg: &WorkerConfig) -> Result<(Arc<dyn WorkerEngine>, WorkerMetrics)> {
-    let engine_metrics = |card: &ModelCard, engine: &rotor_engine::EngineHandle| {
+    let engine_metrics = |card: &ModelCard, worker: &EngineWorker| {
+        let labels = format!("model=\"{}\"", card.name);
         WorkerMetrics::Engine(EngineMetrics {
-            engines: vec![(format!("model=\"{}\"", card.name), engine.clone())],
+            engines: vec![(labels.clone(), worker.engine().clone())],
             kv_links: Vec::new(),
+            prefill_exports: vec![(labels, Arc::clone(worker.prefill_stats()))],
         })
     };
     Ok(match cfg.engine_kind {
         EngineKind::Native => {
             let mut built = start_native_engine(&cfg.engine, None).await?;
             built.card.role = cfg.role;
-            let metrics = engine_metrics(&built.card, &built.engine);
-            (
-                Arc::new(EngineWorker::new(built.engine, built.card)),
-                metrics,
-            )
+            let worker = EngineWorker::new(built.engine, built.card.clone());
+            let metrics = engine_metrics(&built.card, &worker);
+            (Arc::new(worker), metrics)
         }
         EngineKind::Mocker => {
             let mut built = start_mocker_engine(&cfg.engine, &cfg.mocker, None).await?;
             built.card.role = cfg.role;
-            let mut metrics = engine_metrics(&built.card, &built.engine);
             let mut worker = EngineWorker::new(built.engine, built.card.clone());
+            let mut metrics = engine_metrics(&built.card, &worker);
             if let Some(link) = cfg.mocker.kv_link() {
                 if let WorkerMetrics::Engine(m) = &mut metrics {
                     m.kv_links

@@ -243,3 +243,52 @@ fn mocker_kv_transfers_take_bytes_over_the_simulated_bandwidth() {
     );
     wait_blocks_released(&server);
 }
+
+/// The transfer overlaps the prefill: with small engine steps (a 32-token budget), a prompt
+/// takes several steps on the prefill worker, and the blocks each step caches are streamed to
+/// the decode worker before the prompt is done (counted `when="during_prefill"`). Every block
+/// still arrives, in order, and the greedy text is aggregated serving's.
+#[test]
+fn blocks_stream_to_the_decode_worker_while_the_prompt_is_prefilled() {
+    let small_steps = ["--max-num-batched-tokens", "32"];
+    let aggregated = RotorServer::start(&small_steps);
+    let mut args = vec![
+        "--prefill-workers",
+        "1",
+        "--decode-workers",
+        "1",
+        "--disagg-min-prefill-tokens",
+        "0",
+    ];
+    args.extend_from_slice(&small_steps);
+    let disagg = RotorServer::start(&args);
+    let prompt = format!("{TURN1}{TURN2_TAIL}");
+    let (want, _) = complete(&aggregated, &prompt);
+    let (got, prompt_tokens) = complete(&disagg, &prompt);
+    assert_eq!(
+        got, want,
+        "disaggregated greedy text differs from aggregated"
+    );
+    let moved = metric_with(&disagg, "rotor_kv_transfer_blocks_total", &[]);
+    assert_eq!(
+        moved as u64,
+        prompt_tokens / BLOCK_TOKENS,
+        "every full block moved"
+    );
+    let early = metric_with(
+        &disagg,
+        "rotor_kv_prefill_exported_blocks_total",
+        &["when=\"during_prefill\""],
+    );
+    let late = metric_with(
+        &disagg,
+        "rotor_kv_prefill_exported_blocks_total",
+        &["when=\"after_prefill\""],
+    );
+    assert_eq!(early + late, moved, "early {early} + late {late}");
+    assert!(
+        early >= 2.0,
+        "{early} blocks sent before the prefill ended (of {moved}): no overlap"
+    );
+    wait_blocks_released(&disagg);
+}

@@ -2,8 +2,9 @@
 //! and the import that puts received blocks into a worker's prefix cache.
 //!
 //! - [`prefill_export`]: runs the prompt with `max_tokens` 1 (the sampled token is thrown away:
-//!   the decode worker recomputes the prompt's tail and samples the first token itself), then
-//!   exports the asked-for blocks with `EngineHandle::export_kv`. Export pins each block only
+//!   the decode worker recomputes the prompt's tail and samples the first token itself) and
+//!   exports the asked-for blocks with `EngineHandle::export_kv` as they become cached, step by
+//!   step, so the transfer overlaps the rest of the prefill. Export pins each block only
 //!   while it is copied, so nothing stays pinned awaiting a transfer: a cancelled or failed
 //!   transfer leaves the blocks as ordinary cached-free blocks (reusable, evictable).
 //! - [`import_blocks`]: `EngineHandle::import_kv` with its report in wire form.
@@ -13,6 +14,7 @@
 //! [`KV_PREFILL_ENDPOINT`]: rotor_protocol::worker::KV_PREFILL_ENDPOINT
 //! [`KV_IMPORT_ENDPOINT`]: rotor_protocol::worker::KV_IMPORT_ENDPOINT
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -56,54 +58,127 @@ impl Drop for CancelPrefill {
     }
 }
 
+/// What a worker's prefill exports did (see [`prefill_export`]).
+#[derive(Debug, Default)]
+pub struct PrefillExportStats {
+    /// Blocks streamed while their prompt was still being prefilled (the transfer overlapping
+    /// the compute), and after it finished.
+    pub early_blocks: AtomicU64,
+    pub late_blocks: AtomicU64,
+}
+
 /// Prefills `req.request` on `engine` and streams the blocks of `req.sequence_hashes` (the
-/// longest run of them still cached). See the module docs.
-pub fn prefill_export(engine: EngineHandle, req: PrefillRequest) -> KvBlockStream {
+/// longest run of them cached) as they become cached: after every engine step that stored
+/// blocks (the engine's KV events are the signal), the newly cached run is exported and sent,
+/// so the transfer overlaps the rest of the prefill; what is left goes once the prompt is done.
+/// See the module docs.
+pub fn prefill_export(
+    engine: EngineHandle,
+    req: PrefillRequest,
+    stats: Arc<PrefillExportStats>,
+) -> KvBlockStream {
     let PrefillRequest {
         mut request,
         sequence_hashes,
     } = req;
     request.stop.max_tokens = 1;
     request.stop.min_tokens = 0;
-    let run = async move {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, WireError>>(64);
+    tokio::spawn(async move {
+        // Wake-ups only: every batch of events means the cache may have grown.
+        let mut events = engine.subscribe_kv_events();
+        let _ = events.read();
         let mut guard = CancelPrefill {
             engine: engine.clone(),
             id: request.id.clone(),
             done: false,
         };
-        let mut outputs = engine.submit(request)?;
+        let mut outputs = match engine.submit(request) {
+            Ok(outputs) => outputs,
+            Err(error) => {
+                let _ = tx.send(Err(error)).await;
+                return;
+            }
+        };
+        let mut sent = 0;
+        let mut events_open = true;
         loop {
-            match outputs.recv().await {
-                Some(Ok(out)) if out.finish_reason.is_some() => break,
-                Some(Ok(_)) => {}
-                Some(Err(error)) => {
-                    guard.done = true;
-                    return Err(error);
-                }
-                None => {
-                    return Err(WireError::new(
-                        ErrorKind::EngineStopped,
-                        "the prefill ended without a finish reason",
-                    ))
+            tokio::select! {
+                out = outputs.recv() => match out {
+                    Some(Ok(out)) if out.finish_reason.is_some() => break,
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => {
+                        guard.done = true;
+                        let _ = tx.send(Err(error)).await;
+                        return;
+                    }
+                    None => {
+                        let error = WireError::new(
+                            ErrorKind::EngineStopped,
+                            "the prefill ended without a finish reason",
+                        );
+                        let _ = tx.send(Err(error)).await;
+                        return;
+                    }
+                },
+                open = events.wait(), if events_open && sent < sequence_hashes.len() => {
+                    events_open = open;
+                    let _ = events.read();
+                    match send_cached(&engine, &sequence_hashes, &mut sent, &tx).await {
+                        Ok(n) => {
+                            stats.early_blocks.fetch_add(n, Ordering::Relaxed);
+                        }
+                        // The receiver is gone (the call was cancelled): the guard cancels
+                        // the prefill.
+                        Err(()) => return,
+                    }
                 }
             }
         }
         guard.done = true;
-        if sequence_hashes.is_empty() {
-            return Ok(Vec::new());
+        if let Ok(n) = send_cached(&engine, &sequence_hashes, &mut sent, &tx).await {
+            stats.late_blocks.fetch_add(n, Ordering::Relaxed);
         }
-        let export = engine
-            .export_kv(KvExportSelector::SequenceHashes(sequence_hashes))
-            .await
-            .map_err(transfer_error)?;
-        Ok(export.blocks)
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        let item = rx.recv().await?;
+        Some((item, rx))
+    })
+    .boxed()
+}
+
+/// Exports the longest cached run of `hashes[*sent..]` and sends it; the blocks sent, or
+/// `Err` when the receiver is gone. An export error is sent and ends the run (`*sent` set to
+/// the end, so nothing more is tried).
+async fn send_cached(
+    engine: &EngineHandle,
+    hashes: &[u64],
+    sent: &mut usize,
+    tx: &tokio::sync::mpsc::Sender<Result<Vec<u8>, WireError>>,
+) -> Result<u64, ()> {
+    if *sent >= hashes.len() {
+        return Ok(0);
+    }
+    let export = engine
+        .export_kv(KvExportSelector::SequenceHashes(hashes[*sent..].to_vec()))
+        .await;
+    let blocks = match export {
+        Ok(export) => export.blocks,
+        Err(error) => {
+            *sent = hashes.len();
+            return tx
+                .send(Err(transfer_error(error)))
+                .await
+                .map(|_| 0)
+                .map_err(|_| ());
+        }
     };
-    futures::stream::once(run)
-        .flat_map(|result| match result {
-            Ok(blocks) => futures::stream::iter(blocks.into_iter().map(Ok)).left_stream(),
-            Err(error) => futures::stream::iter([Err(error)]).right_stream(),
-        })
-        .boxed()
+    let n = blocks.len();
+    for block in blocks {
+        tx.send(Ok(block)).await.map_err(|_| ())?;
+    }
+    *sent += n;
+    Ok(n as u64)
 }
 
 /// Imports `blocks` (chain order) into `engine`'s prefix cache.

@@ -18,6 +18,7 @@ pub struct EngineWorker {
     card: ModelCard,
     /// The mocker's simulated network for KV imports (`--mocker-kv-bandwidth`).
     kv_link: Option<Arc<SimulatedKvLink>>,
+    prefill_stats: Arc<crate::disagg::PrefillExportStats>,
 }
 
 /// A simulated network link in front of a mocker's KV imports: importing `n` bytes occupies the
@@ -72,7 +73,13 @@ impl EngineWorker {
             engine,
             card,
             kv_link: None,
+            prefill_stats: Arc::default(),
         }
+    }
+
+    /// What this worker's prefill exports did (disaggregated serving, prefill side).
+    pub fn prefill_stats(&self) -> &Arc<crate::disagg::PrefillExportStats> {
+        &self.prefill_stats
     }
 
     /// Puts KV imports behind a simulated link (the mocker's `--mocker-kv-bandwidth`).
@@ -150,7 +157,11 @@ impl WorkerEngine for EngineWorker {
         &self,
         req: rotor_protocol::PrefillRequest,
     ) -> Option<crate::disagg::KvBlockStream> {
-        Some(crate::disagg::prefill_export(self.engine.clone(), req))
+        Some(crate::disagg::prefill_export(
+            self.engine.clone(),
+            req,
+            Arc::clone(&self.prefill_stats),
+        ))
     }
 
     fn import_kv(

@@ -42,7 +42,7 @@ mod publishers;
 mod snapshot_handler;
 
 pub use card::{GgufModel, ModelSpec};
-pub use disagg::{KvBlockStream, KvImportHandler, KvPrefillHandler};
+pub use disagg::{KvBlockStream, KvImportHandler, KvPrefillHandler, PrefillExportStats};
 pub use echo::EchoEngine;
 pub use engine::{GenerateStream, WorkerEngine};
 pub use engine_worker::{EngineWorker, SimulatedKvLink};
