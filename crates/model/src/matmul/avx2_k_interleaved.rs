@@ -20,7 +20,7 @@ use std::arch::x86_64::*;
 use super::avx2::store8;
 use super::interleaved::Interleaved;
 use super::interleaved_k::{
-    stride, Q4K_DMIN, Q4K_MINS, Q4K_QL, Q4K_SCALES, Q6K_QH, Q6K_QL, Q6K_SCALES,
+    stride, Q4K_CODES, Q4K_DMIN, Q4K_MINS, Q4K_SCALES, Q4K_UNIT, Q6K_CODES, Q6K_SCALES, Q6K_UNIT,
 };
 use super::{Activations, MatmulJob};
 use crate::quant::{GgmlType, QK_K};
@@ -132,7 +132,7 @@ unsafe fn pairs<const HIGH: bool, const SIGNED: bool>(v: __m128i) -> __m256i {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn unpack<const Q6: bool>(p: *const u8, buf: &mut Unpacked) {
     buf.d = _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i));
-    let ql = if Q6 {
+    let codes = if Q6 {
         for q in 0..8 {
             // Sub-blocks 2q (bytes 0..8) and 2q + 1 (bytes 8..16), one byte per row.
             let v = _mm_loadu_si128(p.add(Q6K_SCALES + 16 * q) as *const __m128i);
@@ -141,7 +141,7 @@ unsafe fn unpack<const Q6: bool>(p: *const u8, buf: &mut Unpacked) {
             let mixed = _mm256_cvtepi8_epi16(_mm_unpacklo_epi8(v, _mm_srli_si128::<8>(v)));
             buf.sums[q] = _mm256_mullo_epi16(mixed, _mm256_set1_epi16(-32));
         }
-        p.add(Q6K_QL)
+        p.add(Q6K_CODES)
     } else {
         buf.dmin = _mm256_cvtph_ps(_mm_loadu_si128(p.add(Q4K_DMIN) as *const __m128i));
         for q in 0..4 {
@@ -152,20 +152,19 @@ unsafe fn unpack<const Q6: bool>(p: *const u8, buf: &mut Unpacked) {
             buf.sums[2 * q] = pairs::<false, false>(m);
             buf.sums[2 * q + 1] = pairs::<true, false>(m);
         }
-        p.add(Q4K_QL)
+        p.add(Q4K_CODES)
     };
+    let unit = if Q6 { Q6K_UNIT } else { Q4K_UNIT };
     let low4 = _mm256_set1_epi8(0x0f);
     for u in 0..8 {
+        let at = codes.add(unit * u);
         let (h0, h1) = if Q6 {
-            (
-                load(p.add(Q6K_QH + 64 * u)),
-                load(p.add(Q6K_QH + 64 * u + 32)),
-            )
+            (load(at.add(128)), load(at.add(160)))
         } else {
             (_mm256_setzero_si256(), _mm256_setzero_si256())
         };
         for m in 0..4 {
-            let raw = load(ql.add(32 * (4 * u + m)));
+            let raw = load(at.add(32 * m));
             let mut lo = _mm256_and_si256(raw, low4);
             let mut hi = _mm256_and_si256(_mm256_srli_epi16::<4>(raw), low4);
             if Q6 {

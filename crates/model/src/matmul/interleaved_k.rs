@@ -13,10 +13,11 @@
 //! - `d[8]`: the rows' super-scales (f16); Q4_K then `dmin[8]` (f16);
 //! - scales: Q6_K: 16 sub-blocks × 8 rows of i8 (`[s][j]`, sub-block `s` = columns `16s..16s+16`);
 //!   Q4_K: 8 sub-blocks × 8 rows of 6-bit scales (u8, sub-block = 32 columns), then the 8 × 8 mins;
-//! - `ql`: 32 vectors of 32 bytes; byte `4j + e` of vector `4u + m` holds the low four bits of
-//!   row `j`'s column `32u + 4m + e` (low nibble) and of column `32u + 16 + 4m + e` (high nibble);
-//! - `qh` (Q6_K only): 16 vectors; bits `2m..2m+2` of byte `4j + e` of vector `2u + h` are the
-//!   top two bits of row `j`'s column `32u + 16h + 4m + e`.
+//! - codes, per 32-column unit `u` (0..8), in order: four `ql` vectors of 32 bytes, byte `4j + e`
+//!   of vector `m` holding the low four bits of row `j`'s column `32u + 4m + e` (low nibble) and
+//!   of column `32u + 16 + 4m + e` (high nibble); then (Q6_K) two `qh` vectors, bits `2m..2m+2`
+//!   of byte `4j + e` of vector `h` the top two bits of row `j`'s column `32u + 16h + 4m + e`. A
+//!   unit's bits sit together so the kernel reads the layout as one sequential stream.
 //!
 //! Q6_K's 1,680 bytes per group and super-block are exactly its eight file blocks; Q4_K's 1,184
 //! are 32 more than the file's 1,152 (scales and mins unpacked from 6 bits to bytes).
@@ -33,20 +34,21 @@ pub(crate) fn supports(dtype: GgmlType) -> bool {
 /// Bytes per (group of eight rows, super-block).
 pub(crate) const fn stride(dtype: GgmlType) -> usize {
     match dtype {
-        GgmlType::Q6_K => Q6K_QH + 512,
-        _ => Q4K_QL + 1024,
+        GgmlType::Q6_K => Q6K_CODES + 8 * Q6K_UNIT,
+        _ => Q4K_CODES + 8 * Q4K_UNIT,
     }
 }
 
-/// Q6_K: offsets of the scales, `ql` and `qh`.
+/// Q6_K: offsets of the scales and the codes; bytes per 32-column unit of codes.
 pub(crate) const Q6K_SCALES: usize = 16;
-pub(crate) const Q6K_QL: usize = Q6K_SCALES + 128;
-pub(crate) const Q6K_QH: usize = Q6K_QL + 1024;
-/// Q4_K: offsets of `dmin`, the scales, the mins and `ql`.
+pub(crate) const Q6K_CODES: usize = Q6K_SCALES + 128;
+pub(crate) const Q6K_UNIT: usize = 192;
+/// Q4_K: offsets of `dmin`, the scales, the mins and the codes; bytes per unit of codes.
 pub(crate) const Q4K_DMIN: usize = 16;
 pub(crate) const Q4K_SCALES: usize = 32;
 pub(crate) const Q4K_MINS: usize = Q4K_SCALES + 64;
-pub(crate) const Q4K_QL: usize = Q4K_MINS + 64;
+pub(crate) const Q4K_CODES: usize = Q4K_MINS + 64;
+pub(crate) const Q4K_UNIT: usize = 128;
 
 /// Builds the interleaved copy of `rows × cols` weights of `dtype` (Q4_K or Q6_K) whose row `r`
 /// is `row(r)`.
@@ -74,14 +76,14 @@ pub(crate) fn build<'a>(
 
 /// Writes row `j`'s file block `blk` into its places in the group's super-block `out`.
 fn place_row(dtype: GgmlType, blk: &[u8], j: usize, out: &mut [u8]) {
-    let (int, ql_at): (IntBlock, usize) = if dtype == GgmlType::Q6_K {
+    let (int, codes_at, unit): (IntBlock, usize, usize) = if dtype == GgmlType::Q6_K {
         let int = Q6_K::decode(blk);
         // d is the block's last two bytes.
         out[2 * j..2 * j + 2].copy_from_slice(&blk[208..210]);
         for s in 0..16 {
             out[Q6K_SCALES + 8 * s + j] = int.scales[s] as i8 as u8;
         }
-        (int, Q6K_QL)
+        (int, Q6K_CODES, Q6K_UNIT)
     } else {
         let int = Q4_K::decode(blk);
         out[2 * j..2 * j + 2].copy_from_slice(&blk[0..2]);
@@ -91,7 +93,7 @@ fn place_row(dtype: GgmlType, blk: &[u8], j: usize, out: &mut [u8]) {
             out[Q4K_SCALES + 8 * s + j] = int.scales[2 * s] as u8;
             out[Q4K_MINS + 8 * s + j] = int.mins[2 * s] as u8;
         }
-        (int, Q4K_QL)
+        (int, Q4K_CODES, Q4K_UNIT)
     };
     // Q6_K's IntBlock codes are q − 32; the layout stores q (0..=63).
     let code = |c: usize| -> u8 {
@@ -105,10 +107,11 @@ fn place_row(dtype: GgmlType, blk: &[u8], j: usize, out: &mut [u8]) {
         for m in 0..4 {
             for e in 0..4 {
                 let (lo, hi) = (code(32 * u + 4 * m + e), code(32 * u + 16 + 4 * m + e));
-                out[ql_at + 32 * (4 * u + m) + 4 * j + e] = (lo & 0x0f) | ((hi & 0x0f) << 4);
+                let at = codes_at + unit * u + 4 * j + e;
+                out[at + 32 * m] = (lo & 0x0f) | ((hi & 0x0f) << 4);
                 if dtype == GgmlType::Q6_K {
                     for (h, q) in [lo, hi].into_iter().enumerate() {
-                        out[Q6K_QH + 32 * (2 * u + h) + 4 * j + e] |= (q >> 4) << (2 * m);
+                        out[at + 128 + 32 * h] |= (q >> 4) << (2 * m);
                     }
                 }
             }
@@ -139,19 +142,19 @@ mod tests {
                 for b in 0..nb {
                     let blk = &w.row_data(r)[b * dtype.type_size()..];
                     let at = &il.bytes[(g * nb + b) * stride..];
-                    let (int, ql) = if dtype == GgmlType::Q6_K {
-                        (Q6_K::decode(blk), Q6K_QL)
+                    let (int, codes, unit) = if dtype == GgmlType::Q6_K {
+                        (Q6_K::decode(blk), Q6K_CODES, Q6K_UNIT)
                     } else {
-                        (Q4_K::decode(blk), Q4K_QL)
+                        (Q4_K::decode(blk), Q4K_CODES, Q4K_UNIT)
                     };
                     assert_eq!(f16_at(at, 2 * j), int.d);
                     for c in 0..QK_K {
                         let (u, m, e) = (c / 32, (c % 16) / 4, c % 4);
-                        let nibble =
-                            (at[ql + 32 * (4 * u + m) + 4 * j + e] >> (4 * ((c % 32) / 16))) & 0x0f;
+                        let unit_at = codes + unit * u + 4 * j + e;
+                        let nibble = (at[unit_at + 32 * m] >> (4 * ((c % 32) / 16))) & 0x0f;
                         if dtype == GgmlType::Q6_K {
                             let h = (c % 32) / 16;
-                            let top = (at[Q6K_QH + 32 * (2 * u + h) + 4 * j + e] >> (2 * m)) & 3;
+                            let top = (at[unit_at + 128 + 32 * h] >> (2 * m)) & 3;
                             assert_eq!(
                                 i16::from(nibble | (top << 4)) - 32,
                                 i16::from(int.codes[c])
