@@ -8,7 +8,9 @@
 //! FMA. Each weight block is decoded once and applied to a tile of batch rows.
 //!
 //! Kernels: [`Kernel::Avx2`] (x86-64 AVX2+FMA+F16C, chosen at run time; `avx2.rs` for the 32-blocks
-//! and floats, `avx2_k.rs` for the K-quants) and [`Kernel::Scalar`] (portable). [`naive`] holds
+//! and floats, `avx2_k.rs` for the K-quants; eight-row interleaved layouts in `interleaved.rs` and
+//! `interleaved_k.rs`, the latter's kernel in `avx2_k_interleaved.rs`) and [`Kernel::Scalar`]
+//! (portable). [`naive`] holds
 //! the reference implementations the fast kernels are tested against.
 
 mod activations;
@@ -16,7 +18,10 @@ mod activations;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_k;
+#[cfg(target_arch = "x86_64")]
+mod avx2_k_interleaved;
 mod interleaved;
+mod interleaved_k;
 pub mod naive;
 mod scalar;
 
@@ -217,14 +222,20 @@ impl WeightMatrix {
         &self.bytes[at..at + self.row_bytes]
     }
 
-    /// The interleaved prefill layout of the matrix's whole groups of eight rows, built on the
-    /// first call; `None` for types without one (see `interleaved.rs`).
+    /// The interleaved compute layout of the matrix's whole groups of eight rows, built on the
+    /// first call; `None` for types without one (see `interleaved.rs`, `interleaved_k.rs`).
     pub(crate) fn interleaved(&self) -> Option<&interleaved::Interleaved> {
-        if !interleaved::supports(self.dtype) || self.rows < 8 {
+        let k_quant = interleaved_k::supports(self.dtype);
+        if !(interleaved::supports(self.dtype) || k_quant) || self.rows < 8 {
             return None;
         }
         Some(self.interleaved.get_or_init(|| {
-            interleaved::build(self.dtype, self.rows, self.cols, |r| self.row_data(r))
+            let row = |r| self.row_data(r);
+            if k_quant {
+                interleaved_k::build(self.dtype, self.rows, self.cols, row)
+            } else {
+                interleaved::build(self.dtype, self.rows, self.cols, row)
+            }
         }))
     }
 

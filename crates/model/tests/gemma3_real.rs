@@ -7,7 +7,8 @@
 //! greedy continuation. Tolerance: every one of those 32 logits within 1.5 of llama.cpp's
 //! (measured max 0.94 over the whole vocabulary: llama.cpp quantizes activations to Q8_K for the
 //! K-quants and keeps an f16 KV cache, so values near rounding boundaries differ), the same
-//! top-1 and top-5 order, and the first five greedy tokens exactly (the sixth is a near-tie,
+//! top-1, the same top-5 set in llama.cpp's order except between logits within `NEAR_TIE`, and
+//! the first five greedy tokens exactly (the sixth is a near-tie,
 //! 0.07 apart in llama.cpp, that goes the other way here).
 //! Needs the model file (`ROTOR_TEST_GEMMA`, else `gemma-3-270m-q4_k_m.gguf` in Rotor's model
 //! cache, see `rotor_testing::models_dir`); fails if it is missing.
@@ -22,6 +23,12 @@ const GOLDEN: &str = include_str!("fixtures/golden_gemma3_270m.json");
 
 /// Greedy tokens that must match llama.cpp's exactly.
 const EXACT_GREEDY: usize = 5;
+
+/// Two of llama.cpp's top-5 first-step logits closer than this may come in either order here:
+/// single logits differ from llama.cpp's by up to 0.5–0.7 on this prompt (activation rounding;
+/// see the module docs), and a change of summation order in one kernel moved tokens 886 and
+/// 9079, 0.22 apart in llama.cpp, by 0.13 and 0.49.
+const NEAR_TIE: f32 = 0.5;
 
 fn gemma3_path() -> PathBuf {
     rotor_testing::gemma3_path()
@@ -114,8 +121,31 @@ fn check_first_step(logits: &[f32], top_ids: &[u32], top_logits: &[f32]) {
     let mut ours: Vec<u32> = (0..logits.len() as u32).collect();
     ours.sort_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
     eprintln!(
-        "first step: max |Δ| over llama.cpp's top {} = {worst:.3}",
-        top_ids.len()
+        "first step: max |Δ| over llama.cpp's top {} = {worst:.3}; top 5 ours {:?}",
+        top_ids.len(),
+        top_ids[..5]
+            .iter()
+            .map(|&id| (id, logits[id as usize]))
+            .collect::<Vec<_>>()
     );
-    assert_eq!(ours[..5], top_ids[..5], "top-5 next tokens, in order");
+    assert_eq!(ours[0], top_ids[0], "top-1 next token");
+    let (mut ours5, mut want5) = (ours[..5].to_vec(), top_ids[..5].to_vec());
+    ours5.sort_unstable();
+    want5.sort_unstable();
+    assert_eq!(ours5, want5, "top-5 next tokens");
+    for i in 0..5 {
+        for j in i + 1..5 {
+            if top_logits[i] - top_logits[j] > NEAR_TIE {
+                let (a, b) = (top_ids[i] as usize, top_ids[j] as usize);
+                assert!(
+                    logits[a] > logits[b],
+                    "token {a} above {b} (llama.cpp {} vs {}), ours {} vs {}",
+                    top_logits[i],
+                    top_logits[j],
+                    logits[a],
+                    logits[b]
+                );
+            }
+        }
+    }
 }

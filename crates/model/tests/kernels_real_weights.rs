@@ -90,3 +90,46 @@ fn requantize_q4_1_to_q8_0_stays_close() {
         }
     }
 }
+
+/// Every Q4_K and Q6_K matrix of the real Gemma 3 270M Q4_K_M (llama.cpp's quantizer, so scales
+/// and codes over their whole range), interleaved layout and file layout, against naive.
+#[test]
+fn real_gemma_k_quant_weights_match_naive() {
+    let f = GgufFile::open(&rotor_testing::gemma3_path()).unwrap();
+    let mut rng = StdRng::seed_from_u64(43);
+    let mut checked = 0;
+    for info in f.tensor_infos() {
+        if !matches!(info.dtype, GgmlType::Q4_K | GgmlType::Q6_K) || info.dims.len() != 2 {
+            continue;
+        }
+        let w = WeightMatrix::from_tensor(f.tensor(&info.name).unwrap()).unwrap();
+        let (cols, batch) = (w.cols(), 5);
+        // Activations of a realistic spread: mostly small, a few large outliers.
+        let x: Vec<f32> = (0..batch * cols)
+            .map(|i| rng.random_range(-1.0f32..1.0) * if i % 97 == 0 { 40.0 } else { 1.0 })
+            .collect();
+        let mut acts = Activations::new();
+        acts.prepare(&x, batch, cols, w.dtype());
+        let range = 5..w.rows().min(70);
+        let n = range.len();
+        let mut want = vec![0.0; batch * n];
+        naive::matmul_quantized(&w, &acts, range.clone(), &mut want);
+        let scale = naive::abs_dot(&w, &x, batch, range.clone());
+        for kernel in [Kernel::Scalar, Kernel::detect()] {
+            let mut got = vec![f32::NAN; batch * n];
+            w.matmul_rows_with(kernel, &acts, range.clone(), &mut got);
+            for i in 0..got.len() {
+                let tol = 1e-5 * scale[i] + 1e-6;
+                assert!(
+                    (got[i] - want[i]).abs() <= tol,
+                    "{} {kernel:?} [{i}]: {} vs {}",
+                    info.name,
+                    got[i],
+                    want[i]
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked > 0, "expected Q4_K/Q6_K matrices in the Gemma file");
+}

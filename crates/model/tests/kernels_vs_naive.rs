@@ -495,3 +495,79 @@ fn interleaved_sums_do_not_saturate_at_extreme_codes() {
         }
     }
 }
+
+/// Q4_K and Q6_K run whole groups of eight rows on their interleaved layout at every batch size
+/// and the rows past the last group on the file's: row counts that are and are not multiples of
+/// eight, ranges that cut a group, and batch sizes around the tile of four all match naive.
+#[test]
+fn k_quant_interleaved_layout_matches_naive() {
+    let mut rng = StdRng::seed_from_u64(12);
+    for dtype in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        for (rows, cols) in [(8, 256), (29, 512), (40, 1536)] {
+            for batch in [1, 2, 3, 5, 17] {
+                run_case(&mut rng, dtype, rows, cols, batch);
+            }
+        }
+    }
+}
+
+/// Outputs do not depend on batching: each batch row computed alone equals the same row computed
+/// in a batch of 17, bit for bit (the interleaved layout serves every batch size).
+#[test]
+fn k_quant_rows_alone_equal_rows_in_a_batch() {
+    let mut rng = StdRng::seed_from_u64(13);
+    let (rows, cols, batch) = (27, 768, 17);
+    for dtype in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        let w = WeightMatrix::from_f32("w", dtype, rows, cols, &random(&mut rng, rows * cols, 1.0))
+            .unwrap();
+        let x = random(&mut rng, batch * cols, 2.0);
+        let mut acts = Activations::new();
+        acts.prepare(&x, batch, cols, dtype);
+        let mut together = vec![0.0f32; batch * rows];
+        w.matmul_rows(&acts, 0..rows, &mut together);
+        for b in 0..batch {
+            let mut one = Activations::new();
+            one.prepare(&x[b * cols..(b + 1) * cols], 1, cols, dtype);
+            let mut alone = vec![0.0f32; rows];
+            w.matmul_rows(&one, 0..rows, &mut alone);
+            assert_eq!(
+                alone,
+                together[b * rows..(b + 1) * rows],
+                "{dtype:?} batch row {b}"
+            );
+        }
+    }
+}
+
+/// The interleaved K-quant kernel adds two (Q6_K) or eight (Q4_K) chunks' products in 16-bit
+/// lanes before widening: the largest codes against the largest activations of either sign must
+/// not saturate.
+#[test]
+fn k_quant_interleaved_sums_do_not_saturate_at_extreme_codes() {
+    let (rows, cols, batch) = (16, 512, 5);
+    for dtype in [GgmlType::Q4_K, GgmlType::Q6_K] {
+        for (wsign, xsign) in [(1.0f32, 1.0f32), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)] {
+            // One zero per 32 columns puts every other weight at the top code of its sub-block
+            // (63 for Q6_K, 15 for Q4_K) when the weights are positive.
+            let values: Vec<f32> = (0..rows * cols)
+                .map(|i| if i % 32 == 0 { 0.0 } else { wsign })
+                .collect();
+            let w = WeightMatrix::from_f32("w", dtype, rows, cols, &values).unwrap();
+            let x = vec![xsign; batch * cols];
+            let mut acts = Activations::new();
+            acts.prepare(&x, batch, cols, dtype);
+            let mut want = vec![0.0; batch * rows];
+            naive::matmul_quantized(&w, &acts, 0..rows, &mut want);
+            for kernel in kernels() {
+                let mut got = vec![f32::NAN; batch * rows];
+                w.matmul_rows_with(kernel, &acts, 0..rows, &mut got);
+                for (g, e) in got.iter().zip(&want) {
+                    assert!(
+                        (g - e).abs() <= 1e-4 * e.abs().max(1.0),
+                        "{kernel:?} {dtype:?} signs {wsign} {xsign}: {g} vs {e}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -166,7 +166,12 @@ const BATCH_GROUP: usize = 16;
 /// Stores the products of rows `8g..8g+8` (one vector's lanes) with batch rows `b0..b0+N`, for
 /// the rows inside the job's range.
 #[inline(always)]
-unsafe fn store8<const N: usize>(job: &mut MatmulJob<'_>, g: usize, b0: usize, v: [__m256; N]) {
+pub(super) unsafe fn store8<const N: usize>(
+    job: &mut MatmulJob<'_>,
+    g: usize,
+    b0: usize,
+    v: [__m256; N],
+) {
     let rows = job.rows.clone();
     for (i, lanes) in v.iter().enumerate() {
         let mut out = [0.0f32; 8];

@@ -14,7 +14,9 @@
 //! Ranges (no saturation or overflow): `vpmaddubsw` pairs ≤ 2·63·127 = 16002 < 2^15; a chunk's
 //! `vpmaddwd` lane ≤ 2·16002·128 ≈ 4.1e6, eight chunks plus the offset < 2^26.
 //!
-//! Tiling: one weight row × up to 4 batch rows, so each block is decoded once per 4 rows.
+//! Tiling: one weight row × up to 4 batch rows, so each block is decoded once per 4 rows. Q4_K
+//! and Q6_K run their whole groups of eight rows on the interleaved layout instead
+//! (`avx2_k_interleaved.rs`, every batch size) and only the rows past them here.
 
 use std::arch::x86_64::*;
 
@@ -57,11 +59,24 @@ pub(super) unsafe fn matmul(job: MatmulJob<'_>) {
     match job.w.dtype() {
         GgmlType::Q2_K => rows::<Q2K>(job),
         GgmlType::Q3_K => rows::<Q3K>(job),
-        GgmlType::Q4_K => rows::<Q4K>(job),
+        GgmlType::Q4_K => with_layout::<Q4K, false>(job),
         GgmlType::Q5_K => rows::<Q5K>(job),
-        GgmlType::Q6_K => rows::<Q6K>(job),
+        GgmlType::Q6_K => with_layout::<Q6K, true>(job),
         other => unreachable!("invariant: not a K-quant: {other:?}"),
     }
+}
+
+/// Q4_K and Q6_K: whole groups of eight rows on the interleaved layout at every batch size (see
+/// `avx2_k_interleaved.rs`), the rows past the last whole group on the file layout.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn with_layout<const FMT: u8, const Q6: bool>(mut job: MatmulJob<'_>) {
+    let layout = job.w.interleaved();
+    let covered = layout.map_or(0, |il| il.groups * 8);
+    if let Some(il) = layout.filter(|_| job.rows.start < covered) {
+        super::avx2_k_interleaved::groups::<Q6>(&mut job, il);
+    }
+    job.rows = job.rows.start.max(covered)..job.rows.end;
+    rows::<FMT>(job)
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
