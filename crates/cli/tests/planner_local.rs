@@ -101,6 +101,40 @@ fn native_profile_is_measured_and_the_planner_accepts_it() {
 }
 
 #[test]
+fn max_seconds_cuts_the_native_sweep_and_counts_what_it_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("profile.json");
+    let model = cluster::model_path().display().to_string();
+    let (ok, stderr) = rotor(&[
+        "profile",
+        "--engine",
+        "native",
+        "--model",
+        &model,
+        "--threads",
+        "1",
+        "--isl",
+        "16,32",
+        "--batch",
+        "1,2",
+        "--context",
+        "32",
+        "--max-seconds",
+        "0.001",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(ok, "{stderr}");
+    // Each half keeps its first point.
+    assert!(
+        stderr.contains("1 prefill and 1 decode points (2 skipped by --max-seconds)"),
+        "{stderr}"
+    );
+    let profile = PerfProfile::load(&out).expect("a valid PerfProfile");
+    assert_eq!((profile.prefill.len(), profile.decode.len()), (1, 1));
+}
+
+#[test]
 fn bad_native_profile_flags_are_named_errors() {
     for (args, expected) in [
         (
@@ -446,6 +480,31 @@ fn local_connector_adds_a_serving_worker_under_load_and_returns_to_the_minimum()
         metric_from(&pm, "rotor_planner_connector_errors_total", &[]),
         0.0,
         "{pm}"
+    );
+    // The local connector started two workers and stopped one, which drained and exited cleanly.
+    assert_eq!(
+        metric_from(&pm, "rotor_planner_local_workers_started_total", &[]),
+        2.0,
+        "{pm}"
+    );
+    assert_eq!(
+        metric_from(&pm, "rotor_planner_local_workers_stopped_total", &[]),
+        1.0,
+        "{pm}"
+    );
+    wait_until(
+        "the removed worker exits cleanly",
+        Duration::from_secs(30),
+        || {
+            p.0.metric("rotor_planner_local_worker_exits_total", &["status=\"ok\""]) >= 1.0
+        },
+    );
+    assert_eq!(
+        p.0.metric(
+            "rotor_planner_local_worker_exits_total",
+            &["status=\"error\""]
+        ),
+        0.0
     );
 
     // The figures of the step up (benchmark 3 in docs/BENCHMARKS.md).
