@@ -403,6 +403,7 @@ fn local_connector_adds_a_serving_worker_under_load_and_returns_to_the_minimum()
         Duration::from_secs(60),
         || routable() == 1.0,
     );
+    f.wait_models(Duration::from_secs(30), "the model", |ids| ids == [MODEL]);
     std::thread::sleep(Duration::from_secs(3)); // a few idle plans: they keep one worker
     assert_eq!(p.0.metric("rotor_planner_scale_ups_total", &[]), 0.0);
     let first: Vec<String> = decisions_per_worker(&f.metrics_text())
@@ -527,4 +528,31 @@ fn local_connector_adds_a_serving_worker_under_load_and_returns_to_the_minimum()
         percentile(transition.clone(), 0.5),
         percentile(transition, 0.99),
     );
+}
+
+/// The peer of the step-up figures: the same four clients for the same 6.5 s against one
+/// static native worker (no planner). `cargo test … -- --ignored --nocapture`.
+#[test]
+#[ignore = "benchmark peer (scripts/bench/planner-step-up)"]
+fn step_up_peer_one_static_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let discovery = format!("file:{}", dir.path().join("discovery").display());
+    let f = frontend(&discovery, "mem", &["--router-mode", "round-robin"]);
+    let _w = cluster::native_worker("static", &discovery, "mem");
+    wait_until("the worker registers", Duration::from_secs(60), || {
+        f.metric("rotor_frontend_routable_workers", &[]) == 1.0
+    });
+    // Registered is not yet served: the model is added just after the worker joins.
+    f.wait_models(Duration::from_secs(30), "the model", |ids| ids == [MODEL]);
+    let load = Load::start(f.addr, 4, 200, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_millis(6500));
+    let (ok, failed, ttfts) = load.finish();
+    let all: Vec<f64> = ttfts.iter().map(|(_, t)| *t).collect();
+    eprintln!(
+        "STATIC-1: TTFT p50 {:.3} s, p99 {:.3} s over {} requests in 6.5 s; {ok} ok, {failed} failed",
+        percentile(all.clone(), 0.5),
+        percentile(all.clone(), 0.99),
+        all.len()
+    );
+    assert_eq!(failed, 0);
 }
