@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rotor_engine::mocker::{profile_native, ProfileGrid};
-use rotor_model::{GgufFile, LlamaModel, LoadOptions};
+use rotor_model::{GgufFile, LlamaConfig, LlamaModel, LoadOptions};
 use rotor_planner::{DecodePoint, PerfProfile, PrefillPoint};
 
 use crate::model_cache;
@@ -58,9 +58,25 @@ pub enum NativeSweepError {
     MaxSeconds(f64),
     #[error("--batch {batch} is over --max-num-seqs {max_num_seqs}")]
     BatchOverMax { batch: usize, max_num_seqs: usize },
+    #[error("--{flag} {got} is past the model's context length {limit}")]
+    PastContext {
+        flag: &'static str,
+        got: usize,
+        limit: usize,
+    },
+    #[error("a decode step of --batch {batch} at --context {context} needs {need_mib} MiB of KV cache, over the sweep's bound of {limit_mib} MiB")]
+    KvTooLarge {
+        batch: usize,
+        context: usize,
+        need_mib: usize,
+        limit_mib: usize,
+    },
     #[error("the sweep measured no {0} point")]
     NoPoints(&'static str),
 }
+
+/// The largest KV pool one sweep point may allocate (f16 keys and values).
+const MAX_SWEEP_KV_BYTES: usize = 4 << 30;
 
 /// Engine limits the sweep honours (from the shared engine flags).
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +122,31 @@ impl NativeSweepArgs {
     }
 }
 
+/// Every point fits the model's context, and every decode step's KV pool fits the bound.
+fn check_model_limits(args: &NativeSweepArgs, cfg: &LlamaConfig) -> Result<(), NativeSweepError> {
+    let limit = cfg.context_length;
+    for (flag, v) in [("isl", &args.isl), ("context", &args.context)] {
+        if let Some(&got) = v.iter().find(|&&n| n + 1 > limit) {
+            return Err(NativeSweepError::PastContext { flag, got, limit });
+        }
+    }
+    let per_token = cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * 2 * 2;
+    for &batch in &args.batch {
+        for &context in &args.context {
+            let need = batch * (context + 1) * per_token;
+            if need > MAX_SWEEP_KV_BYTES {
+                return Err(NativeSweepError::KvTooLarge {
+                    batch,
+                    context,
+                    need_mib: need >> 20,
+                    limit_mib: MAX_SWEEP_KV_BYTES >> 20,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs the sweep (blocking: loads the model and steps it on this thread's pool).
 pub fn sweep(args: &NativeSweepArgs, limits: EngineLimits) -> Result<NativeSweep> {
     args.validate(limits)?;
@@ -120,6 +161,7 @@ pub fn sweep(args: &NativeSweepArgs, limits: EngineLimits) -> Result<NativeSweep
             threads: args.threads,
         },
     )?);
+    check_model_limits(args, model.config())?;
     let start = Instant::now();
     let half = Duration::from_secs_f64(args.max_seconds / 2.0);
     let step_ms = |prefills: Vec<(usize, usize)>, decodes: Vec<(usize, usize)>| -> Result<f64> {

@@ -153,8 +153,17 @@ fn bad_native_profile_flags_are_named_errors() {
             &["--engine", "native", "--max-seconds", "0"][..],
             "--max-seconds must be a positive number",
         ),
+        (
+            &["--engine", "native", "--context", "9000000"][..],
+            "--context 9000000 is past the model's context length",
+        ),
+        (
+            &["--engine", "native", "--batch", "64", "--context", "8000"][..],
+            "MiB of KV cache, over the sweep's bound of 4096 MiB",
+        ),
     ] {
-        let mut all = vec!["profile", "--out", "/nonexistent/p.json"];
+        let model = cluster::model_path().display().to_string();
+        let mut all = vec!["profile", "--out", "/nonexistent/p.json", "--model", &model];
         all.extend_from_slice(args);
         let (ok, stderr) = rotor(&all);
         assert!(!ok, "{args:?}");
