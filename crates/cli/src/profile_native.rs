@@ -52,7 +52,9 @@ pub struct NativeSweepArgs {
 pub enum NativeSweepError {
     #[error("--{flag} needs at least one value, each at least 1 (got {got:?})")]
     EmptyOrZero { flag: &'static str, got: Vec<usize> },
-    #[error("--threads and --repetitions must be at least 1")]
+    #[error(
+        "--threads, --repetitions, --block-size and --max-num-batched-tokens must be at least 1"
+    )]
     ZeroCount,
     #[error("--max-seconds must be a positive number (got {0})")]
     MaxSeconds(f64),
@@ -106,7 +108,11 @@ impl NativeSweepArgs {
                 });
             }
         }
-        if self.threads == 0 || self.repetitions == 0 {
+        if self.threads == 0
+            || self.repetitions == 0
+            || limits.block_size_tokens == 0
+            || limits.chunk_tokens == 0
+        {
             return Err(NativeSweepError::ZeroCount);
         }
         if !(self.max_seconds.is_finite() && self.max_seconds > 0.0) {
@@ -133,7 +139,7 @@ fn check_model_limits(args: &NativeSweepArgs, cfg: &LlamaConfig) -> Result<(), N
     let per_token = cfg.n_layers * cfg.n_kv_heads * cfg.head_dim * 2 * 2;
     for &batch in &args.batch {
         for &context in &args.context {
-            let need = batch * (context + 1) * per_token;
+            let need = batch.saturating_mul(context + 1).saturating_mul(per_token);
             if need > MAX_SWEEP_KV_BYTES {
                 return Err(NativeSweepError::KvTooLarge {
                     batch,
@@ -185,7 +191,7 @@ pub fn sweep(args: &NativeSweepArgs, limits: EngineLimits) -> Result<NativeSweep
             continue;
         }
         let chunks: Vec<(usize, usize)> = (0..isl)
-            .step_by(limits.chunk_tokens.max(1))
+            .step_by(limits.chunk_tokens)
             .map(|s| (s, limits.chunk_tokens.min(isl - s)))
             .collect();
         let ttft_ms = step_ms(chunks, Vec::new())?;

@@ -154,6 +154,10 @@ fn bad_native_profile_flags_are_named_errors() {
             "--max-seconds must be a positive number",
         ),
         (
+            &["--engine", "native", "--block-size", "0"][..],
+            "--block-size and --max-num-batched-tokens must be at least 1",
+        ),
+        (
             &["--engine", "native", "--context", "9000000"][..],
             "--context 9000000 is past the model's context length",
         ),
