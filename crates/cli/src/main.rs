@@ -22,6 +22,7 @@ mod mocker_fit_cmd;
 mod model_cache;
 mod planner_cmd;
 mod profile_cmd;
+mod profile_native;
 mod replay_cmd;
 mod router_cmd;
 mod serve;

@@ -125,7 +125,11 @@ pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
     cfg.predictor = PredictorKind::parse(&args.predictor)?;
     cfg.topology = topology;
     let mut planner = Planner::new(cfg, profile, connector)?;
-    let metrics = Arc::new(Mutex::new(planner.metrics().clone()));
+    // The planner's metrics and the connector's own series, as of the last plan.
+    let metrics = Arc::new(Mutex::new((
+        planner.metrics().clone(),
+        planner.connector().render_metrics(),
+    )));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -138,7 +142,10 @@ pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
         axum::Router::new().route(
             "/metrics",
             axum::routing::get(move || {
-                let text = metrics.lock().map(|m| m.render()).unwrap_or_default();
+                let text = metrics
+                    .lock()
+                    .map(|m| m.0.render() + &m.1)
+                    .unwrap_or_default();
                 async move { text }
             }),
         )
@@ -182,8 +189,9 @@ pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
         last = now;
         // Connectors block (processes, HTTP to the Kubernetes API): off the async workers.
         let decision = tokio::task::block_in_place(|| planner.step(obs));
+        let connector_text = planner.connector().render_metrics();
         if let Ok(mut m) = metrics.lock() {
-            *m = planner.metrics().clone();
+            *m = (planner.metrics().clone(), connector_text);
         }
         if let Some(f) = log.as_mut() {
             writeln!(f, "{}", serde_json::to_string(&decision)?)?;

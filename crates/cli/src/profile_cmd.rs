@@ -2,8 +2,8 @@
 //! the planner's performance model (`rotor_planner::PerfProfile`, JSON).
 //!
 //! `--engine mocker` sweeps a mocker engine core on the simulated clock (`--mocker-timing`):
-//! exact and instant. A live native worker is profiled by its timing model: run
-//! `rotor mocker-fit` on the machine, then `rotor profile --mocker-timing FIT.json`.
+//! exact and instant. `--engine native` loads the GGUF and times the real engine in-process
+//! (`profile_native`), bounded by `--max-seconds`.
 
 use std::path::PathBuf;
 
@@ -11,6 +11,8 @@ use anyhow::{bail, Context, Result};
 use rotor_engine::mocker::MockerTiming;
 use rotor_engine::EngineConfig;
 use rotor_replay::{profile_mocker, EngineSpec, ProfileGrid};
+
+use crate::profile_native::{self, EngineLimits, NativeSweepArgs};
 
 /// Engine flags shared by `rotor profile` and `rotor replay`.
 #[derive(Debug, Clone, clap::Args)]
@@ -60,31 +62,41 @@ impl SimEngineArgs {
 /// `rotor profile` flags.
 #[derive(Debug, clap::Args)]
 pub struct ProfileArgs {
-    /// Which engine: `mocker` (its step-time model, on a simulated clock).
+    /// Which engine: `mocker` (its step-time model, on a simulated clock) or `native` (the
+    /// GGUF on this machine, timed in-process).
     #[arg(long, default_value = "mocker")]
     pub engine: String,
     #[command(flatten)]
     pub sim: SimEngineArgs,
+    #[command(flatten)]
+    pub native: NativeSweepArgs,
     /// Where to write the profile (JSON).
     #[arg(long)]
     pub out: PathBuf,
 }
 
 pub fn run(args: ProfileArgs) -> Result<()> {
-    if args.engine != "mocker" {
-        bail!(
-            "rotor profile: --engine {} is not supported; use `--engine mocker` (profile a native \
-             worker with `rotor mocker-fit --output FIT.json`, then `--mocker-timing FIT.json`)",
-            args.engine
-        );
-    }
-    let spec = args.sim.spec()?;
-    let profile = profile_mocker(&spec, &ProfileGrid::default())?;
+    let (profile, skipped) = match args.engine.as_str() {
+        "mocker" => (
+            profile_mocker(&args.sim.spec()?, &ProfileGrid::default())?,
+            0,
+        ),
+        "native" => {
+            let limits = EngineLimits {
+                max_num_seqs: args.sim.max_num_seqs,
+                chunk_tokens: args.sim.max_num_batched_tokens,
+                block_size_tokens: args.sim.block_size,
+            };
+            let sweep = profile_native::sweep(&args.native, limits)?;
+            (sweep.profile, sweep.skipped)
+        }
+        other => bail!("rotor profile: unknown --engine {other:?} (mocker or native)"),
+    };
     let json = serde_json::to_string_pretty(&profile)?;
     std::fs::write(&args.out, json + "\n")
         .with_context(|| format!("cannot write {}", args.out.display()))?;
     eprintln!(
-        "rotor profile: {} prefill and {} decode points → {}",
+        "rotor profile: {} prefill and {} decode points ({skipped} skipped by --max-seconds) → {}",
         profile.prefill.len(),
         profile.decode.len(),
         args.out.display()

@@ -13,6 +13,11 @@ pub trait Connector {
     /// Asks for `target` replicas of `role`. Returns at once: readiness is observed later, so an
     /// unfulfillable request never wedges the planner.
     fn set_target(&mut self, role: Role, target: usize) -> Result<(), Error>;
+    /// The connector's own series in Prometheus text, appended to the planner's `/metrics`
+    /// (the local connector's worker processes); none by default.
+    fn render_metrics(&self) -> String {
+        String::new()
+    }
 }
 
 /// An in-memory connector: desired counts are kept as set, and at most `capacity` workers per
@@ -75,6 +80,10 @@ impl<C: Connector + ?Sized> Connector for Box<C> {
 
     fn set_target(&mut self, role: Role, target: usize) -> Result<(), Error> {
         (**self).set_target(role, target)
+    }
+
+    fn render_metrics(&self) -> String {
+        (**self).render_metrics()
     }
 }
 

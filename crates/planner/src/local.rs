@@ -3,7 +3,12 @@
 //! only — `rotor worker` then deregisters, drains its requests and exits — and never touches
 //! the others (Dynamo #985 killed the whole deployment to remove one worker). Ready = spawned
 //! and still running; exited workers are reaped and no longer counted.
+//!
+//! `/metrics`: `rotor_planner_local_workers_started_total`, `…_stopped_total` (SIGTERM sent),
+//! `rotor_planner_local_worker_exits_total{status="ok"|"error"}` (a removed worker that drained
+//! exits `ok`; a crash is an `error`) and the gauge `rotor_planner_local_workers_running`.
 
+use std::fmt::Write;
 use std::process::{Child, Command, Stdio};
 
 use crate::connector::Connector;
@@ -22,6 +27,9 @@ pub struct LocalConnector {
     /// Processes started and asked to stop, for `/metrics` and tests.
     pub started: u64,
     pub stopped: u64,
+    /// Reaped workers that exited with success, and otherwise (signal, error status).
+    pub exited_ok: u64,
+    pub exited_error: u64,
 }
 
 impl LocalConnector {
@@ -41,6 +49,8 @@ impl LocalConnector {
             stopping: Vec::new(),
             started: 0,
             stopped: 0,
+            exited_ok: 0,
+            exited_error: 0,
         })
     }
 
@@ -56,10 +66,28 @@ impl LocalConnector {
     }
 
     fn reap(&mut self) {
-        self.running
-            .retain_mut(|c| matches!(c.try_wait(), Ok(None)));
-        self.stopping
-            .retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        let (mut ok, mut error) = (0, 0);
+        let mut still_running = |c: &mut Child| match c.try_wait() {
+            Ok(None) => true,
+            Ok(Some(status)) if status.success() => {
+                ok += 1;
+                false
+            }
+            Ok(Some(status)) => {
+                tracing::warn!(pid = c.id(), %status, "worker exited with an error");
+                error += 1;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(pid = c.id(), error = %e, "cannot wait for worker");
+                error += 1;
+                false
+            }
+        };
+        self.running.retain_mut(&mut still_running);
+        self.stopping.retain_mut(&mut still_running);
+        self.exited_ok += ok;
+        self.exited_error += error;
     }
 
     fn spawn(&mut self) -> Result<(), Error> {
@@ -119,6 +147,29 @@ impl Connector for LocalConnector {
             self.terminate_newest()?;
         }
         Ok(())
+    }
+
+    fn render_metrics(&self) -> String {
+        let mut s = String::new();
+        for (name, help, v) in [
+            ("started", "Worker processes started.", self.started),
+            (
+                "stopped",
+                "Worker processes sent SIGTERM (they deregister and drain).",
+                self.stopped,
+            ),
+        ] {
+            let _ = writeln!(s, "# HELP rotor_planner_local_workers_{name}_total {help}\n# TYPE rotor_planner_local_workers_{name}_total counter\nrotor_planner_local_workers_{name}_total {v}");
+        }
+        let _ = writeln!(s, "# HELP rotor_planner_local_worker_exits_total Worker processes reaped, by exit status.\n# TYPE rotor_planner_local_worker_exits_total counter");
+        for (status, v) in [("ok", self.exited_ok), ("error", self.exited_error)] {
+            let _ = writeln!(
+                s,
+                "rotor_planner_local_worker_exits_total{{status=\"{status}\"}} {v}"
+            );
+        }
+        let _ = writeln!(s, "# HELP rotor_planner_local_workers_running Worker processes running (started, not asked to stop).\n# TYPE rotor_planner_local_workers_running gauge\nrotor_planner_local_workers_running {}", self.running.len());
+        s
     }
 }
 

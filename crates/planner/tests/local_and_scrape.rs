@@ -32,6 +32,16 @@ fn dynamo_985_removing_one_local_worker_leaves_the_others_running() {
     let r = c.replicas(Role::Aggregated).unwrap();
     assert_eq!((r.desired, r.ready), (1, 1));
     assert_eq!((c.started, c.stopped), (3, 2));
+    // `sleep` dies of the SIGTERM: not a clean exit.
+    assert_eq!((c.exited_ok, c.exited_error), (0, 2));
+    let text = c.render_metrics();
+    assert!(
+        text.contains("rotor_planner_local_workers_started_total 3\n")
+            && text.contains("rotor_planner_local_workers_stopped_total 2\n")
+            && text.contains("rotor_planner_local_worker_exits_total{status=\"error\"} 2\n")
+            && text.contains("rotor_planner_local_workers_running 1\n"),
+        "{text}"
+    );
     // A worker that dies is no longer counted ready.
     std::process::Command::new("kill")
         .args(["-KILL", &pids[0].to_string()])
@@ -40,6 +50,30 @@ fn dynamo_985_removing_one_local_worker_leaves_the_others_running() {
     assert!(wait_until(
         || c.replicas(Role::Aggregated).unwrap().ready == 0
     ));
+}
+
+#[test]
+fn a_local_worker_that_drains_on_sigterm_is_counted_as_a_clean_exit() {
+    let cmd: Vec<String> = [
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.05; done",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut c = LocalConnector::new(&cmd).unwrap();
+    c.set_target(Role::Aggregated, 2).unwrap();
+    std::thread::sleep(Duration::from_millis(200)); // let the shells install their trap
+    c.set_target(Role::Aggregated, 1).unwrap();
+    assert!(wait_until(|| c.stopping() == 0), "the removed worker exits");
+    assert_eq!((c.exited_ok, c.exited_error), (1, 0));
+    assert!(c
+        .render_metrics()
+        .contains("rotor_planner_local_worker_exits_total{status=\"ok\"} 1\n"));
+    c.set_target(Role::Aggregated, 0).unwrap();
+    assert!(wait_until(|| c.stopping() == 0));
+    assert_eq!((c.exited_ok, c.exited_error), (2, 0));
 }
 
 #[test]

@@ -158,6 +158,15 @@ pub fn router(discovery: &str, events: &str, extra: &[&str]) -> Frontend {
     http_process("router", discovery, events, extra)
 }
 
+/// `rotor planner ARGS`, ready once it prints the address of its /metrics.
+pub fn planner(args: &[String]) -> Frontend {
+    let mut all: Vec<String> = vec!["planner".into()];
+    all.extend(args.iter().cloned());
+    let proc = Proc::spawn("planner", &all, "/metrics on http://", "on http://");
+    let addr: SocketAddr = proc.addr.parse().expect("HTTP address");
+    Frontend { proc, addr }
+}
+
 /// `rotor SUBCOMMAND --port 0 …`, ready once it prints its `http://` address.
 fn http_process(subcommand: &str, discovery: &str, events: &str, extra: &[&str]) -> Frontend {
     let mut args: Vec<String> = vec![
