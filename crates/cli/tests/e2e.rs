@@ -277,6 +277,49 @@ fn n_choices_share_one_prefill() {
     );
 }
 
+/// With several workers and round-robin routing, the extra sequences of an `n` = 4 request still
+/// go to the first one's worker (the other worker would prefill the prompt again): every
+/// decision lands on one worker, three of them by sibling affinity, and the three copy the
+/// kept block there.
+#[test]
+fn n_choices_follow_their_first_sequence_to_its_worker() {
+    let server = RotorServer::start(&[
+        "--num-workers",
+        "2",
+        "--router-mode",
+        "round-robin",
+        "--block-size",
+        "16",
+    ]);
+    let prompt = "Here are some notes about harbours. ".repeat(12) + "To sum up, the main point is";
+    let (status, body) = curl_json(
+        &server.url("/v1/completions"),
+        &json!({"model": MODEL, "prompt": prompt, "n": 4, "max_tokens": 4,
+                "temperature": 0.8, "seed": 3}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"].as_array().map(Vec::len), Some(4), "{body}");
+    assert_eq!(server.metric("rotor_frontend_sibling_affinity_total"), 3.0);
+    assert_eq!(
+        server.metric("rotor_engine_kv_copy_on_write_blocks_total"),
+        3.0
+    );
+    // One worker made all four decisions: the per-worker samples are 4 and 0.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(server.url("/metrics"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut per_worker: Vec<f64> = text
+        .lines()
+        .filter(|l| l.starts_with("rotor_frontend_router_decisions_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
+        .collect();
+    per_worker.sort_by(f64::total_cmp);
+    assert_eq!(per_worker, vec![0.0, 4.0], "{text}");
+}
+
 /// `echo` + `logprobs` + `max_tokens: 0` (lm-evaluation-harness's loglikelihood request) scores
 /// the prompt on the real model: the values match llama.cpp's on the same file (the scoring
 /// fixture, written by scripts/golden/scoring_golden.py) within the tolerance of

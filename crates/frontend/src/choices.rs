@@ -48,12 +48,20 @@ pub(crate) async fn start_choices(
 ) -> Result<Vec<ChoiceRun>, ApiError> {
     let start = |prompt: usize, seq: u32| -> Result<ChoiceRun, ApiError> {
         let mut plan = plans[prompt].clone();
-        if prompt > 0 || seq > 0 {
-            plan.request.id = format!("{}-{prompt}-{seq}", plan.request.id);
-        }
+        let id_of = |seq: u32| {
+            if prompt > 0 || seq > 0 {
+                format!("{}-{prompt}-{seq}", plan.request.id)
+            } else {
+                plan.request.id.clone()
+            }
+        };
+        let leader = id_of(0);
+        plan.request.id = id_of(seq);
         // The leader announces the prompt's other sequences, so that the engine keeps the
-        // prompt's last, partly filled KV block for them to copy.
+        // prompt's last, partly filled KV block for them to copy; they name the leader, so that
+        // a router sends them to its worker whatever its mode.
         plan.request.sampling.siblings = if seq == 0 { plan.best_of - 1 } else { 0 };
+        plan.request.sampling.first_sibling = (seq > 0).then_some(leader);
         // Distinct seeds, so that seeded sequences differ from each other yet reproduce.
         plan.request.sampling.seed = plan
             .request

@@ -56,6 +56,10 @@ pub struct SamplingParams {
     /// of recomputing its tokens: `n` sequences cost one prefill. 0 for a lone request.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub siblings: u32,
+    /// For one of those following requests: the request id of the one that announced it, so a
+    /// router sends it to that request's worker, where the prompt's blocks are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_sibling: Option<String>,
 }
 
 /// Most top alternatives `SamplingParams::logprobs` may ask for (as OpenAI's `top_logprobs`).
@@ -108,6 +112,7 @@ impl Default for SamplingParams {
             logit_bias: Vec::new(),
             prompt_logprobs: None,
             siblings: 0,
+            first_sibling: None,
         }
     }
 }

@@ -150,6 +150,11 @@ impl MetricsSource for RoutingMetrics {
             "counter",
             "Workers' index entries rebuilt from their KV snapshot after lost events.",
         );
+        let mut affinity = Family::new(
+            "rotor_frontend_sibling_affinity_total",
+            "counter",
+            "Sequences of an n > 1 request sent to their first sequence's worker (its prompt blocks are there).",
+        );
         let mut remote = Family::new(
             "rotor_frontend_kv_router_remote_decisions_total",
             "counter",
@@ -241,6 +246,7 @@ impl MetricsSource for RoutingMetrics {
                  rotor_kv_transfer_seconds_count{{{model}}} {total}"
             );
             let pool = backend.pool();
+            affinity.sample(&model, pool.sibling_affinity());
             routable.sample(&model, pool.routable());
             let prefill = pool.routable_of(WorkerRole::Prefill);
             let generating =
@@ -279,6 +285,7 @@ impl MetricsSource for RoutingMetrics {
             &events,
             &gaps,
             &resyncs,
+            &affinity,
             &remote,
             &remote_open,
             &active,

@@ -39,6 +39,20 @@ pub struct Choice {
     pub tracking: Option<String>,
 }
 
+/// A request's place among the sequences of one `n > 1` prompt: the first announces the others
+/// (its worker is remembered for `SIBLING_TTL`), the others name it and go to that worker while
+/// it is routable, in every routing mode but kv (whose prefix-overlap cost already prefers it,
+/// and which must track the load it places).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Siblings<'a> {
+    pub announced: bool,
+    pub first: Option<&'a str>,
+}
+
+/// How long a first sibling's worker is remembered (its siblings are sent right after its first
+/// output).
+const SIBLING_TTL: Duration = Duration::from_secs(10);
+
 /// Per-worker figures for /metrics.
 pub struct WorkerFigures {
     pub worker: WorkerId,
@@ -72,6 +86,9 @@ pub struct WorkerPool {
     resyncing: HashMap<WorkerId, Resync>,
     /// Resyncs completed.
     resyncs: u64,
+    /// First siblings' workers, until when they are remembered (see `Siblings`).
+    sibling_workers: HashMap<String, (WorkerId, Instant)>,
+    sibling_affinity: u64,
 }
 
 /// Events of one worker kept while its snapshot is fetched; beyond that the resync starts over.
@@ -153,6 +170,8 @@ impl WorkerPool {
             last_remote_sweep: None,
             resyncing: HashMap::new(),
             resyncs: 0,
+            sibling_workers: HashMap::new(),
+            sibling_affinity: 0,
         })
     }
 
@@ -378,6 +397,7 @@ impl WorkerPool {
         request_id: &str,
         tokens: &[u32],
         excluded: &[WorkerId],
+        siblings: Siblings<'_>,
         now: Instant,
     ) -> Option<Choice> {
         self.readmit(now);
@@ -402,16 +422,25 @@ impl WorkerPool {
         if eligible.is_empty() {
             return None;
         }
-        let (worker, tracking) = match self.mode {
-            RouterMode::RoundRobin => {
-                let index = (self.turn % eligible.len() as u64) as usize;
-                self.turn += 1;
-                (eligible[index], None)
+        let first_siblings_worker = siblings
+            .first
+            .and_then(|first| self.sibling_workers.get(first))
+            .filter(|(worker, until)| *until > now && eligible.contains(worker))
+            .map(|(worker, _)| *worker);
+        let (worker, tracking) = match (first_siblings_worker, self.mode) {
+            (Some(worker), mode) if mode != RouterMode::Kv => {
+                self.sibling_affinity += 1;
+                (worker, None)
             }
-            RouterMode::Random => (eligible[self.rng.random_range(0..eligible.len())], None),
-            RouterMode::LeastLoaded => (self.least_loaded(&eligible), None),
-            RouterMode::Kv => self.kv_choice(request_id, tokens, &eligible, now),
+            _ => self.choose(request_id, tokens, &eligible, now),
         };
+        if siblings.announced {
+            if self.sibling_workers.len() >= 1024 {
+                self.sibling_workers.retain(|_, (_, until)| *until > now);
+            }
+            self.sibling_workers
+                .insert(request_id.to_string(), (worker, now + SIBLING_TTL));
+        }
         let slot = self
             .workers
             .get_mut(&worker)
@@ -430,6 +459,31 @@ impl WorkerPool {
             backend: Arc::clone(&slot.backend),
             tracking,
         })
+    }
+
+    /// Requests sent to their first sibling's worker.
+    pub fn sibling_affinity(&self) -> u64 {
+        self.sibling_affinity
+    }
+
+    /// The routing mode's pick among `eligible` (not empty).
+    fn choose(
+        &mut self,
+        request_id: &str,
+        tokens: &[u32],
+        eligible: &[WorkerId],
+        now: Instant,
+    ) -> (WorkerId, Option<String>) {
+        match self.mode {
+            RouterMode::RoundRobin => {
+                let index = (self.turn % eligible.len() as u64) as usize;
+                self.turn += 1;
+                (eligible[index], None)
+            }
+            RouterMode::Random => (eligible[self.rng.random_range(0..eligible.len())], None),
+            RouterMode::LeastLoaded => (self.least_loaded(eligible), None),
+            RouterMode::Kv => self.kv_choice(request_id, tokens, eligible, now),
+        }
     }
 
     /// Fewest requests in flight from here, then the lowest reported load, then in turn.

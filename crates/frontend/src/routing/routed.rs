@@ -13,7 +13,7 @@ use rotor_protocol::{
 use super::config::{DisaggConfig, RoutingConfig};
 use super::disagg::DisaggCounters;
 use super::migration::Migration;
-use super::pool::{Choice, WorkerPool};
+use super::pool::{Choice, Siblings, WorkerPool};
 use super::replica::ReplicaMessage;
 use crate::backend::{Backend, OutputStream};
 use crate::error::FrontendError;
@@ -38,8 +38,12 @@ impl RoutedInner {
     }
 
     pub fn select(&self, req: &GenerateRequest, excluded: &[WorkerId]) -> Option<Choice> {
+        let siblings = Siblings {
+            announced: req.sampling.siblings > 0,
+            first: req.sampling.first_sibling.as_deref(),
+        };
         self.pool()
-            .select(&req.id, &req.token_ids, excluded, Instant::now())
+            .select(&req.id, &req.token_ids, excluded, siblings, Instant::now())
     }
 
     pub fn count_migration(&self) {
@@ -184,6 +188,11 @@ impl RoutedBackend {
     }
 
     /// Resyncs completed (index rebuilt from a worker's snapshot after lost events).
+    /// Requests sent to their first sibling's worker (see `Siblings`).
+    pub fn sibling_affinity(&self) -> u64 {
+        self.inner.pool().sibling_affinity()
+    }
+
     pub fn resyncs(&self) -> u64 {
         self.inner.pool().resyncs()
     }
