@@ -6,6 +6,32 @@
 
 #[path = "../../cli/src/profile_cmd.rs"]
 mod profile_cmd;
+
+/// `rotor profile --engine native` loads a GGUF through the CLI's model cache: it needs the
+/// `rotor` binary, so here it is a named error (`--engine mocker` works as in the binary).
+#[allow(dead_code)] // the limits are read by the real sweep only
+mod profile_native {
+    pub struct EngineLimits {
+        pub max_num_seqs: usize,
+        pub chunk_tokens: usize,
+        pub block_size_tokens: usize,
+    }
+
+    #[derive(Debug, Clone, clap::Args)]
+    pub struct NativeSweepArgs {}
+
+    pub struct NativeSweep {
+        pub profile: rotor_planner::PerfProfile,
+        pub skipped: usize,
+    }
+
+    pub fn sweep(_: &NativeSweepArgs, _: EngineLimits) -> anyhow::Result<NativeSweep> {
+        anyhow::bail!(
+            "rotor profile --engine native needs the rotor binary: \
+             cargo run --release -p rotor-cli -- profile --engine native …"
+        )
+    }
+}
 #[path = "../../cli/src/replay_cmd.rs"]
 mod replay_cmd;
 
