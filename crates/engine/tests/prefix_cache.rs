@@ -43,19 +43,7 @@ fn prompt(seed: u32, len: usize) -> Vec<u32> {
 }
 
 fn submit(core: &mut EngineCore, id: &str, prompt: &[u32], max_tokens: u32) -> Stream {
-    let req = GenerateRequest {
-        task: Default::default(),
-        id: id.into(),
-        token_ids: prompt.to_vec(),
-        sampling: SamplingParams::greedy(),
-        stop: StopConditions {
-            max_tokens,
-            ..StopConditions::default()
-        },
-    };
-    let (tx, rx) = unbounded_channel();
-    core.submit(req, tx).expect("request is valid");
-    rx
+    submit_with_siblings(core, id, prompt, max_tokens, 0)
 }
 
 /// Tokens, finish reason and the first output's `cached_prompt_tokens`.
