@@ -67,6 +67,12 @@ pub struct ModelCard {
     /// `None` when the worker does not say (cards from before embeddings, external engines).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embedding_length: Option<u32>,
+    /// Which machine the worker runs on (`rotor_runtime::host_id`): workers with the same id
+    /// share `/dev/shm`, so KV can move between them through shared memory and a block in the
+    /// host's shared G2 pool is one copy for all of them. `None` from cards that do not say
+    /// (older workers, stand-ins), which never count as sharing a host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_id: Option<String>,
 }
 
 /// A worker's part in disaggregated serving.

@@ -13,6 +13,7 @@
 //!   the peer dies.
 //! - [`event_plane`]: pub/sub of KV events and load metrics behind [`EventPlane`], in-process or
 //!   on NATS, chosen by [`EventsConfig`] (`--events`).
+//! - [`host_id`]: which machine this process runs on, as far as sharing `/dev/shm` goes.
 //! - [`Error`]: the crate's one error enum.
 //!
 //! This crate must not depend on `rotor-engine` or `rotor-model` (nor on HTTP frameworks): it
@@ -21,6 +22,7 @@
 pub mod discovery;
 pub mod error;
 pub mod event_plane;
+pub mod host;
 pub mod lease;
 pub mod names;
 pub mod request_plane;
@@ -31,6 +33,7 @@ pub use discovery::{
 };
 pub use error::{Error, Result};
 pub use event_plane::{EventPlane, EventSubject, EventsConfig};
+pub use host::host_id;
 pub use names::{EndpointPath, Instance, InstanceId, PathPrefix};
 pub use request_plane::{
     RequestContext, RequestPlaneClient, RequestPlaneConfig, RequestPlaneServer, ResponseStream,

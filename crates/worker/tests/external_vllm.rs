@@ -29,6 +29,7 @@ fn card(dir: &std::path::Path) -> ModelCard {
     let hf = rotor_text::hf_dir::read_hf_dir(dir).unwrap();
     ModelCard {
         embedding_length: None,
+        host_id: None,
         name: "smollm2".into(),
         context_length: hf.context_length.unwrap_or(2048) as u32,
         tokenizer: hf.tokenizer,

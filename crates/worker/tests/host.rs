@@ -38,6 +38,7 @@ const NUM_BLOCKS: usize = 64;
 fn card(name: &str, kv_block_size: Option<u32>) -> ModelCard {
     ModelCard {
         embedding_length: None,
+        host_id: None,
         name: name.into(),
         context_length: 256,
         tokenizer: TokenizerSpec {

@@ -436,6 +436,7 @@ async fn stop_set_is_llama_cpps_end_of_generation_set() {
     let gguf = rotor_model::GgufFile::open(&rotor_testing::gemma3_path()).expect("open Gemma");
     let card = rotor_protocol::ModelCard {
         embedding_length: None,
+        host_id: None,
         tokenizer: rotor_model::card::tokenizer_spec(&gguf).expect("tokenizer spec"),
         chat_template: None,
         ..smollm2_card()

@@ -25,6 +25,7 @@ pub fn smollm2_card() -> ModelCard {
         let gguf = rotor_model::GgufFile::open(&path).expect("open the test GGUF");
         ModelCard {
             embedding_length: None,
+            host_id: None,
             name: MODEL.to_string(),
             context_length: 2048,
             tokenizer: rotor_model::card::tokenizer_spec(&gguf).expect("tokenizer spec"),

@@ -148,6 +148,7 @@ mod tests {
     fn card(tokens: usize) -> ModelCard {
         ModelCard {
             embedding_length: None,
+            host_id: None,
             name: "org/m".into(),
             context_length: 2048,
             tokenizer: TokenizerSpec {

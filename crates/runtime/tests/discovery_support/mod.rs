@@ -162,6 +162,7 @@ pub fn big_card(name: &str, min_bytes: usize) -> ModelCard {
     let merges: Vec<String> = (0..count / 4).map(|i| format!("a{i} b{i}")).collect();
     ModelCard {
         embedding_length: None,
+        host_id: None,
         name: name.to_string(),
         context_length: 8192,
         tokenizer: TokenizerSpec {
