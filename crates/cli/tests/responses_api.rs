@@ -26,6 +26,23 @@ fn official_openai_client_drives_the_responses_api() {
     );
 }
 
+/// The six OpenResponses compliance scenarios on the real model, every body and streamed event
+/// validated strictly against the official `openai` package's Responses API models
+/// (tests/python/openresponses_scenarios_check.py says why not the project's own runner).
+#[test]
+fn openresponses_scenarios_validate_against_the_openai_schema() {
+    let server = RotorServer::start(&[]);
+    support::run_python_check(
+        "openresponses_scenarios_check.py",
+        &[server.url("/v1"), MODEL.to_string()],
+        "all openresponses scenario checks passed",
+    );
+    // Nine responses created: basic twice, streamed text, system prompt with and without,
+    // tool call plain and streamed, multi-turn and its last turn alone; the image input was
+    // refused before one was made.
+    assert_eq!(server.metric("rotor_frontend_responses_total"), 9.0);
+}
+
 #[test]
 fn curl_gets_a_response_object_and_openai_errors() {
     let server = RotorServer::start(&[]);

@@ -225,7 +225,8 @@ pub async fn create_response(
     }
     let mut chat = (!plan.output.is_plain())
         .then(|| ChatOutput::new(&plan.output, Arc::clone(&state.metrics)));
-    let mut assembler = ResponseAssembler::new(echo(&req, &id, store));
+    let mut assembler =
+        ResponseAssembler::new(echo(&req, &id, store)).with_kv_block_size(entry.card.kv_block_size);
     let keeper = Keeper {
         store: store.then(|| Arc::clone(&state.responses)),
         metrics: Arc::clone(&state.metrics),

@@ -233,7 +233,12 @@ pub struct ResponseUsage {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InputTokensDetails {
+    /// Prompt tokens read from the prefix cache.
     pub cached_tokens: u32,
+    /// Prompt tokens this request wrote into the prefix cache for later requests: its whole
+    /// KV blocks less those read from the cache (a partly filled last block is not cached);
+    /// 0 for an engine without a paged KV cache.
+    pub cache_write_tokens: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

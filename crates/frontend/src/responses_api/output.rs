@@ -47,6 +47,18 @@ pub struct ResponseAssembler {
     calls: Vec<usize>,
     /// Calls before this position are closed.
     closed_calls: usize,
+    /// Tokens per KV block of the serving engine (`None`: no paged KV cache).
+    kv_block_size: Option<u32>,
+}
+
+/// Prompt tokens whose KV this request wrote into the prefix cache for later requests: the
+/// prompt's whole blocks less those it read from the cache (a partly filled last block is not
+/// cached); 0 without a paged KV cache.
+fn cache_write_tokens(input_tokens: u32, cached_tokens: u32, kv_block_size: Option<u32>) -> u32 {
+    match kv_block_size {
+        Some(block) => (input_tokens / block * block).saturating_sub(cached_tokens),
+        None => 0,
+    }
 }
 
 pub fn now_seconds() -> u64 {
@@ -69,7 +81,15 @@ impl ResponseAssembler {
             open: Open::Nothing,
             calls: Vec::new(),
             closed_calls: 0,
+            kv_block_size: None,
         }
+    }
+
+    /// The serving engine's KV block size (the card's `kv_block_size`), from which
+    /// `usage.input_tokens_details.cache_write_tokens` is counted.
+    pub fn with_kv_block_size(mut self, kv_block_size: Option<u32>) -> ResponseAssembler {
+        self.kv_block_size = kv_block_size.filter(|&b| b > 0);
+        self
     }
 
     pub fn response(&self) -> &ResponseObject {
@@ -336,10 +356,16 @@ impl ResponseAssembler {
             reason: "max_output_tokens".to_string(),
         });
         self.response.completed_at = Some(now_seconds());
+        let cached_tokens = usage.prompt_tokens_details.map_or(0, |d| d.cached_tokens);
         self.response.usage = Some(ResponseUsage {
             input_tokens: usage.prompt_tokens,
             input_tokens_details: InputTokensDetails {
-                cached_tokens: usage.prompt_tokens_details.map_or(0, |d| d.cached_tokens),
+                cached_tokens,
+                cache_write_tokens: cache_write_tokens(
+                    usage.prompt_tokens,
+                    cached_tokens,
+                    self.kv_block_size,
+                ),
             },
             output_tokens: usage.completion_tokens,
             output_tokens_details: OutputTokensDetails {
@@ -363,5 +389,23 @@ impl ResponseAssembler {
             "error",
             json!({"code": code, "message": message, "param": null}),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cache_write_tokens;
+
+    #[test]
+    fn cache_writes_are_the_whole_blocks_not_read_from_the_cache() {
+        // 38 prompt tokens, blocks of 16: two whole blocks; the tail of 6 is not cached.
+        assert_eq!(cache_write_tokens(38, 0, Some(16)), 32);
+        assert_eq!(cache_write_tokens(38, 16, Some(16)), 16);
+        assert_eq!(cache_write_tokens(38, 32, Some(16)), 0);
+        // A fully cached, block-aligned prompt writes nothing; cached never exceeds it.
+        assert_eq!(cache_write_tokens(32, 32, Some(16)), 0);
+        assert_eq!(cache_write_tokens(15, 0, Some(16)), 0);
+        // No paged KV cache: nothing is written.
+        assert_eq!(cache_write_tokens(38, 0, None), 0);
     }
 }

@@ -209,6 +209,7 @@ fn assert_response_resource(r: &Value) {
             usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap()
         );
         assert!(usage["input_tokens_details"]["cached_tokens"].is_number());
+        assert!(usage["input_tokens_details"]["cache_write_tokens"].is_number());
         assert!(usage["output_tokens_details"]["reasoning_tokens"].is_number());
     }
 }
@@ -306,6 +307,8 @@ async fn compliance_basic_response_has_the_resource_shape() {
         "+ EOS"
     );
     assert_eq!(r["usage"]["input_tokens_details"]["cached_tokens"], 5);
+    // The scripted engine has no paged KV cache: it writes nothing to a prefix cache.
+    assert_eq!(r["usage"]["input_tokens_details"]["cache_write_tokens"], 0);
     let sampling = &server.log.last_request().sampling;
     assert_eq!((sampling.temperature, sampling.top_p), (0.5, 0.9));
 }
