@@ -77,6 +77,18 @@ fn official_openai_python_client() {
     );
 }
 
+/// Raw bodies of chat (plain, logprobs, tools, streamed), completions, embeddings and the
+/// model list validated strictly against the official `openai` package's models.
+#[test]
+fn bodies_validate_against_the_openai_package_schema() {
+    let server = RotorServer::start(&[]);
+    support::run_python_check(
+        "openai_schema_check.py",
+        &[server.url("/v1"), MODEL.to_string()],
+        "all openai schema checks passed",
+    );
+}
+
 #[test]
 fn bad_input_gets_openai_errors() {
     let server = RotorServer::start(&[]);
