@@ -10,8 +10,13 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use rotor_frontend::{Frontend, FrontendConfig, ModelWatcher, ModelWatcherConfig};
-use rotor_protocol::worker::{DEFAULT_COMPONENT, DEFAULT_NAMESPACE};
-use rotor_runtime::{DiscoveryConfig, EventsConfig, RequestPlaneConfig};
+use rotor_protocol::worker::{
+    DEFAULT_COMPONENT, DEFAULT_NAMESPACE, FRONTEND_COMPONENT, FRONTEND_ENDPOINT,
+};
+use rotor_runtime::{
+    Discovery, DiscoveryConfig, EndpointPath, EventsConfig, Instance, Registration,
+    RequestPlaneConfig,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::args::RoutingArgs;
@@ -44,6 +49,11 @@ pub struct FrontendArgs {
     /// Seconds to let HTTP streams finish after SIGINT/SIGTERM before closing them.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout: u64,
+    /// Host name or address other processes reach this frontend at, registered in discovery
+    /// for the planner (default: the listen address; when that is 0.0.0.0 or ::, this
+    /// machine's host name).
+    #[arg(long)]
+    pub advertise_host: Option<String>,
     #[command(flatten)]
     pub http: HttpArgs,
 }
@@ -110,6 +120,7 @@ pub async fn run(args: FrontendArgs, shutdown: CancellationToken) -> Result<()> 
         .await
         .with_context(|| format!("binding {}", cfg.addr))?;
     let addr = listener.local_addr()?;
+    let registration = register_frontend(discovery.as_ref(), &args, addr).await?;
     if !cfg.http.api_keys.is_empty() {
         eprintln!(
             "rotor: {} API keys accepted; only /health, /live, /openapi.json{} are open \
@@ -143,6 +154,10 @@ pub async fn run(args: FrontendArgs, shutdown: CancellationToken) -> Result<()> 
             bail!("the HTTP server stopped on its own");
         }
     }
+    // Leave discovery first: a planner stops reading a frontend that is going away.
+    if let Err(e) = registration.deregister().await {
+        tracing::warn!(error = %e, "cannot deregister the frontend");
+    }
     tracing::info!(grace = ?cfg.drain_timeout, "stopped accepting; draining HTTP streams");
     match tokio::time::timeout(cfg.drain_timeout, &mut server).await {
         Ok(ended) => ended
@@ -161,6 +176,44 @@ pub async fn run(args: FrontendArgs, shutdown: CancellationToken) -> Result<()> 
     Ok(())
 }
 
+/// Registers this frontend's HTTP address under `NAMESPACE/frontend/http` (metadata `url`).
+async fn register_frontend(
+    discovery: &dyn Discovery,
+    args: &FrontendArgs,
+    addr: SocketAddr,
+) -> Result<Registration> {
+    let host = advertised_host(args.advertise_host.as_deref(), addr.ip());
+    let address = if host.contains(':') {
+        format!("[{host}]:{}", addr.port())
+    } else {
+        format!("{host}:{}", addr.port())
+    };
+    let path = EndpointPath::new(&args.namespace, FRONTEND_COMPONENT, FRONTEND_ENDPOINT)
+        .context("--namespace")?;
+    let mut instance = Instance::new(path, address.clone());
+    instance.metadata = serde_json::json!({ "url": format!("http://{address}") });
+    discovery
+        .register(instance)
+        .await
+        .context("registering the frontend in discovery")
+}
+
+/// `--advertise-host`, else the listen address, else (listening on every address) the host name.
+fn advertised_host(flag: Option<&str>, listen: IpAddr) -> String {
+    if let Some(host) = flag.map(str::trim).filter(|h| !h.is_empty()) {
+        return host.to_string();
+    }
+    if !listen.is_unspecified() {
+        return listen.to_string();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "127.0.0.1".to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +228,17 @@ mod tests {
     fn parse(argv: &[&str]) -> Result<FrontendCmdConfig> {
         let cli = Cli::try_parse_from(std::iter::once("frontend").chain(argv.iter().copied()))?;
         cli.args.validate()
+    }
+
+    #[test]
+    fn the_advertised_host_is_the_flag_else_the_listen_address_else_the_host_name() {
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        assert_eq!(advertised_host(Some("fe-1.svc"), any), "fe-1.svc");
+        assert_eq!(advertised_host(Some(" "), local), "127.0.0.1");
+        assert_eq!(advertised_host(None, local), "127.0.0.1");
+        let name = advertised_host(None, any);
+        assert!(!name.is_empty() && name != "0.0.0.0", "{name}");
     }
 
     #[test]

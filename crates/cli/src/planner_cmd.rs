@@ -1,4 +1,5 @@
-//! `rotor planner`: every `--interval`, scrape the frontends' `/metrics`, plan
+//! `rotor planner`: every `--interval`, scrape the frontends' `/metrics` (those registered in
+//! `--discovery` and any `--frontend` URL), plan
 //! (`rotor_planner::plan`) and act through a connector: `local` runs the worker command given
 //! after `--` as processes on this machine (scale-down: SIGTERM to one worker, which deregisters
 //! and drains), `virtual` publishes the decision in a JSON file for an external orchestrator,
@@ -7,6 +8,7 @@
 //! Its own `/metrics` (predicted load, target and ready replicas, decisions) is on `--port`;
 //! every decision is logged with its inputs (`--decision-log`, and at `info`).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +20,8 @@ use rotor_planner::{
     Connector, FrontendCounters, LocalConnector, PerfProfile, Planner, PlannerConfig,
     PredictorKind, Sla, Topology, VirtualConnector,
 };
+use rotor_protocol::worker::{DEFAULT_NAMESPACE, FRONTEND_COMPONENT, FRONTEND_ENDPOINT};
+use rotor_runtime::{Discovery, DiscoveryConfig, EndpointPath, PathPrefix};
 use tokio_util::sync::CancellationToken;
 
 /// `rotor planner` flags.
@@ -63,9 +67,17 @@ pub struct PlannerArgs {
     /// The decision file of the virtual connector.
     #[arg(long, default_value = "/tmp/rotor-planner-decision.json")]
     pub virtual_file: PathBuf,
-    /// Frontend base URLs whose /metrics give the traffic (repeatable).
-    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    /// Frontend base URLs whose /metrics give the traffic (repeatable), besides the frontends
+    /// registered in `--discovery`. With neither: http://127.0.0.1:8000.
+    #[arg(long)]
     pub frontend: Vec<String>,
+    /// Where the frontends register (`mem`, `file:DIR`, `etcd://HOST:PORT`): every interval the
+    /// planner reads the traffic of each frontend registered there.
+    #[arg(long)]
+    pub discovery: Option<String>,
+    /// Namespace the frontends register in.
+    #[arg(long, default_value = DEFAULT_NAMESPACE)]
+    pub namespace: String,
     /// Where /metrics of the planner listens (port 0 picks one and prints it).
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
@@ -126,9 +138,10 @@ pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
     cfg.topology = topology;
     let mut planner = Planner::new(cfg, profile, connector)?;
     // The planner's metrics and the connector's own series, as of the last plan.
+    let mut frontends = FrontendSource::new(&args).await?;
     let metrics = Arc::new(Mutex::new((
         planner.metrics().clone(),
-        planner.connector().render_metrics(),
+        planner.connector().render_metrics() + &frontends.render_metrics(),
     )));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -173,7 +186,7 @@ pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
             planner.connector_mut().set_target(role, min)?;
         }
     }
-    let mut prev = scrape(&http, &args.frontend).await;
+    let mut prev = frontends.scrape(&http).await;
     let period = Duration::from_secs_f64(args.interval);
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     let mut last = tokio::time::Instant::now();
@@ -183,13 +196,13 @@ pub async fn run(args: PlannerArgs, shutdown: CancellationToken) -> Result<()> {
             _ = ticker.tick() => {}
         }
         let now = tokio::time::Instant::now();
-        let cur = scrape(&http, &args.frontend).await;
-        let obs = cur.observation_since(&prev, (now - last).as_secs_f64());
+        let cur = frontends.scrape(&http).await;
+        let obs = observation(&cur, &prev, (now - last).as_secs_f64());
         prev = cur;
         last = now;
         // Connectors block (processes, HTTP to the Kubernetes API): off the async workers.
         let decision = tokio::task::block_in_place(|| planner.step(obs));
-        let connector_text = planner.connector().render_metrics();
+        let connector_text = planner.connector().render_metrics() + &frontends.render_metrics();
         if let Ok(mut m) = metrics.lock() {
             *m = (planner.metrics().clone(), connector_text);
         }
@@ -229,18 +242,159 @@ fn kubernetes_connector(_args: &PlannerArgs) -> Result<Box<dyn Connector + Send>
     Err(PlannerCmdError::KubernetesNotBuilt.into())
 }
 
-/// Sums the counters of every frontend that answers; one that does not is skipped (warned).
-async fn scrape(http: &reqwest::Client, frontends: &[String]) -> FrontendCounters {
-    let mut total = FrontendCounters::default();
-    for base in frontends {
-        let url = format!("{}/metrics", base.trim_end_matches('/'));
-        match http.get(&url).send().await {
-            Ok(resp) => match resp.text().await {
-                Ok(text) => total.add(&FrontendCounters::parse(&text)),
-                Err(e) => tracing::warn!(%url, error = %e, "cannot read frontend metrics"),
-            },
-            Err(e) => tracing::warn!(%url, error = %e, "cannot scrape frontend"),
+/// The frontends whose traffic the planner reads: fixed URLs (`--frontend`) and those
+/// registered in discovery, listed again before every scrape (a frontend that starts or stops
+/// is seen at the next interval).
+struct FrontendSource {
+    fixed: Vec<String>,
+    discovery: Option<(Arc<dyn Discovery>, PathPrefix)>,
+    /// Frontends that answered the last scrape.
+    scraped: usize,
+    failures: u64,
+    discovery_failures: u64,
+}
+
+impl FrontendSource {
+    async fn new(args: &PlannerArgs) -> Result<Self> {
+        let discovery = match &args.discovery {
+            Some(spec) => {
+                let cfg = DiscoveryConfig::parse(spec).context("--discovery")?;
+                let discovery = cfg
+                    .connect()
+                    .await
+                    .with_context(|| format!("connecting to discovery {spec}"))?;
+                let path =
+                    EndpointPath::new(&args.namespace, FRONTEND_COMPONENT, FRONTEND_ENDPOINT)
+                        .context("--namespace")?;
+                Some((discovery, PathPrefix::from(path)))
+            }
+            None => None,
+        };
+        let mut fixed = args.frontend.clone();
+        if fixed.is_empty() && discovery.is_none() {
+            fixed.push("http://127.0.0.1:8000".to_string());
+        }
+        Ok(Self {
+            fixed,
+            discovery,
+            scraped: 0,
+            failures: 0,
+            discovery_failures: 0,
+        })
+    }
+
+    /// The base URLs to read now, each once.
+    async fn urls(&mut self) -> Vec<String> {
+        let mut urls: Vec<String> = self
+            .fixed
+            .iter()
+            .map(|u| u.trim_end_matches('/').to_string())
+            .collect();
+        if let Some((discovery, prefix)) = &self.discovery {
+            match discovery.list(prefix).await {
+                Ok(instances) => urls.extend(instances.iter().map(|i| {
+                    i.metadata
+                        .get("url")
+                        .and_then(|u| u.as_str())
+                        .map(|u| u.trim_end_matches('/').to_string())
+                        .unwrap_or_else(|| format!("http://{}", i.address))
+                })),
+                Err(e) => {
+                    self.discovery_failures += 1;
+                    tracing::warn!(error = %e, "cannot list the frontends in discovery");
+                }
+            }
+        }
+        urls.sort();
+        urls.dedup();
+        urls
+    }
+
+    /// The counters of every frontend that answers, by URL; one that does not is skipped
+    /// (warned and counted).
+    async fn scrape(&mut self, http: &reqwest::Client) -> BTreeMap<String, FrontendCounters> {
+        let mut out = BTreeMap::new();
+        for base in self.urls().await {
+            let url = format!("{base}/metrics");
+            let text = match http.get(&url).send().await {
+                Ok(resp) if resp.status().is_success() => {
+                    resp.text().await.map_err(|e| e.to_string())
+                }
+                Ok(resp) => Err(format!("HTTP {}", resp.status())),
+                Err(e) => Err(e.to_string()),
+            };
+            match text {
+                Ok(text) => {
+                    out.insert(base, FrontendCounters::parse(&text));
+                }
+                Err(error) => {
+                    self.failures += 1;
+                    tracing::warn!(%url, %error, "cannot scrape frontend");
+                }
+            }
+        }
+        self.scraped = out.len();
+        out
+    }
+
+    fn render_metrics(&self) -> String {
+        format!(
+            "# HELP rotor_planner_frontends_scraped Frontends whose /metrics answered the last scrape.\n\
+             # TYPE rotor_planner_frontends_scraped gauge\n\
+             rotor_planner_frontends_scraped {}\n\
+             # HELP rotor_planner_frontend_scrape_failures_total Frontend /metrics reads that failed.\n\
+             # TYPE rotor_planner_frontend_scrape_failures_total counter\n\
+             rotor_planner_frontend_scrape_failures_total {}\n\
+             # HELP rotor_planner_discovery_failures_total Listings of the frontends in discovery that failed.\n\
+             # TYPE rotor_planner_discovery_failures_total counter\n\
+             rotor_planner_discovery_failures_total {}\n",
+            self.scraped, self.failures, self.discovery_failures
+        )
+    }
+}
+
+/// The traffic between two scrapes, over the frontends present in both: one that appeared
+/// (its counters hold its whole past) counts from the next interval, one that vanished or
+/// missed a scrape neither adds nor removes its history.
+fn observation(
+    cur: &BTreeMap<String, FrontendCounters>,
+    prev: &BTreeMap<String, FrontendCounters>,
+    interval_s: f64,
+) -> rotor_planner::Observation {
+    let mut now = FrontendCounters::default();
+    let mut before = FrontendCounters::default();
+    for (url, counters) in cur {
+        if let Some(old) = prev.get(url) {
+            now.add(counters);
+            before.add(old);
         }
     }
-    total
+    now.observation_since(&before, interval_s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(requests: f64) -> FrontendCounters {
+        FrontendCounters {
+            requests,
+            ..FrontendCounters::default()
+        }
+    }
+
+    #[test]
+    fn only_frontends_seen_twice_count_toward_the_traffic() {
+        let prev = BTreeMap::from([
+            ("http://a".to_string(), counters(100.0)),
+            ("http://gone".to_string(), counters(50.0)),
+        ]);
+        let cur = BTreeMap::from([
+            ("http://a".to_string(), counters(110.0)),
+            // A frontend that just appeared with a long history: not 5,000 new requests.
+            ("http://new".to_string(), counters(5000.0)),
+        ]);
+        let obs = observation(&cur, &prev, 2.0);
+        assert_eq!(obs.requests, 10);
+    }
 }

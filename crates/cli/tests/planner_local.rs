@@ -97,6 +97,8 @@ fn native_profile_is_measured_and_the_planner_accepts_it() {
         assert!(Instant::now() < deadline, "{}", p.metrics_text());
         std::thread::sleep(Duration::from_millis(100));
     }
+    assert!(p.metric("rotor_planner_frontend_scrape_failures_total", &[]) >= 2.0);
+    assert_eq!(p.metric("rotor_planner_frontends_scraped", &[]), 0.0);
     p.proc.terminate(Duration::from_secs(10));
 }
 
@@ -386,7 +388,8 @@ fn local_connector_adds_a_serving_worker_under_load_and_returns_to_the_minimum()
     .iter()
     .map(|s| s.to_string())
     .collect();
-    args.push(format!("--frontend=http://{}", f.addr));
+    // The planner finds the frontend through discovery, as deployments run it.
+    args.push(format!("--discovery={discovery}"));
     args.extend(
         [
             "--",
@@ -478,6 +481,11 @@ fn local_connector_adds_a_serving_worker_under_load_and_returns_to_the_minimum()
 
     assert_eq!(failed, 0, "failed requests ({ok} succeeded)");
     let pm = p.0.metrics_text();
+    assert_eq!(
+        metric_from(&pm, "rotor_planner_frontends_scraped", &[]),
+        1.0,
+        "the frontend registered in discovery is read"
+    );
     assert!(
         metric_from(&pm, "rotor_planner_decisions_total", &[]) >= 5.0,
         "{pm}"

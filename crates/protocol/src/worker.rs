@@ -31,6 +31,12 @@ pub const KV_PREFILL_ENDPOINT: &str = "kv_prefill";
 /// The request-plane endpoint that imports KV blocks into a worker's prefix cache: the payload
 /// is [`encode_block_batch`]'s, the one response chunk a JSON [`KvImportOutcome`].
 pub const KV_IMPORT_ENDPOINT: &str = "kv_import";
+/// The component under which each `rotor frontend` registers its HTTP address (endpoint
+/// [`FRONTEND_ENDPOINT`]; the instance's metadata `url` is its base URL), so that the planner
+/// finds the frontends whose traffic it reads.
+pub const FRONTEND_COMPONENT: &str = "frontend";
+/// See [`FRONTEND_COMPONENT`].
+pub const FRONTEND_ENDPOINT: &str = "http";
 /// Event-plane topic of KV events.
 pub const KV_EVENTS_TOPIC: &str = "kv_events";
 /// Event-plane topic of load reports.
