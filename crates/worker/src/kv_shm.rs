@@ -17,8 +17,8 @@
 //! cannot make a worker read or remove anything else.
 
 use std::fs::File;
-use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -144,6 +144,8 @@ pub fn read_batch(dir: &Path, batch: &ShmBlockBatch) -> Result<Vec<Vec<u8>>, Shm
         let file = File::open(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
         let mut blocks = Vec::with_capacity(batch.blocks.len());
+        let mut reader = std::io::BufReader::with_capacity(0, &file);
+        let mut at = 0u64;
         for (index, &(offset, len)) in batch.blocks.iter().enumerate() {
             if offset.checked_add(len).is_none_or(|end| end > file_len) {
                 return Err(ShmReadError::OutOfBounds {
@@ -153,8 +155,19 @@ pub fn read_batch(dir: &Path, batch: &ShmBlockBatch) -> Result<Vec<Vec<u8>>, Shm
                     file_len,
                 });
             }
-            let mut block = vec![0u8; len as usize];
-            file.read_exact_at(&mut block, offset).map_err(io)?;
+            if offset != at {
+                reader.seek(SeekFrom::Start(offset)).map_err(io)?;
+            }
+            // Read into reserved, unzeroed capacity: one copy out of the page cache.
+            let mut block = Vec::with_capacity(len as usize);
+            let got = (&mut reader)
+                .take(len)
+                .read_to_end(&mut block)
+                .map_err(io)?;
+            if got as u64 != len {
+                return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            at = offset + len;
             blocks.push(block);
         }
         Ok(blocks)
