@@ -350,3 +350,43 @@ fn a_refused_shared_memory_import_leaves_no_file_and_falls_back_to_local_prefill
     prefill.wait_pool_idle("after a refused import");
     decode.wait_pool_idle("after a refused import");
 }
+
+/// A prefill worker that cannot write its shared-memory directory sends the batches over TCP
+/// instead, counted as fallbacks; the request is still disaggregated.
+#[test]
+fn an_unwritable_shared_memory_directory_falls_back_to_tcp_and_is_counted() {
+    if !have_model() {
+        return;
+    }
+    let Some(shm) = shm_dir() else { return };
+    let missing = shm.path().join("missing");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let discovery = format!("file:{}", dir.path().display());
+    let prefill = RoleWorker::start("prefill-noshm", &discovery, "prefill", "host-c", &missing);
+    let decode = RoleWorker::start("decode-c", &discovery, "decode", "host-c", shm.path());
+    let f = frontend(&discovery, "mem", &["--disagg-min-prefill-tokens", "0"]);
+    f.wait_models(Duration::from_secs(30), "the model", |ids| {
+        ids == [MODEL.to_string()]
+    });
+    wait_for(&f, "both roles", |f| {
+        f.metric("rotor_frontend_disagg_active", &[]) == 1.0
+    });
+    let text = complete_at(&f.url("/v1/completions"), &story("bridges"));
+    assert!(!text.is_empty());
+    assert_eq!(
+        f.metric("rotor_frontend_remote_prefill_total", &[]),
+        1.0,
+        "{}",
+        f.metrics_text()
+    );
+    assert!(f.metric("rotor_kv_transfer_shm_fallbacks_total", &[]) >= 1.0);
+    assert!(prefill.metric("rotor_kv_push_shm_fallbacks_total", &[]) >= 1.0);
+    assert!(f.metric("rotor_kv_transfer_bytes_total", &["transport=\"tcp\""]) > 0.0);
+    assert_eq!(
+        f.metric("rotor_kv_transfer_bytes_total", &["transport=\"shm\""]),
+        0.0
+    );
+    assert!(files_in(shm.path()).is_empty());
+    prefill.wait_pool_idle("after a fallback");
+    decode.wait_pool_idle("after a fallback");
+}
