@@ -163,6 +163,12 @@ pub struct RoutingArgs {
     /// request is prefilled locally instead.
     #[arg(long, default_value_t = 120)]
     pub disagg_timeout_secs: u64,
+    /// Disaggregated serving: how KV blocks go from a prefill worker to a decode worker on the
+    /// request plane — auto (shared memory when both workers' cards name the same host, TCP
+    /// otherwise), shm or tcp. The workers send them to each other; the in-process engines of
+    /// `rotor serve` hand them over in memory through the router whatever this says.
+    #[arg(long, default_value_t = rotor_frontend::KvTransportPolicy::Auto)]
+    pub kv_transport: rotor_frontend::KvTransportPolicy,
 }
 
 impl RoutingArgs {
@@ -191,6 +197,7 @@ impl RoutingArgs {
                 max_prefill_queue: self.disagg_max_prefill_queue,
                 enforce: self.enforce_disagg,
                 timeout: std::time::Duration::from_secs(self.disagg_timeout_secs),
+                transport: self.kv_transport,
                 ..rotor_frontend::DisaggConfig::default()
             },
             ..rotor_frontend::RoutingConfig::default()

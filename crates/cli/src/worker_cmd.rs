@@ -14,7 +14,7 @@ use rotor_protocol::ModelCard;
 use rotor_runtime::{DiscoveryConfig, EventSubject, EventsConfig};
 use rotor_worker::{
     EchoEngine, EngineWorker, ExternalConfig, ExternalEngine, ExternalKind, ExternalStats,
-    GgufModel, WorkerEngine, WorkerHost, WorkerHostConfig,
+    GgufModel, KvPushStats, WorkerEngine, WorkerHost, WorkerHostConfig,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -113,6 +113,12 @@ pub struct WorkerArgs {
     /// `prefill` and `decode` workers are discovered.
     #[arg(long, default_value_t = rotor_protocol::WorkerRole::Aggregated)]
     pub role: rotor_protocol::WorkerRole,
+    /// Disaggregated serving: the shared-memory directory KV blocks go through between two
+    /// workers on one host (a prefill worker writes there, a decode worker reads only files of
+    /// its own directory: give both the same one). Which transport a transfer uses is the
+    /// router's `--kv-transport`.
+    #[arg(long, default_value = rotor_worker::kv_shm::DEFAULT_SHM_DIR)]
+    pub kv_shm_dir: PathBuf,
     #[command(flatten)]
     pub external: ExternalArgs,
 }
@@ -208,6 +214,12 @@ impl WorkerArgs {
                 self.role
             );
         }
+        if !self.kv_shm_dir.is_absolute() {
+            bail!(
+                "--kv-shm-dir {}: give an absolute path (it travels to the decode worker)",
+                self.kv_shm_dir.display()
+            );
+        }
         let discovery = DiscoveryConfig::parse(&self.discovery).context("--discovery")?;
         let events = EventsConfig::parse(&self.events).context("--events")?;
         // Both names must also be valid event-subject segments.
@@ -227,6 +239,7 @@ impl WorkerArgs {
                     self.external.engine_health_interval_ms.max(1),
                 ),
                 health_failures: self.external.engine_health_failures,
+                kv_shm_dir: self.kv_shm_dir.clone(),
                 ..WorkerHostConfig::default()
             },
             drain_timeout: Duration::from_secs(self.drain_timeout),
@@ -248,16 +261,69 @@ enum WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    fn render(&self) -> String {
+    fn render(&self, kv_push: Option<&KvPushStats>) -> String {
         let mut out = String::new();
         match self {
             WorkerMetrics::Engine(engine) => engine.render(&mut out),
             WorkerMetrics::External(stats, labels) => stats.render_prometheus(labels, &mut out),
             WorkerMetrics::Nothing => out.push_str("# the echo engine keeps no metrics\n"),
         }
+        if let Some(stats) = kv_push {
+            render_kv_push(stats, &mut out);
+        }
         out
     }
 }
+
+/// The worker's direct KV transfer counters (`rotor_worker::kv_push`).
+fn render_kv_push(stats: &KvPushStats, out: &mut String) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering;
+    let (bytes, batches, fallbacks, received) = (
+        "rotor_kv_push_sent_bytes_total",
+        "rotor_kv_push_sent_batches_total",
+        "rotor_kv_push_shm_fallbacks_total",
+        "rotor_kv_push_shm_received_batches_total",
+    );
+    let _ = writeln!(
+        out,
+        "# HELP {bytes} KV block bytes this worker sent to decode workers, by transport.\n\
+         # TYPE {bytes} counter"
+    );
+    for transport in rotor_protocol::KvTransport::ALL {
+        let _ = writeln!(
+            out,
+            "{bytes}{{transport=\"{}\"}} {}",
+            transport.label(),
+            stats.sent_bytes(transport)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {batches} KV block batches this worker sent to decode workers, by transport.\n\
+         # TYPE {batches} counter"
+    );
+    for transport in rotor_protocol::KvTransport::ALL {
+        let _ = writeln!(
+            out,
+            "{batches}{{transport=\"{}\"}} {}",
+            transport.label(),
+            stats.sent_batches(transport)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP {fallbacks} KV batches meant for shared memory sent over TCP instead.\n\
+         # TYPE {fallbacks} counter\n{fallbacks} {}\n\
+         # HELP {received} Shared-memory KV batches this worker read as decode worker.\n\
+         # TYPE {received} counter\n{received} {}",
+        stats.shm_fallbacks.load(Ordering::Relaxed),
+        stats.shm_received_batches.load(Ordering::Relaxed)
+    );
+}
+
+/// The host's transfer counters, once it started (the metrics endpoint starts first).
+type KvPushSlot = Arc<std::sync::OnceLock<Arc<KvPushStats>>>;
 
 async fn start_engine(cfg: &WorkerConfig) -> Result<(Arc<dyn WorkerEngine>, WorkerMetrics)> {
     let engine_metrics = |card: &ModelCard, worker: &EngineWorker| {
@@ -314,6 +380,7 @@ async fn start_engine(cfg: &WorkerConfig) -> Result<(Arc<dyn WorkerEngine>, Work
 async fn serve_metrics(
     addr: SocketAddr,
     metrics: WorkerMetrics,
+    kv_push: KvPushSlot,
     shutdown: CancellationToken,
 ) -> Result<SocketAddr> {
     let metrics = Arc::new(metrics);
@@ -321,13 +388,14 @@ async fn serve_metrics(
         "/metrics",
         axum::routing::get(move || {
             let metrics = Arc::clone(&metrics);
+            let kv_push = Arc::clone(&kv_push);
             async move {
                 (
                     [(
                         axum::http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
-                    metrics.render(),
+                    metrics.render(kv_push.get().map(Arc::as_ref)),
                 )
             }
         }),
@@ -417,8 +485,9 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<()> {
         .await
         .with_context(|| format!("connecting to the event plane {}", cfg.events))?;
     let (engine, metrics) = start_engine(&cfg).await?;
+    let kv_push = KvPushSlot::default();
     if let Some(addr) = cfg.metrics {
-        let local = serve_metrics(addr, metrics, shutdown.clone()).await?;
+        let local = serve_metrics(addr, metrics, Arc::clone(&kv_push), shutdown.clone()).await?;
         eprintln!("rotor: worker metrics on http://{local}/metrics");
     }
     if shutdown.is_cancelled() {
@@ -427,6 +496,7 @@ pub async fn run(args: WorkerArgs, shutdown: CancellationToken) -> Result<()> {
     }
     let name = engine.card().name.clone();
     let host = WorkerHost::start(cfg.host.clone(), discovery, events, engine).await?;
+    let _ = kv_push.set(Arc::clone(host.kv_push_stats()));
     eprintln!(
         "rotor: worker ready: instance {} model {name} engine {} role {} on {}",
         host.instance_id(),

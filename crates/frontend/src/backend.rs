@@ -41,6 +41,23 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// Disaggregated serving, decode side: where a prefill worker can send this worker's KV
+    /// blocks itself (its request-plane address and host). `None` (in-process engines, test
+    /// doubles): the router relays the blocks through [`import_kv`](Self::import_kv).
+    fn kv_peer(&self) -> Option<KvPeer> {
+        None
+    }
+
+    /// Disaggregated serving, prefill side, direct: prefills `req.prefill.request` on this
+    /// worker and sends the blocks to `req.target_address` itself; one event per batch. `None`
+    /// if this backend cannot (the router relays instead).
+    fn prefill_push(
+        &self,
+        _req: rotor_protocol::PrefillPushRequest,
+    ) -> Option<BoxStream<'static, Result<rotor_protocol::KvPushEvent, WireError>>> {
+        None
+    }
+
     /// The load of every worker that could take a new request now, as last known (`None` for
     /// a worker that has not reported yet), for overload protection
     /// ([`BusyThresholds`](crate::overload::BusyThresholds)). Empty when this backend cannot
@@ -48,6 +65,16 @@ pub trait Backend: Send + Sync + 'static {
     fn worker_loads(&self) -> Vec<Option<WorkerLoad>> {
         Vec::new()
     }
+}
+
+/// A worker that other workers can reach directly: what a prefill worker needs to send it KV
+/// blocks, and what decides the transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvPeer {
+    /// Its request-plane address.
+    pub address: String,
+    /// Its model card's `host_id`: workers with the same one share `/dev/shm`.
+    pub host_id: Option<String>,
 }
 
 /// A model as the frontend serves it: its card and the backend that runs it.

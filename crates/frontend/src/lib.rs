@@ -72,7 +72,7 @@ pub mod tool_request;
 pub mod validate;
 
 pub use auth::ApiKeys;
-pub use backend::{Backend, OutputStream, ServedModel};
+pub use backend::{Backend, KvPeer, OutputStream, ServedModel};
 pub use config::{FrontendConfig, DEFAULT_BODY_LIMIT_BYTES};
 pub use cors::AllowedOrigins;
 pub use error::{ApiError, FrontendError};
@@ -82,7 +82,7 @@ pub use overload::BusyThresholds;
 pub use parsers::{ModelParsers, ParserSetting};
 pub use request_id::RequestId;
 pub use routing::{
-    DisaggConfig, ModelSink, ModelWatcher, ModelWatcherConfig, RemoteWorker, ReplicaMessage,
-    RoutedBackend, RouterMode, RoutingConfig, RoutingMetrics, ROUTER_SYNC_TOPIC,
+    DisaggConfig, KvTransportPolicy, ModelSink, ModelWatcher, ModelWatcherConfig, RemoteWorker,
+    ReplicaMessage, RoutedBackend, RouterMode, RoutingConfig, RoutingMetrics, ROUTER_SYNC_TOPIC,
 };
 pub use server::{serve, Frontend};

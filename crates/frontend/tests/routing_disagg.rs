@@ -243,7 +243,10 @@ async fn moves_only_the_blocks_the_decode_worker_lacks() {
         "rotor_frontend_remote_prefill_total{model=\"m\"} 2",
         "rotor_frontend_local_prefill_total{model=\"m\",reason=\"cached\"} 1",
         "rotor_kv_transfer_blocks_total{model=\"m\"} 12",
-        "rotor_kv_transfer_bytes_total{model=\"m\"} 96",
+        // Test doubles have no request-plane address: the router relays their blocks.
+        "rotor_kv_transfer_bytes_total{model=\"m\",transport=\"relay\"} 96",
+        "rotor_kv_transfer_bytes_total{model=\"m\",transport=\"shm\"} 0",
+        "rotor_kv_transfer_shm_fallbacks_total{model=\"m\"} 0",
         "rotor_kv_transfer_seconds_count{model=\"m\"} 2",
         "rotor_frontend_disagg_active{model=\"m\"} 1",
         "rotor_frontend_workers_by_role{model=\"m\",role=\"prefill\"} 1",

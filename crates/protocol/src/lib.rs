@@ -6,6 +6,8 @@
 //!   a model without opening its weights (tokenizer vocabulary, merges, chat template, limits).
 //! - [`error`]: [`WireError`] and its [`ErrorKind`], which decide retry, migration and HTTP status.
 //! - [`kv`]: KV-cache events ([`KvEvent`]) that block pools emit and routers index.
+//! - [`kv_push`]: direct worker-to-worker KV transfer ([`PrefillPushRequest`], [`KvPushEvent`],
+//!   [`KvTransport`], the shared-memory [`ShmBlockBatch`] descriptor).
 //! - [`openai`]: the OpenAI-compatible HTTP request and response bodies.
 //! - [`responses_api`]: the bodies of OpenAI's Responses API (/v1/responses).
 //! - [`anthropic`]: Anthropic Messages API bodies (requests, `Message`, stream events, errors).
@@ -19,6 +21,7 @@ pub mod card;
 pub mod engine;
 pub mod error;
 pub mod kv;
+pub mod kv_push;
 pub mod openai;
 pub mod responses_api;
 pub mod token_ids;
@@ -31,5 +34,6 @@ pub use engine::{
 };
 pub use error::{ErrorKind, WireError};
 pub use kv::{KvEvent, KvEventData, RouterEvent, StoredBlock, WorkerId};
+pub use kv_push::{KvPushEvent, KvTransport, PrefillPushRequest, ShmBlockBatch};
 pub use token_ids::TokenIds;
 pub use worker::{KvImportOutcome, KvSnapshot, LoadReport, PrefillRequest, WorkerLoad};

@@ -1,6 +1,8 @@
 //! [`WorkerHost`]: one engine served on the runtime — a request-plane endpoint, a registration
 //! with its model card in discovery, and KV events and load reports on the event plane. The
-//! request plane also serves `kv_snapshot`, which routers call to resync after an event gap.
+//! request plane also serves `kv_snapshot`, which routers call to resync after an event gap, and
+//! the disaggregation endpoints (`kv_prefill`, `kv_import`, `kv_prefill_push`, `kv_import_shm`).
+//! At start it removes stale KV shared-memory files of its directory (see [`crate::kv_shm`]).
 //!
 //! Start order: bind the request plane and install the generate handler (so the address works
 //! before anyone learns it), start the publishers, then register the instance and put the card.
@@ -15,9 +17,11 @@
 //! succeeds again, it registers again under the same instance id.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rotor_protocol::kv_push::{KV_IMPORT_SHM_ENDPOINT, KV_PREFILL_PUSH_ENDPOINT};
 use rotor_protocol::worker::{
     DEFAULT_COMPONENT, DEFAULT_NAMESPACE, GENERATE_ENDPOINT, KV_EVENTS_TOPIC, KV_IMPORT_ENDPOINT,
     KV_PREFILL_ENDPOINT, KV_SNAPSHOT_ENDPOINT, LOAD_TOPIC,
@@ -36,6 +40,7 @@ use crate::disagg::{KvImportHandler, KvPrefillHandler};
 use crate::engine::WorkerEngine;
 use crate::error::Error;
 use crate::handler::generate_handler;
+use crate::kv_push::{KvImportShmHandler, KvPrefillPushHandler, KvPushStats, KvPusher};
 use crate::publishers::{forward_external_kv_events, forward_kv_events, LoadReporter};
 use crate::snapshot_handler::KvSnapshotHandler;
 use rotor_protocol::ModelCard;
@@ -55,6 +60,10 @@ pub struct WorkerHostConfig {
     pub health_interval: Duration,
     /// Failed probes in a row after which the worker leaves discovery (at least 1).
     pub health_failures: u32,
+    /// Where KV blocks for a decode worker on this host are written, and where this worker
+    /// accepts shared-memory batches from (`--kv-shm-dir`; both workers of a transfer must use
+    /// the same directory).
+    pub kv_shm_dir: PathBuf,
 }
 
 impl Default for WorkerHostConfig {
@@ -67,6 +76,7 @@ impl Default for WorkerHostConfig {
             request_plane: RequestPlaneConfig::default(),
             health_interval: Duration::from_secs(1),
             health_failures: 3,
+            kv_shm_dir: PathBuf::from(crate::kv_shm::DEFAULT_SHM_DIR),
         }
     }
 }
@@ -94,6 +104,7 @@ pub struct WorkerHost {
     events: Arc<dyn EventPlane>,
     publishers: TaskTracker,
     stop_publishers: DropGuard,
+    kv_push_stats: Arc<KvPushStats>,
 }
 
 impl WorkerHost {
@@ -128,6 +139,31 @@ impl WorkerHost {
         server.register(
             KV_IMPORT_ENDPOINT,
             Arc::new(KvImportHandler::new(Arc::clone(&engine))),
+        );
+        let kv_pusher = Arc::new(KvPusher::new(
+            config.kv_shm_dir.clone(),
+            config.request_plane,
+        ));
+        let shm_dir = config.kv_shm_dir.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            crate::kv_shm::sweep_stale(&shm_dir, crate::kv_shm::STALE_AFTER)
+        })
+        .await
+        .unwrap_or(0);
+        if swept > 0 {
+            tracing::info!(dir = %config.kv_shm_dir.display(), files = swept,
+                "removed stale KV shared-memory files");
+        }
+        server.register(
+            KV_PREFILL_PUSH_ENDPOINT,
+            Arc::new(KvPrefillPushHandler::new(
+                Arc::clone(&engine),
+                Arc::clone(&kv_pusher),
+            )),
+        );
+        server.register(
+            KV_IMPORT_SHM_ENDPOINT,
+            Arc::new(KvImportShmHandler::new(Arc::clone(&engine), &kv_pusher)),
         );
 
         let mut instance = Instance::new(path, addr.to_string());
@@ -184,7 +220,14 @@ impl WorkerHost {
             events,
             publishers,
             stop_publishers,
+            kv_push_stats: Arc::clone(kv_pusher.stats()),
         })
+    }
+
+    /// What this worker's direct KV transfers did (sent as prefill worker, received as decode
+    /// worker).
+    pub fn kv_push_stats(&self) -> &Arc<KvPushStats> {
+        &self.kv_push_stats
     }
 
     /// The registered instance (path, id, address).
@@ -227,6 +270,7 @@ impl WorkerHost {
             events,
             publishers,
             stop_publishers,
+            kv_push_stats: _,
         } = self;
         let id = instance.instance_id;
         // The watcher must not register the worker again behind shutdown's back.

@@ -17,7 +17,9 @@
 //!   order (deregister → drain → stop publishers → stop the engine).
 //! - [`disagg`]: disaggregated serving — the `kv_prefill` endpoint (prefill a prompt, stream its
 //!   KV blocks) and the `kv_import` endpoint (blocks into the prefix cache); the worker's role
-//!   (`aggregated`, `prefill`, `decode`) is its model card's `role`.
+//!   (`aggregated`, `prefill`, `decode`) is its model card's `role`. [`kv_push`]: the direct
+//!   transfer — `kv_prefill_push` sends the blocks straight to the decode worker, over shared
+//!   memory ([`kv_shm`], one host) or TCP, and reports only progress to the router.
 //! - [`external`]: [`ExternalEngine`] relays to engines outside Rotor (llama.cpp's server,
 //!   vLLM with its ZMQ KV events, any OpenAI-compatible server) over their HTTP APIs.
 //! - [`Error`]: the crate's one error enum.
@@ -36,6 +38,8 @@ mod error;
 pub mod external;
 mod handler;
 mod host;
+pub mod kv_push;
+pub mod kv_shm;
 pub mod mocker;
 pub mod native;
 mod publishers;
@@ -50,6 +54,7 @@ pub use error::Error;
 pub use external::{ExternalConfig, ExternalEngine, ExternalKind, ExternalStats};
 pub use handler::generate_handler;
 pub use host::{ShutdownReport, WorkerHost, WorkerHostConfig};
+pub use kv_push::{KvPushStats, KvPusher};
 pub use mocker::MockerEngineConfig;
 pub use native::{KvReport, NativeConfig, NativeEngine};
 pub use publishers::LOAD_HEARTBEAT;

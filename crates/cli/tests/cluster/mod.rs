@@ -27,8 +27,20 @@ impl Proc {
     /// Spawns `rotor ARGS` and waits (bounded) for a stderr line containing `ready_marker`;
     /// the address is the word after `addr_marker` on that line.
     fn spawn(tag: &str, args: &[String], ready_marker: &str, addr_marker: &str) -> Proc {
+        Self::spawn_with_env(tag, args, &[], ready_marker, addr_marker)
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment variables.
+    fn spawn_with_env(
+        tag: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        ready_marker: &str,
+        addr_marker: &str,
+    ) -> Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_rotor"))
             .args(args)
+            .envs(env.iter().copied())
             .env("ROTOR_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -118,6 +130,17 @@ impl Drop for Proc {
 
 /// `rotor worker` with `--discovery`/`--events` and extra flags.
 pub fn worker(tag: &str, discovery: &str, events: &str, extra: &[&str]) -> Proc {
+    worker_with_env(tag, discovery, events, extra, &[])
+}
+
+/// [`worker`] with extra environment variables (e.g. `ROTOR_HOST_ID`).
+pub fn worker_with_env(
+    tag: &str,
+    discovery: &str,
+    events: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Proc {
     let mut args: Vec<String> = vec![
         "worker".into(),
         "--discovery".into(),
@@ -128,7 +151,7 @@ pub fn worker(tag: &str, discovery: &str, events: &str, extra: &[&str]) -> Proc 
         model_path().display().to_string(),
     ];
     args.extend(extra.iter().map(|s| s.to_string()));
-    Proc::spawn(tag, &args, "worker ready", " on ")
+    Proc::spawn_with_env(tag, &args, env, "worker ready", " on ")
 }
 
 /// A native worker sized for tests on 2 cores: one thread, a small KV cache.

@@ -57,6 +57,70 @@ impl fmt::Display for RouterMode {
     }
 }
 
+/// How KV blocks travel from a prefill worker to a decode worker (`--kv-transport`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KvTransportPolicy {
+    /// Shared memory when both workers' cards have the same `host_id`, TCP otherwise.
+    #[default]
+    Auto,
+    /// Always shared memory (a transfer between hosts then fails and falls back to local
+    /// prefill).
+    Shm,
+    /// Always TCP.
+    Tcp,
+}
+
+impl KvTransportPolicy {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Shm => "shm",
+            Self::Tcp => "tcp",
+        }
+    }
+
+    /// The transport between a prefill and a decode worker with these `host_id`s (an unknown
+    /// host is never taken as shared).
+    pub fn resolve(
+        self,
+        prefill_host: Option<&str>,
+        decode_host: Option<&str>,
+    ) -> rotor_protocol::KvTransport {
+        use rotor_protocol::KvTransport;
+        match self {
+            Self::Shm => KvTransport::Shm,
+            Self::Tcp => KvTransport::Tcp,
+            Self::Auto => match (prefill_host, decode_host) {
+                (Some(a), Some(b)) if a == b => KvTransport::Shm,
+                _ => KvTransport::Tcp,
+            },
+        }
+    }
+}
+
+impl FromStr for KvTransportPolicy {
+    type Err = FrontendError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(Self::Auto),
+            "shm" => Ok(Self::Shm),
+            "tcp" => Ok(Self::Tcp),
+            other => Err(FrontendError::InvalidRoutingConfig {
+                field: "kv_transport",
+                value: other.to_string(),
+                reason: "expected auto, shm or tcp",
+            }),
+        }
+    }
+}
+
+impl fmt::Display for KvTransportPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Block size the KV router hashes prompts at when a model card does not say.
 pub const FALLBACK_KV_BLOCK_SIZE: u32 = 16;
 
@@ -113,6 +177,8 @@ pub struct DisaggConfig {
     pub timeout: Duration,
     /// Largest batch of blocks sent to the decode worker in one import call.
     pub import_batch_bytes: usize,
+    /// How the blocks travel between workers on the request plane (`--kv-transport`).
+    pub transport: KvTransportPolicy,
 }
 
 impl Default for DisaggConfig {
@@ -125,6 +191,7 @@ impl Default for DisaggConfig {
             enforce: false,
             timeout: Duration::from_secs(120),
             import_batch_bytes: 8 << 20,
+            transport: KvTransportPolicy::Auto,
         }
     }
 }
@@ -207,6 +274,40 @@ impl RoutingConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kv_transports_parse_and_resolve_by_host() {
+        use rotor_protocol::KvTransport;
+        for policy in [
+            KvTransportPolicy::Auto,
+            KvTransportPolicy::Shm,
+            KvTransportPolicy::Tcp,
+        ] {
+            assert_eq!(
+                policy.to_string().parse::<KvTransportPolicy>().unwrap(),
+                policy
+            );
+        }
+        assert!(matches!(
+            "rdma".parse::<KvTransportPolicy>(),
+            Err(FrontendError::InvalidRoutingConfig {
+                field: "kv_transport",
+                ..
+            })
+        ));
+        let auto = KvTransportPolicy::Auto;
+        assert_eq!(auto.resolve(Some("a"), Some("a")), KvTransport::Shm);
+        assert_eq!(auto.resolve(Some("a"), Some("b")), KvTransport::Tcp);
+        assert_eq!(auto.resolve(None, None), KvTransport::Tcp);
+        assert_eq!(
+            KvTransportPolicy::Tcp.resolve(Some("a"), Some("a")),
+            KvTransport::Tcp
+        );
+        assert_eq!(
+            KvTransportPolicy::Shm.resolve(Some("a"), Some("b")),
+            KvTransport::Shm
+        );
+    }
 
     #[test]
     fn modes_round_trip_through_their_names() {

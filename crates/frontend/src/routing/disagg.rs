@@ -10,9 +10,15 @@
 //!    left to move (`cached`), when fewer than `min_prefill_tokens` prompt tokens are uncached
 //!    there (`short_prompt`), or when the chosen prefill worker already runs
 //!    `max_prefill_queue` prefills from here (`prefill_queue`);
-//! 3. picks the prefill worker (the pool's prefill router: prefix overlap + pending prefill),
-//!    calls its `kv_prefill` (the prompt runs there; its blocks stream back as soon as it ends)
-//!    and relays the blocks in batches to the decode worker's `kv_import`;
+//! 3. picks the prefill worker (the pool's prefill router: prefix overlap + pending prefill)
+//!    and moves the blocks. Workers on the request plane send them to each other: the prefill
+//!    worker's `kv_prefill_push` gets the decode worker's address and the transport (shared
+//!    memory when both cards have the same `host_id` under `--kv-transport auto`, else TCP),
+//!    prefills, sends each batch itself as its blocks are cached, and answers this router only
+//!    one event per batch (blocks, bytes, transport, the import's outcome). Workers without a
+//!    request-plane address (the in-process engines of `rotor serve`, test doubles) are
+//!    relayed: `kv_prefill` streams the blocks here and they go on in batches to the decode
+//!    worker's `kv_import` (counted as transport `relay`);
 //! 4. lets the decode worker generate from the whole prompt: it hits the imported blocks in its
 //!    prefix cache and recomputes only the prompt's tail (the tokens after the last full block,
 //!    at least the last one), so the first token is sampled on the decode worker with the
@@ -30,7 +36,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use rotor_protocol::{ErrorKind, GenerateRequest, PrefillRequest, WorkerId, WorkerRole};
+use rotor_protocol::{
+    ErrorKind, GenerateRequest, KvPushEvent, KvTransport, PrefillPushRequest, PrefillRequest,
+    WorkerId, WorkerRole,
+};
 
 use super::routed::RoutedInner;
 use crate::backend::{Backend, OutputStream};
@@ -87,6 +96,39 @@ impl LocalReason {
     }
 }
 
+/// How a transfer's bytes went: relayed through this router, or worker to worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferPath {
+    /// Through this router (`kv_prefill` then `kv_import`): in-process engines, test doubles.
+    Relay,
+    /// Worker to worker over shared memory.
+    Shm,
+    /// Worker to worker over TCP.
+    Tcp,
+}
+
+impl TransferPath {
+    pub const ALL: [TransferPath; 3] = [TransferPath::Relay, TransferPath::Shm, TransferPath::Tcp];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            TransferPath::Relay => "relay",
+            TransferPath::Shm => "shm",
+            TransferPath::Tcp => "tcp",
+        }
+    }
+}
+
+impl From<KvTransport> for TransferPath {
+    fn from(transport: KvTransport) -> Self {
+        match transport {
+            KvTransport::Shm => TransferPath::Shm,
+            KvTransport::Tcp => TransferPath::Tcp,
+        }
+    }
+}
+
 /// Upper bounds (seconds) of the transfer-time histogram.
 pub const TRANSFER_BUCKETS: [f64; 8] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0];
 
@@ -98,8 +140,11 @@ pub struct DisaggCounters {
     local: [AtomicU64; LocalReason::ALL.len()],
     /// Blocks imported by decode workers from prefill workers.
     pub transferred_blocks: AtomicU64,
-    /// Bytes of blocks relayed to decode workers.
-    pub transferred_bytes: AtomicU64,
+    /// Bytes of blocks moved to decode workers, by [`TransferPath`] (`ALL` order).
+    transferred_bytes: [AtomicU64; TransferPath::ALL.len()],
+    /// Batches meant for shared memory that went over TCP (the prefill worker could not write
+    /// the file).
+    pub shm_fallbacks: AtomicU64,
     /// Blocks the decode worker already held when they arrived (not rewritten).
     pub already_cached_blocks: AtomicU64,
     /// Transfer time (prefill + move) histogram: counts per bucket (+Inf last), sum.
@@ -113,6 +158,22 @@ pub struct DisaggCounters {
 impl DisaggCounters {
     pub fn local(&self, reason: LocalReason) -> u64 {
         self.local[reason as usize].load(Ordering::Relaxed)
+    }
+
+    /// Bytes moved to decode workers over `path`.
+    pub fn transferred_bytes(&self, path: TransferPath) -> u64 {
+        self.transferred_bytes[path as usize].load(Ordering::Relaxed)
+    }
+
+    fn count_bytes(&self, path: TransferPath, bytes: u64) {
+        self.transferred_bytes[path as usize].fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    fn count_outcome(&self, outcome: &rotor_protocol::KvImportOutcome) {
+        self.transferred_blocks
+            .fetch_add(outcome.imported, Ordering::Relaxed);
+        self.already_cached_blocks
+            .fetch_add(outcome.already_cached, Ordering::Relaxed);
     }
 
     fn count_local(&self, model: &str, reason: LocalReason) {
@@ -283,17 +344,33 @@ async fn prepare(inner: &RoutedInner, decode: &dyn Backend, req: &GenerateReques
         sequence_hashes: hashes[cached..].to_vec(),
     };
     let started = Instant::now();
-    let moved = tokio::time::timeout(
-        config.timeout,
-        transfer(
-            choice.backend.as_ref(),
-            decode,
-            call,
-            config.import_batch_bytes,
-            counters,
-        ),
-    )
-    .await;
+    let moving = async {
+        match (choice.backend.kv_peer(), decode.kv_peer()) {
+            (Some(from), Some(to)) => {
+                let transport = config
+                    .transport
+                    .resolve(from.host_id.as_deref(), to.host_id.as_deref());
+                let push = PrefillPushRequest {
+                    prefill: call,
+                    target_address: to.address,
+                    transport,
+                    batch_bytes: config.import_batch_bytes as u64,
+                };
+                direct(choice.backend.as_ref(), push, counters).await
+            }
+            _ => {
+                relay(
+                    choice.backend.as_ref(),
+                    decode,
+                    call,
+                    config.import_batch_bytes,
+                    counters,
+                )
+                .await
+            }
+        }
+    };
+    let moved = tokio::time::timeout(config.timeout, moving).await;
     let seconds = started.elapsed().as_secs_f64();
     match moved {
         Ok(Ok(blocks)) => {
@@ -335,9 +412,67 @@ impl Failure {
     }
 }
 
-/// Streams the blocks from the prefill worker into the decode worker; the number of blocks
-/// the decode worker holds afterwards (imported or already there).
-async fn transfer(
+/// A prefill failure: `dead:` marks a worker to quarantine.
+fn prefill_failure(error: rotor_protocol::WireError) -> Failure {
+    let dead = matches!(
+        error.kind,
+        ErrorKind::Disconnected | ErrorKind::EngineStopped
+    );
+    let prefix = if dead { "dead: " } else { "" };
+    Failure::new(
+        LocalReason::PrefillFailed,
+        format!("{prefix}{}", error.message),
+    )
+}
+
+/// The prefill worker sends the blocks to the decode worker itself; only its per-batch events
+/// come here. The number of blocks the decode worker holds afterwards.
+async fn direct(
+    prefill: &dyn Backend,
+    push: PrefillPushRequest,
+    counters: &DisaggCounters,
+) -> Result<u64, Failure> {
+    let Some(mut events) = prefill.prefill_push(push) else {
+        return Err(Failure::new(
+            LocalReason::Unsupported,
+            "the prefill worker cannot send KV",
+        ));
+    };
+    let mut moved = 0;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(KvPushEvent::Imported {
+                transport,
+                shm_fallback,
+                bytes,
+                outcome,
+                ..
+            }) => {
+                counters.count_bytes(transport.into(), bytes);
+                if shm_fallback {
+                    counters.shm_fallbacks.fetch_add(1, Ordering::Relaxed);
+                }
+                counters.count_outcome(&outcome);
+                if let Some((reason, message)) = outcome.stopped {
+                    return Err(Failure::new(
+                        LocalReason::ImportRejected,
+                        format!("{reason}: {message}"),
+                    ));
+                }
+                moved += outcome.imported + outcome.already_cached;
+            }
+            Ok(KvPushEvent::TransferFailed { message }) => {
+                return Err(Failure::new(LocalReason::TransferFailed, message));
+            }
+            Err(error) => return Err(prefill_failure(error)),
+        }
+    }
+    Ok(moved)
+}
+
+/// Streams the blocks from the prefill worker through this router into the decode worker; the
+/// number of blocks the decode worker holds afterwards (imported or already there).
+async fn relay(
     prefill: &dyn Backend,
     decode: &dyn Backend,
     call: PrefillRequest,
@@ -368,15 +503,7 @@ async fn transfer(
                 if !batch.is_empty() {
                     let _ = import(decode, batch, counters).await;
                 }
-                let dead = matches!(
-                    error.kind,
-                    ErrorKind::Disconnected | ErrorKind::EngineStopped
-                );
-                let prefix = if dead { "dead: " } else { "" };
-                return Err(Failure::new(
-                    LocalReason::PrefillFailed,
-                    format!("{prefix}{}", error.message),
-                ));
+                return Err(prefill_failure(error));
             }
             None => break,
         }
@@ -403,15 +530,8 @@ async fn import(
     let outcome = call
         .await
         .map_err(|error| Failure::new(LocalReason::TransferFailed, error.message))?;
-    counters
-        .transferred_bytes
-        .fetch_add(bytes as u64, Ordering::Relaxed);
-    counters
-        .transferred_blocks
-        .fetch_add(outcome.imported, Ordering::Relaxed);
-    counters
-        .already_cached_blocks
-        .fetch_add(outcome.already_cached, Ordering::Relaxed);
+    counters.count_bytes(TransferPath::Relay, bytes as u64);
+    counters.count_outcome(&outcome);
     if let Some((reason, message)) = outcome.stopped {
         return Err(Failure::new(
             LocalReason::ImportRejected,

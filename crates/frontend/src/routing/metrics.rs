@@ -18,7 +18,8 @@
 //!   generating workers are both routable), `rotor_frontend_workers_by_role{model,role}`,
 //!   `rotor_frontend_remote_prefill_total{model}`, `rotor_frontend_local_prefill_total{model,reason}`
 //!   (pools with roles only), `rotor_kv_transfer_blocks_total{model}`,
-//!   `rotor_kv_transfer_bytes_total{model}`, `rotor_kv_transfer_already_cached_blocks_total{model}`,
+//!   `rotor_kv_transfer_bytes_total{model,transport}` (`shm`, `tcp`, `relay`),
+//!   `rotor_kv_transfer_shm_fallbacks_total{model}`, `rotor_kv_transfer_already_cached_blocks_total{model}`,
 //!   `rotor_kv_transfer_seconds{model}` (histogram: prefill + move), `rotor_kv_transfers_in_flight{model}`.
 //!
 //! Workers are labelled with their id as 16 hex digits (as discovery shows instance ids).
@@ -29,7 +30,7 @@ use std::sync::{Mutex, PoisonError, Weak};
 
 use rotor_protocol::WorkerRole;
 
-use super::disagg::{LocalReason, TRANSFER_BUCKETS};
+use super::disagg::{LocalReason, TransferPath, TRANSFER_BUCKETS};
 use super::routed::{RoutedBackend, RoutedInner};
 use crate::metrics::{escape_label, MetricsSource};
 
@@ -193,7 +194,12 @@ impl MetricsSource for RoutingMetrics {
         let mut moved_bytes = Family::new(
             "rotor_kv_transfer_bytes_total",
             "counter",
-            "Bytes of KV blocks moved from prefill to decode workers.",
+            "Bytes of KV blocks moved from prefill to decode workers, by transport: shm and tcp worker to worker, relay through this router.",
+        );
+        let mut shm_fallbacks = Family::new(
+            "rotor_kv_transfer_shm_fallbacks_total",
+            "counter",
+            "KV block batches meant for shared memory that went over TCP (the prefill worker could not write the file).",
         );
         let mut moved_cached = Family::new(
             "rotor_kv_transfer_already_cached_blocks_total",
@@ -225,7 +231,13 @@ impl MetricsSource for RoutingMetrics {
                 );
             }
             moved_blocks.sample(&model, counters.transferred_blocks.load(Ordering::Relaxed));
-            moved_bytes.sample(&model, counters.transferred_bytes.load(Ordering::Relaxed));
+            for path in TransferPath::ALL {
+                moved_bytes.sample(
+                    &format!("{model},transport=\"{}\"", path.label()),
+                    counters.transferred_bytes(path),
+                );
+            }
+            shm_fallbacks.sample(&model, counters.shm_fallbacks.load(Ordering::Relaxed));
             moved_cached.sample(
                 &model,
                 counters.already_cached_blocks.load(Ordering::Relaxed),
@@ -294,6 +306,7 @@ impl MetricsSource for RoutingMetrics {
             &local_prefill,
             &moved_blocks,
             &moved_bytes,
+            &shm_fallbacks,
             &moved_cached,
             &transfers_open,
             &transfer_seconds,

@@ -28,7 +28,9 @@ mod replica;
 mod routed;
 mod watcher;
 
-pub use config::{DisaggConfig, RouterMode, RoutingConfig, FALLBACK_KV_BLOCK_SIZE};
+pub use config::{
+    DisaggConfig, KvTransportPolicy, RouterMode, RoutingConfig, FALLBACK_KV_BLOCK_SIZE,
+};
 pub use metrics::RoutingMetrics;
 pub use remote::RemoteWorker;
 pub use replica::{ReplicaMessage, ROUTER_SYNC_TOPIC};

@@ -6,16 +6,18 @@ use std::sync::{Arc, Mutex, PoisonError};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
+use rotor_protocol::kv_push::KV_PREFILL_PUSH_ENDPOINT;
 use rotor_protocol::worker::{
     decode_output, decode_snapshot, encode_block_batch, encode_request, GENERATE_ENDPOINT,
     KV_IMPORT_ENDPOINT, KV_PREFILL_ENDPOINT, KV_SNAPSHOT_ENDPOINT,
 };
 use rotor_protocol::{
-    ErrorKind, GenerateRequest, KvImportOutcome, KvSnapshot, PrefillRequest, WireError,
+    ErrorKind, GenerateRequest, KvImportOutcome, KvPushEvent, KvSnapshot, PrefillPushRequest,
+    PrefillRequest, WireError,
 };
 use rotor_runtime::{RequestPlaneClient, RequestPlaneConfig};
 
-use crate::backend::{Backend, OutputStream};
+use crate::backend::{Backend, KvPeer, OutputStream};
 
 /// One worker instance at a request-plane address. The connection is opened on the first call
 /// and re-opened by the client after it dies; a peer that cannot be reached, or that dies
@@ -28,15 +30,27 @@ pub struct RemoteWorker {
 
 struct RemoteInner {
     addr: String,
+    /// The worker's card's `host_id`, for choosing the KV transport.
+    host_id: Option<String>,
     config: RequestPlaneConfig,
     client: Mutex<Option<RequestPlaneClient>>,
 }
 
 impl RemoteWorker {
     pub fn new(addr: impl Into<String>, config: RequestPlaneConfig) -> Self {
+        Self::on_host(addr, None, config)
+    }
+
+    /// A worker whose model card names its host (`host_id`).
+    pub fn on_host(
+        addr: impl Into<String>,
+        host_id: Option<String>,
+        config: RequestPlaneConfig,
+    ) -> Self {
         Self {
             inner: Arc::new(RemoteInner {
                 addr: addr.into(),
+                host_id,
                 config,
                 client: Mutex::new(None),
             }),
@@ -158,6 +172,45 @@ impl Backend for RemoteWorker {
             })
             .flatten();
         Some(blocks.boxed())
+    }
+
+    fn kv_peer(&self) -> Option<KvPeer> {
+        Some(KvPeer {
+            address: self.inner.addr.clone(),
+            host_id: self.inner.host_id.clone(),
+        })
+    }
+
+    /// The worker's `kv_prefill_push` call: one event per batch it sent.
+    fn prefill_push(
+        &self,
+        req: PrefillPushRequest,
+    ) -> Option<BoxStream<'static, Result<KvPushEvent, WireError>>> {
+        let payload = serde_json::to_vec(&req).expect("invariant: a PrefillPushRequest serializes");
+        let inner = Arc::clone(&self.inner);
+        let call = async move {
+            let client = inner.client().await?;
+            client
+                .call(KV_PREFILL_PUSH_ENDPOINT, payload.into())
+                .await
+                .map_err(|error| call_error(&inner.addr, error))
+        };
+        let events = futures::stream::once(call)
+            .map(|called| match called {
+                Ok(chunks) => chunks
+                    .map(|chunk| {
+                        serde_json::from_slice::<KvPushEvent>(&chunk?).map_err(|error| {
+                            WireError::new(
+                                ErrorKind::Internal,
+                                format!("a worker sent an undecodable push event: {error}"),
+                            )
+                        })
+                    })
+                    .left_stream(),
+                Err(error) => futures::stream::iter([Err(error)]).right_stream(),
+            })
+            .flatten();
+        Some(events.boxed())
     }
 
     /// The worker's `kv_import` call.

@@ -144,12 +144,15 @@ impl RoutedBackend {
             .map_or(0, |r| self.inner.disagg_counters.local(r))
     }
 
-    /// Blocks and bytes moved from prefill to decode workers so far.
+    /// Blocks and bytes (every transport) moved from prefill to decode workers so far.
     pub fn transferred(&self) -> (u64, u64) {
         let counters = &self.inner.disagg_counters;
         (
             counters.transferred_blocks.load(Ordering::Relaxed),
-            counters.transferred_bytes.load(Ordering::Relaxed),
+            super::disagg::TransferPath::ALL
+                .into_iter()
+                .map(|path| counters.transferred_bytes(path))
+                .sum(),
         )
     }
 

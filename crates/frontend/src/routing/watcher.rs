@@ -170,6 +170,7 @@ impl ModelWatcher {
             models: HashMap::new(),
             served: HashSet::new(),
             joined: HashMap::new(),
+            host_ids: HashMap::new(),
             pending: HashMap::new(),
             card_retry: FIRST_CARD_RETRY,
             replica,
@@ -247,6 +248,8 @@ struct WatcherState {
     served: HashSet<String>,
     /// Instances routed to, and their model.
     joined: HashMap<InstanceId, String>,
+    /// The `host_id` of each joined instance's card (it picks the KV transport).
+    host_ids: HashMap<InstanceId, Option<String>>,
     /// Instances whose card has not been read yet.
     pending: HashMap<InstanceId, Instance>,
     card_retry: Duration,
@@ -324,7 +327,8 @@ impl WatcherState {
             // Known instance with new data (a new address): point its worker there.
             if let Some(backend) = self.models.get(model) {
                 let role = backend.role_of(id.0).unwrap_or_default();
-                backend.add_worker_with_role(id.0, Arc::new(self.remote(&instance)), role);
+                let host_id = self.host_ids.get(&id).cloned().flatten();
+                backend.add_worker_with_role(id.0, Arc::new(self.remote(&instance, host_id)), role);
             }
             return;
         }
@@ -336,6 +340,7 @@ impl WatcherState {
     fn on_removed(&mut self, instance: &Instance) {
         let id = instance.instance_id;
         self.pending.remove(&id);
+        self.host_ids.remove(&id);
         let Some(model) = self.joined.remove(&id) else {
             return;
         };
@@ -350,8 +355,8 @@ impl WatcherState {
         }
     }
 
-    fn remote(&self, instance: &Instance) -> RemoteWorker {
-        RemoteWorker::new(instance.address.clone(), self.config.request_plane)
+    fn remote(&self, instance: &Instance, host_id: Option<String>) -> RemoteWorker {
+        RemoteWorker::on_host(instance.address.clone(), host_id, self.config.request_plane)
     }
 
     /// Joins every pending instance whose card is published now.
@@ -393,8 +398,10 @@ impl WatcherState {
             },
         };
         let id = instance.instance_id;
-        backend.add_worker_with_role(id.0, Arc::new(self.remote(&instance)), card.role);
+        let remote = self.remote(&instance, card.host_id.clone());
+        backend.add_worker_with_role(id.0, Arc::new(remote), card.role);
         self.joined.insert(id, model.clone());
+        self.host_ids.insert(id, card.host_id.clone());
         tracing::info!(%model, instance = %id, address = %instance.address, role = %card.role,
             "worker joined");
         if self.served.contains(&model) {
