@@ -6,6 +6,7 @@
 //!
 //! All row-wise ops work on one row; the forward pass spreads rows over the thread pool.
 
+mod act;
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod attention_avx2;
@@ -18,6 +19,7 @@ pub use rope::{rope_naive, RopeSpec, RopeStyle, RopeTable};
 pub(crate) use vec::has_avx2_fma;
 pub(crate) use vec::{axpy_portable, dot_portable};
 
+pub use act::{gelu_tanh_mul, gelu_tanh_mul_portable, silu_mul, silu_mul_portable};
 pub use vec::{axpy, dot, sum_squares};
 
 /// `out = x / sqrt(mean(x²) + eps) * weight`, one row.
@@ -84,19 +86,6 @@ pub fn rmsnorm_add_naive(residual: &mut [f32], y: &[f32], weight: &[f32], eps: f
     }
 }
 
-#[inline]
-fn silu(x: f32) -> f32 {
-    x / (1.0 + (-x).exp())
-}
-
-/// SwiGLU: `gate[i] = silu(gate[i]) * up[i]`.
-pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
-    assert_eq!(gate.len(), up.len(), "silu_mul lengths");
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = silu(*g) * u;
-    }
-}
-
 /// Reference SwiGLU in f64.
 pub fn silu_mul_naive(gate: &mut [f32], up: &[f32]) {
     for i in 0..gate.len() {
@@ -134,16 +123,6 @@ impl Activation {
 
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 const GELU_COEF_A: f64 = 0.044_715;
-
-/// GeGLU: `gate[i] = gelu_tanh(gate[i]) * up[i]`.
-pub fn gelu_tanh_mul(gate: &mut [f32], up: &[f32]) {
-    assert_eq!(gate.len(), up.len(), "gelu_tanh_mul lengths");
-    let (c, a) = (SQRT_2_OVER_PI as f32, GELU_COEF_A as f32);
-    for (g, &u) in gate.iter_mut().zip(up) {
-        let x = *g;
-        *g = 0.5 * x * (1.0 + (c * x * (1.0 + a * x * x)).tanh()) * u;
-    }
-}
 
 /// Reference GeGLU in f64.
 pub fn gelu_tanh_mul_naive(gate: &mut [f32], up: &[f32]) {
