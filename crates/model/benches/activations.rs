@@ -24,10 +24,10 @@ fn gelu_tanh_mul_libm(gate: &mut [f32], up: &[f32]) {
 fn bench(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(7);
     let gate: Vec<f32> = (0..ROWS * WIDTH)
-        .map(|_| rng.gen_range(-6.0..6.0))
+        .map(|_| rng.random_range(-6.0..6.0))
         .collect();
     let up: Vec<f32> = (0..ROWS * WIDTH)
-        .map(|_| rng.gen_range(-2.0..2.0))
+        .map(|_| rng.random_range(-2.0..2.0))
         .collect();
     let mut group = c.benchmark_group("geglu_512x2048");
     group.throughput(Throughput::Elements((ROWS * WIDTH) as u64));
