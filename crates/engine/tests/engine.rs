@@ -294,11 +294,7 @@ fn kv_event_readers_wake_on_new_events_and_end_with_the_engine() {
     let stored: Vec<u64> = match &batch.events[..] {
         [rotor_protocol::KvEvent {
             event_id: 0,
-            data:
-                rotor_protocol::KvEventData::Stored {
-                    parent_hash: None,
-                    blocks,
-                },
+            data: rotor_protocol::KvEventData::stored(None, blocks),
         }] => blocks.iter().map(|b| b.block_hash).collect(),
         other => panic!("expected one Stored event, got {other:?}"),
     };

@@ -5,8 +5,12 @@
 //! changing its meaning: a `Stored` whose parent is the last block of the pending `Stored` just
 //! before it extends that event (one sequence filling several blocks), and the removals of one
 //! `allocate` call form one `Removed`.
+//!
+//! The pool's own events are `device` (G1). The engine adds those of its offload tiers
+//! (`tier_stored`, `tier_removed`: a block written to or evicted from G2/G3) to the same buffer,
+//! so one worker's events of every tier share one gap-free id sequence.
 
-use rotor_protocol::{KvEvent, KvEventData, StoredBlock};
+use rotor_protocol::{CacheTier, KvEvent, KvEventData, StoredBlock};
 use rotor_tokens::SequenceHash;
 
 #[derive(Debug, Default)]
@@ -23,7 +27,12 @@ impl EventBuffer {
 
     pub fn stored(&mut self, parent_hash: Option<SequenceHash>, block: StoredBlock) {
         if let Some(KvEvent {
-            data: KvEventData::Stored { blocks, .. },
+            data:
+                KvEventData::Stored {
+                    blocks,
+                    tier: CacheTier::Device,
+                    ..
+                },
             ..
         }) = self.pending.last_mut()
         {
@@ -34,16 +43,31 @@ impl EventBuffer {
                 return;
             }
         }
-        self.push(KvEventData::Stored {
-            parent_hash,
-            blocks: vec![block],
-        });
+        self.push(KvEventData::stored(parent_hash, vec![block]));
+    }
+
+    /// Blocks now held by an offload tier (one event; nothing if empty).
+    pub fn tier_stored(&mut self, tier: CacheTier, blocks: Vec<StoredBlock>) {
+        if !blocks.is_empty() {
+            self.push(KvEventData::Stored {
+                parent_hash: None,
+                blocks,
+                tier,
+            });
+        }
+    }
+
+    /// Blocks an offload tier no longer holds (one event; nothing if empty).
+    pub fn tier_removed(&mut self, tier: CacheTier, block_hashes: Vec<SequenceHash>) {
+        if !block_hashes.is_empty() {
+            self.push(KvEventData::Removed { block_hashes, tier });
+        }
     }
 
     /// One `Removed` for all of `hashes` (nothing if empty).
     pub fn removed(&mut self, block_hashes: Vec<SequenceHash>) {
         if !block_hashes.is_empty() {
-            self.push(KvEventData::Removed { block_hashes });
+            self.push(KvEventData::removed(block_hashes));
         }
     }
 

@@ -47,7 +47,7 @@ pub use event_log::{KvEventBatch, KvEventLog};
 pub use host_pool::{PutOutcome, SegmentCheck, SharedHostPool, HOST_POOL_VERSION};
 pub use tiers::{
     DiskTierConfig, HostTierConfig, KvLoadRequest, KvLoaded, KvTier, KvTierStats, KvTiers,
-    KvTiersConfig, TierStats, HOST_POOL_DIR,
+    KvTiersConfig, TierChange, TierStats, HOST_POOL_DIR,
 };
 
 /// Index of a KV block in the pool, `0..num_blocks`.

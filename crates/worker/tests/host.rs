@@ -491,7 +491,7 @@ async fn kv_snapshot_endpoint_returns_what_the_mocker_events_stored() -> Result<
             KvEventData::Stored { blocks, .. } => {
                 replayed.extend(blocks.iter().map(|b| b.block_hash));
             }
-            KvEventData::Removed { block_hashes } => {
+            KvEventData::Removed { block_hashes, .. } => {
                 for h in block_hashes {
                     replayed.remove(&h);
                 }

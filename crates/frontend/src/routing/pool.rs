@@ -138,6 +138,7 @@ impl WorkerPool {
                     tie_break: TieBreak::LeastLoaded,
                     index_mode,
                     seed,
+                    tier_weights: config.kv_tier_weights,
                 };
                 let make = |config| {
                     KvRouter::new(config).map_err(|source| FrontendError::KvRouter {

@@ -349,9 +349,9 @@ pub fn stored_event(worker: u64, event_id: u64, tokens: &[u32], block: usize) ->
         worker_id: worker,
         event: KvEvent {
             event_id,
-            data: KvEventData::Stored {
-                parent_hash: None,
-                blocks: hashes
+            data: KvEventData::stored(
+                None,
+                hashes
                     .iter()
                     .zip(&locals)
                     .map(|(hash, local)| StoredBlock {
@@ -359,7 +359,7 @@ pub fn stored_event(worker: u64, event_id: u64, tokens: &[u32], block: usize) ->
                         tokens_hash: *local,
                     })
                     .collect(),
-            },
+            ),
         },
     }
 }

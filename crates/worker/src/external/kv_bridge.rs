@@ -153,12 +153,7 @@ impl KvBridge {
                         }
                     }
                     if !removed.is_empty() {
-                        self.emit(
-                            &mut state,
-                            KvEventData::Removed {
-                                block_hashes: removed,
-                            },
-                        );
+                        self.emit(&mut state, KvEventData::removed(removed));
                     }
                 }
                 EngineEvent::Cleared => self.clear_locked(&mut state),
@@ -236,13 +231,7 @@ impl KvBridge {
                 tokens_hash: local,
             });
         }
-        self.emit(
-            state,
-            KvEventData::Stored {
-                parent_hash: first_parent,
-                blocks,
-            },
-        );
+        self.emit(state, KvEventData::stored(first_parent, blocks));
     }
 
     fn clear_locked(&self, state: &mut State) {
@@ -429,6 +418,7 @@ mod tests {
         let KvEventData::Stored {
             parent_hash,
             blocks,
+            ..
         } = &first.data
         else {
             panic!()
@@ -441,6 +431,7 @@ mod tests {
         let KvEventData::Stored {
             parent_hash,
             blocks,
+            ..
         } = &second.data
         else {
             panic!()
@@ -465,9 +456,7 @@ mod tests {
         }]);
         assert_eq!(
             rx.try_recv().unwrap().data,
-            KvEventData::Removed {
-                block_hashes: vec![want[2]]
-            }
+            KvEventData::removed(vec![want[2]])
         );
         assert_eq!(stats.kv_unknown_removals.load(Ordering::Relaxed), 1);
         b.apply(&[EngineEvent::Cleared]);
