@@ -73,6 +73,23 @@ pub struct ModelCard {
     /// (older workers, stand-ins), which never count as sharing a host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_id: Option<String>,
+    /// The name of the G2 host-memory pool the worker offloads KV blocks to (`--kv-host-pool`,
+    /// or its default), `None` without G2. Workers with the same `host_id` and pool share its
+    /// blocks: a router credits a block any of them reported in it to all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_host_pool: Option<String>,
+}
+
+impl ModelCard {
+    /// The G2 pool this worker shares with the other workers of its machine, as a key unique
+    /// across machines (`{host_id}/{kv_host_pool}`); `None` when the card names no pool or no
+    /// host (it then shares with no one).
+    pub fn host_pool_key(&self) -> Option<String> {
+        match (&self.host_id, &self.kv_host_pool) {
+            (Some(host), Some(pool)) => Some(format!("{host}/{pool}")),
+            _ => None,
+        }
+    }
 }
 
 /// A worker's part in disaggregated serving.

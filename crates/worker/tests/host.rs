@@ -39,6 +39,7 @@ fn card(name: &str, kv_block_size: Option<u32>) -> ModelCard {
     ModelCard {
         embedding_length: None,
         host_id: None,
+        kv_host_pool: None,
         name: name.into(),
         context_length: 256,
         tokenizer: TokenizerSpec {

@@ -394,6 +394,7 @@ impl WatcherState {
         };
         let id = instance.instance_id;
         backend.add_worker_with_role(id.0, Arc::new(self.remote(&instance)), card.role);
+        backend.set_host_pool(id.0, card.host_pool_key());
         self.joined.insert(id, model.clone());
         tracing::info!(%model, instance = %id, address = %instance.address, role = %card.role,
             "worker joined");

@@ -26,6 +26,7 @@ pub fn smollm2_card() -> ModelCard {
         ModelCard {
             embedding_length: None,
             host_id: None,
+            kv_host_pool: None,
             name: MODEL.to_string(),
             context_length: 2048,
             tokenizer: rotor_model::card::tokenizer_spec(&gguf).expect("tokenizer spec"),
