@@ -294,7 +294,12 @@ fn kv_event_readers_wake_on_new_events_and_end_with_the_engine() {
     let stored: Vec<u64> = match &batch.events[..] {
         [rotor_protocol::KvEvent {
             event_id: 0,
-            data: rotor_protocol::KvEventData::stored(None, blocks),
+            data:
+                rotor_protocol::KvEventData::Stored {
+                    parent_hash: None,
+                    blocks,
+                    tier: rotor_protocol::CacheTier::Device,
+                },
         }] => blocks.iter().map(|b| b.block_hash).collect(),
         other => panic!("expected one Stored event, got {other:?}"),
     };

@@ -87,3 +87,48 @@ impl EventBuffer {
         self.next_id += 1;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(h: u64) -> StoredBlock {
+        StoredBlock {
+            block_hash: h,
+            tokens_hash: h + 100,
+        }
+    }
+
+    #[test]
+    fn tier_events_share_the_ids_and_never_merge_with_device_stores() {
+        let mut buf = EventBuffer::default();
+        buf.stored(None, block(1));
+        buf.tier_stored(CacheTier::Host, vec![block(1)]);
+        // Its parent is the last block of a pending `Stored`, but that one is the host's.
+        buf.stored(Some(1), block(2));
+        buf.stored(Some(2), block(3));
+        buf.tier_removed(CacheTier::Disk, vec![]);
+        buf.tier_removed(CacheTier::Host, vec![1]);
+        let events = buf.drain();
+        let ids: Vec<u64> = events.iter().map(|e| e.event_id).collect();
+        assert_eq!(ids, vec![0, 1, 2, 3]);
+        let data: Vec<KvEventData> = events.into_iter().map(|e| e.data).collect();
+        assert_eq!(
+            data,
+            vec![
+                KvEventData::stored(None, vec![block(1)]),
+                KvEventData::Stored {
+                    parent_hash: None,
+                    blocks: vec![block(1)],
+                    tier: CacheTier::Host,
+                },
+                KvEventData::stored(Some(1), vec![block(2), block(3)]),
+                KvEventData::Removed {
+                    block_hashes: vec![1],
+                    tier: CacheTier::Host,
+                },
+            ]
+        );
+        assert_eq!(buf.next_id(), 4);
+    }
+}

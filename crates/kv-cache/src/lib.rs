@@ -7,6 +7,8 @@
 //! - KV events (`rotor_protocol::KvEvent`: stored / removed / cleared, ids monotonic from 0) are
 //!   buffered by the pool until [`BlockPool::drain_events`]; a [`KvEventLog`] keeps the most
 //!   recent ones in a bounded ring that consumers read with gap detection ([`KvEventBatch`]).
+//!   The offload tiers' changes ([`TierChange`], from [`KvTiers::take_changes`]) join the same
+//!   stream as `host` / `disk` events ([`BlockPool::record_tier_changes`]).
 //!
 //! - The KV block format ([`block_format`]): one full block outside the pool — layout
 //!   descriptor ([`KvBlockLayout`]), sequence and parent hash, token ids, payload, checksum —

@@ -22,10 +22,10 @@ pub const DEFAULT_QUEUE_WEIGHT: f64 = 0.25;
 /// (`--kv-tier-weights`), each in `[0, 1]`: 1 = the block is free, 0 = it is recomputed.
 ///
 /// A block in the engine's pool is used in place (1). One in G2 or G3 is loaded, verified and
-/// copied into the pool first, and takes a new pool block. docs/BENCHMARKS.md (via
-/// docs/ARCHITECTURE.md, KV offload tiers) measured onboarding a 2,000-token history at about
-/// 1% of recomputing it on the CPU engine, from G2 and from G3 with a warm page cache (0.08 s
-/// and 0.07 s against 8.4 s). The defaults stay well below that 0.99 on purpose: an
+/// copied into the pool first, and takes a new pool block. The `kv_tiers_onboard` example
+/// (figures in docs/ARCHITECTURE.md, KV offload tiers) measured onboarding a 2,000-token
+/// history at about 1% of recomputing it on the CPU engine, from G2 and from G3 with a warm
+/// page cache (0.08 s and 0.07 s against 8.4 s). The defaults stay well below that 0.99: an
 /// accelerator prefills ~100× faster than that CPU while a host-memory or disk read does not
 /// get faster, G3 is not always in the page cache, and the remote tier is not measured. They
 /// keep a device copy ahead of any lower tier (it also costs no pool block), G2 ahead of G3,
