@@ -241,6 +241,16 @@ fn bad_tier_flags_are_refused_by_name() {
         "--kv-host-pool",
     );
     refused(&["serve", "--kv-host-memory", "plenty"], "--kv-host-memory");
+    for command in ["serve", "frontend", "router"] {
+        refused(
+            &[command, "--kv-tier-weights", "host=2"],
+            "invalid KV tier weights \"host=2\": host weight 2 is not in [0, 1]",
+        );
+        refused(
+            &[command, "--kv-tier-weights", "gpu=0.5"],
+            "unknown KV tier",
+        );
+    }
     refused(
         &["worker", "--engine", "echo", "--kv-host-memory", "64MiB"],
         "need --engine native or mocker",

@@ -159,4 +159,24 @@ mod tests {
         assert!(error.contains("prefill"), "{error}");
         assert_eq!(WorkerRole::default(), WorkerRole::Aggregated);
     }
+
+    #[test]
+    fn a_host_pool_key_needs_both_the_host_and_the_pool() {
+        let json = r#"{"name":"m","context_length":8,"chat_template":null,"created":0,
+            "tokenizer":{"model":"gpt2","pre":null,"tokens":[],"token_types":[],"merges":[],
+            "bos_token_id":null,"eos_token_id":null,"add_bos_token":false,
+            "add_space_prefix":false}}"#;
+        let mut card: ModelCard = match serde_json::from_str(json) {
+            Ok(card) => card,
+            Err(e) => panic!("a card without tier fields parses: {e}"),
+        };
+        assert_eq!(
+            (card.kv_host_pool.as_deref(), card.host_pool_key()),
+            (None, None)
+        );
+        card.kv_host_pool = Some("rotor-m".into());
+        assert_eq!(card.host_pool_key(), None, "no host id: shared with no one");
+        card.host_id = Some("boot-1".into());
+        assert_eq!(card.host_pool_key().as_deref(), Some("boot-1/rotor-m"));
+    }
 }
