@@ -27,9 +27,9 @@
 //!   `Cleared` and `resync_worker` (a snapshot of G1) concern `device` only.
 //! - Overlap (`find_matches_weighted`): the run of leading request blocks the worker holds in
 //!   *any* tier — a block missing from G1 but in G2 extends it — each block counted in the
-//!   tier with the highest weight holding it. While no lower-tier block is indexed this is the
-//!   bitset walk over device holders; otherwise each worker holding the first block walks the
-//!   run (O(workers holding the first block × overlap)).
+//!   tier with the highest weight holding it. While no lower-tier block is indexed (and the
+//!   device weight is 1) this is the bitset walk over device holders; otherwise every worker
+//!   walks its own run (O(workers + Σ overlaps)).
 
 use std::collections::HashMap;
 
@@ -172,7 +172,8 @@ impl PrefixIndex {
     /// Per worker, the longest run of leading blocks of `hashes` it holds in any tier, weighted
     /// by `weights` (see the module docs).
     pub fn find_matches_weighted(&self, hashes: &[u64], weights: &TierWeights) -> OverlapScores {
-        if !self.has_lower_tier_blocks() {
+        // The bitset walk counts device blocks at weight 1.
+        if !self.has_lower_tier_blocks() && weights.device >= 1.0 {
             return self.find_matches(hashes);
         }
         let mut scores = OverlapScores::default();

@@ -55,6 +55,12 @@ fn a_run_continues_from_device_into_host_and_disk_weighted_by_tier() {
     assert!((o.weighted_blocks - (2.0 + 2.0 * 0.8 + 0.6)).abs() < 1e-9);
     // The device-only walk stops where G1 does.
     assert_eq!(index.find_matches(&h).get(1), 2);
+    // A device weight below 1 applies even with no lower tier in the index.
+    let mut device_only = PrefixIndex::new();
+    device_only.apply(&stored(1, 0, None, &h[..2])).unwrap();
+    let half = TierWeights::parse("device=0.5").unwrap();
+    let o = device_only.find_matches_weighted(&h, &half).overlap(1);
+    assert_eq!((o.blocks, o.weighted_blocks), (2, 1.0));
     // A block in two tiers counts in the better one.
     index
         .apply(&tier_event(1, 3, CacheTier::Disk, true, &h[2..3]))
