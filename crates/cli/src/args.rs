@@ -142,6 +142,11 @@ pub struct RoutingArgs {
     /// kv mode: softmax temperature of the choice (0 picks the cheapest worker).
     #[arg(long, default_value_t = 0.0)]
     pub router_temperature: f64,
+    /// kv mode: what a cached block saves in each tier, e.g. `host=0.8,disk=0.6,remote=0.4`
+    /// (each in [0, 1]; tiers not named keep their defaults: device 1, host 0.8, disk 0.6,
+    /// remote 0.4). A worker's prefix run continues across tiers.
+    #[arg(long, value_parser = parse_tier_weights)]
+    pub kv_tier_weights: Option<rotor_kv_router::TierWeights>,
     /// kv mode: share routing decisions with the other routers (frontends or `rotor router`
     /// replicas) of the same workers over the event plane, so each counts the load the others
     /// add. Needs `--events nats://…`.
@@ -171,6 +176,11 @@ pub struct RoutingArgs {
     pub kv_transport: rotor_frontend::KvTransportPolicy,
 }
 
+/// `--kv-tier-weights`, with the router's own error message.
+fn parse_tier_weights(input: &str) -> Result<rotor_kv_router::TierWeights, String> {
+    rotor_kv_router::TierWeights::parse(input).map_err(|e| e.to_string())
+}
+
 impl RoutingArgs {
     /// The routing configuration; `kv_events` says whether workers' KV events reach the router,
     /// `default_mode` is the mode when `--router-mode` is not given.
@@ -191,6 +201,7 @@ impl RoutingArgs {
             kv_overlap_weight: self.kv_overlap_weight,
             kv_queue_weight: self.kv_queue_weight,
             router_temperature: self.router_temperature,
+            kv_tier_weights: self.kv_tier_weights.unwrap_or_default(),
             kv_events,
             disagg: rotor_frontend::DisaggConfig {
                 min_prefill_tokens: self.disagg_min_prefill_tokens,

@@ -263,6 +263,8 @@ mod tests {
             "2.5",
             "--kv-queue-weight",
             "0.5",
+            "--kv-tier-weights",
+            "host=0.9,disk=0.5",
         ])
         .unwrap();
         assert_eq!(cfg.watcher.routing.mode, rotor_frontend::RouterMode::Kv);
@@ -270,6 +272,12 @@ mod tests {
         assert_eq!(cfg.watcher.routing.migration_limit, 0);
         assert_eq!(cfg.watcher.routing.kv_overlap_weight, 2.5);
         assert_eq!(cfg.watcher.routing.kv_queue_weight, 0.5);
+        let w = cfg.watcher.routing.kv_tier_weights;
+        assert_eq!((w.device, w.host, w.disk, w.remote), (1.0, 0.9, 0.5, 0.4));
+        assert_eq!(
+            parse(&[]).unwrap().watcher.routing.kv_tier_weights,
+            rotor_kv_router::DEFAULT_TIER_WEIGHTS
+        );
     }
 
     #[test]
@@ -277,6 +285,14 @@ mod tests {
         assert!(parse(&["--router-mode", "fastest"]).is_err());
         assert!(parse(&["--kv-overlap-weight=-1"]).is_err());
         assert!(parse(&["--kv-queue-weight=-0.5"]).is_err());
+        let err = parse(&["--kv-tier-weights", "host=2"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("host weight 2 is not in [0, 1]"), "{err}");
+        let err = parse(&["--kv-tier-weights", "gpu=0.5"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown KV tier"), "{err}");
         assert!(parse(&["--discovery", "redis://x:1"]).is_err());
         assert!(parse(&["--events", "kafka://x"]).is_err());
     }

@@ -224,6 +224,7 @@ pub async fn run(cfg: ServeConfig, shutdown: CancellationToken) -> Result<()> {
                 Arc::new(EngineBackend::new(worker.clone())),
                 built.card.role,
             );
+            routed.set_host_pool(worker_id, built.card.host_pool_key());
             engine_metrics.engines.push((labels, built.engine.clone()));
             feeders.push(tokio::spawn(feed_router(
                 worker,

@@ -430,6 +430,7 @@ async fn external_card(cfg: &WorkerConfig) -> Result<ModelCard> {
         return Ok(ModelCard {
             embedding_length: None,
             host_id: Some(rotor_runtime::host_id().to_string()),
+            kv_host_pool: None,
             name,
             context_length: hf.context_length.unwrap_or(2048) as u32,
             tokenizer: hf.tokenizer,

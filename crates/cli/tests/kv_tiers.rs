@@ -1,7 +1,8 @@
 //! KV offload tiers through `rotor serve` on the real model: a prompt evicted from a KV cache of
 //! eight blocks comes back from shared host memory (G2) or disk (G3) with the same greedy text,
 //! its onboarded tokens counted as cached, and the tier's counters on /metrics moved; a second
-//! process on the host onboards from the same shared pool what the first offloaded. Bad tier
+//! process on the host onboards from the same shared pool what the first offloaded; the kv
+//! router of two engines sharing a pool routes a returning prompt by its G2 blocks. Bad tier
 //! flags are refused with the flag named.
 
 #[allow(dead_code)]
@@ -154,6 +155,52 @@ fn prompt_evicted_from_the_kv_cache_comes_back_from_disk() {
     );
 }
 
+/// Two engines of one `rotor serve` share a G2 pool (same host, same `--kv-host-pool`): the
+/// blocks one evicts to G2 reach the kv router as host-tier events, the router credits them to
+/// both workers, and the returning prompt goes to a worker that onboards them from G2.
+#[test]
+fn the_kv_router_sees_blocks_offloaded_to_a_shared_host_pool_and_routes_by_them() {
+    let pool = format!("test-{}-routed", std::process::id());
+    let _shm = ShmFile::for_pool(&pool);
+    let server = RotorServer::start(&[
+        "--num-workers",
+        "2",
+        "--router-mode",
+        "kv",
+        "--kv-cache-memory",
+        SMALL_KV_CACHE,
+        "--kv-host-memory",
+        "64MiB",
+        "--kv-host-pool",
+        &pool,
+    ]);
+    let first = story("lighthouses");
+    let (cold, cached) = complete(&server, &first);
+    assert_eq!(cached, 0, "nothing cached yet");
+    // However the router spreads them, one worker takes at least two of these (8 blocks), so
+    // the first prompt's worker evicts it to G2.
+    for topic in ["volcanoes", "glaciers", "comets", "orchards", "submarines"] {
+        complete(&server, &story(topic));
+    }
+    assert!(tier_metric(&server, "rotor_engine_kv_tier_offloads_total", "host") > 0.0);
+    let indexed = "rotor_frontend_kv_router_indexed_blocks";
+    assert!(
+        tier_metric(&server, indexed, "host") > 0.0,
+        "the router indexed no G2 block"
+    );
+    let overlap = "rotor_frontend_kv_router_overlap_blocks_total";
+    let host_before = tier_metric(&server, overlap, "host");
+
+    let (warm, cached) = complete(&server, &first);
+    assert_eq!(warm, cold, "onboarded KV must give the cold greedy text");
+    assert!(cached > 0, "onboarded tokens count as cached");
+    assert!(
+        tier_metric(&server, overlap, "host") > host_before,
+        "the router credited no host-tier block to the chosen worker"
+    );
+    assert!(tier_metric(&server, "rotor_engine_kv_tier_onboards_total", "host") > 0.0);
+}
+
 /// `rotor ARGS`: fails, and stderr names `expected`.
 fn refused(args: &[&str], expected: &str) {
     let out = Command::new(env!("CARGO_BIN_EXE_rotor"))
@@ -194,6 +241,16 @@ fn bad_tier_flags_are_refused_by_name() {
         "--kv-host-pool",
     );
     refused(&["serve", "--kv-host-memory", "plenty"], "--kv-host-memory");
+    for command in ["serve", "frontend", "router"] {
+        refused(
+            &[command, "--kv-tier-weights", "host=2"],
+            "invalid KV tier weights \"host=2\": host weight 2 is not in [0, 1]",
+        );
+        refused(
+            &[command, "--kv-tier-weights", "gpu=0.5"],
+            "unknown KV tier",
+        );
+    }
     refused(
         &["worker", "--engine", "echo", "--kv-host-memory", "64MiB"],
         "need --engine native or mocker",

@@ -193,11 +193,13 @@ impl EngineCore {
         Ok(core)
     }
 
-    /// Waits until every block offloaded so far is written to its tier (tests, benchmarks).
-    pub fn flush_kv_tiers(&self) {
+    /// Waits until every block offloaded so far is written to its tier (tests, benchmarks),
+    /// and publishes the tier events those writes made.
+    pub fn flush_kv_tiers(&mut self) {
         if let Some(tiers) = &self.tiers {
             tiers.flush();
         }
+        self.refresh_stats();
     }
 
     pub fn limits(&self) -> RequestLimits {
@@ -757,6 +759,7 @@ impl EngineCore {
         (s.kv_copy_on_write_blocks, s.kv_copy_on_write_tokens) = kv.copy_on_write_stats();
         if let Some(tiers) = &self.tiers {
             s.kv_tiers = tiers.stats();
+            kv.record_tier_changes(tiers.take_changes());
         }
         self.kv_events.publish(kv.drain_events());
     }
@@ -795,6 +798,9 @@ impl EngineCore {
     /// `next_event_id` is in the ring and the snapshot is consistent with the stream.
     pub fn kv_snapshot(&mut self) -> rotor_protocol::KvSnapshot {
         let kv = self.scheduler.kv_blocks_mut();
+        if let Some(tiers) = &self.tiers {
+            kv.record_tier_changes(tiers.take_changes());
+        }
         self.kv_events.publish(kv.drain_events());
         rotor_protocol::KvSnapshot {
             block_hashes: kv.pool().cached_hashes(),

@@ -441,6 +441,11 @@ impl KvBlocks {
         self.pool.set_record_evictions(true);
     }
 
+    /// Adds the offload tiers' changes to the pool's KV events (same id sequence).
+    pub(crate) fn record_tier_changes(&mut self, changes: Vec<rotor_kv_cache::TierChange>) {
+        self.pool.record_tier_changes(changes);
+    }
+
     /// The (block, hash) pairs evicted since the last call. Each block's KV and origin (see
     /// `evicted_origin`) are intact until its new holder writes to it.
     pub(crate) fn take_evicted(&mut self) -> Vec<(BlockId, SequenceHash)> {

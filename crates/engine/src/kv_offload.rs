@@ -30,6 +30,7 @@ use std::time::Instant;
 use rotor_kv_cache::{
     encode_kv_block_with, BlockId, KvBlockHeader, KvLoadRequest, KvLoaded, KvTier, KvTiers,
 };
+use rotor_protocol::StoredBlock;
 use rotor_tokens::SequenceHash;
 
 use crate::kv_blocks::KvBlocks;
@@ -43,7 +44,12 @@ pub(crate) fn offload_evicted(kv: &mut KvBlocks, runner: &dyn ModelRunner, tiers
     let evicted = kv.take_evicted();
     for (block, hash) in evicted {
         if let Some(bytes) = encode_evicted(kv, runner, tiers, block, hash) {
-            tiers.offload(hash, bytes);
+            let tokens_hash = rotor_tokens::local_block_hash(kv.evicted_origin(block).1);
+            let stored = StoredBlock {
+                block_hash: hash,
+                tokens_hash,
+            };
+            tiers.offload(stored, bytes);
         }
     }
 }

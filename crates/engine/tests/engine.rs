@@ -298,6 +298,7 @@ fn kv_event_readers_wake_on_new_events_and_end_with_the_engine() {
                 rotor_protocol::KvEventData::Stored {
                     parent_hash: None,
                     blocks,
+                    tier: rotor_protocol::CacheTier::Device,
                 },
         }] => blocks.iter().map(|b| b.block_hash).collect(),
         other => panic!("expected one Stored event, got {other:?}"),

@@ -105,7 +105,7 @@ impl Replay {
                         assert!(self.blocks.insert(b.block_hash), "stored twice");
                     }
                 }
-                KvEventData::Removed { block_hashes } => {
+                KvEventData::Removed { block_hashes, .. } => {
                     self.removed += 1;
                     for h in block_hashes {
                         assert!(self.blocks.remove(&h), "removed an unknown hash");

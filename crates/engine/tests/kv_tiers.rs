@@ -16,7 +16,7 @@ use rotor_engine::{
     DiskTierConfig, Engine, EngineConfig, EngineCore, HostTierConfig, KvTiersConfig, ScriptedRunner,
 };
 use rotor_kv_cache::{decode_kv_block, DiskStore};
-use rotor_protocol::{GenerateRequest, SamplingParams, StopConditions};
+use rotor_protocol::{CacheTier, GenerateRequest, KvEventData, SamplingParams, StopConditions};
 use rotor_tokens::sequence_hashes;
 use tokio::sync::mpsc::unbounded_channel;
 
@@ -209,6 +209,92 @@ fn host_evictions_fall_to_disk_and_a_prefix_is_onboarded_from_both() {
     assert_eq!((t.host.hits, t.host.onboards), (2, 2));
     assert_eq!((t.disk.hits, t.disk.onboards), (2, 2));
     assert_eq!(t.host.failed_loads + t.disk.failed_loads, 0);
+}
+
+/// The tier events of a stream (device events left out), as (kind, tier, hashes).
+fn tier_events(events: &[rotor_protocol::KvEvent]) -> Vec<(&'static str, CacheTier, Vec<u64>)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.data {
+            KvEventData::Stored { blocks, tier, .. } if *tier != CacheTier::Device => Some((
+                "stored",
+                *tier,
+                blocks.iter().map(|b| b.block_hash).collect(),
+            )),
+            KvEventData::Removed { block_hashes, tier } if *tier != CacheTier::Device => {
+                Some(("removed", *tier, block_hashes.clone()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn offloads_and_tier_evictions_are_kv_events_of_their_tier() {
+    let shm = ShmName::new("events");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = tiers(Some(shm.host(2)), Some(disk(&dir, 64, 0)));
+    let mut e = core(8, &cfg);
+    let mut reader = e.subscribe_kv_events();
+    generate(&mut e, "a", &prompt_a());
+    generate(&mut e, "b", &prompt_b());
+    e.flush_kv_tiers();
+    let batch = reader.read();
+    assert_eq!(batch.missed, 0);
+    let ids: Vec<u64> = batch.events.iter().map(|e| e.event_id).collect();
+    assert_eq!(
+        ids,
+        (0..ids.len() as u64).collect::<Vec<_>>(),
+        "gap-free ids"
+    );
+    let h = cached_hashes_after(&prompt_a());
+    let (host, disk) = (CacheTier::Host, CacheTier::Disk);
+    // G1 evicts h4..h0 (last block first); G2 holds 2 and pushes its oldest down to G3.
+    assert_eq!(
+        tier_events(&batch.events),
+        vec![
+            ("stored", host, vec![h[4]]),
+            ("stored", host, vec![h[3]]),
+            ("stored", host, vec![h[2]]),
+            ("removed", host, vec![h[4]]),
+            ("stored", disk, vec![h[4]]),
+            ("stored", host, vec![h[1]]),
+            ("removed", host, vec![h[3]]),
+            ("stored", disk, vec![h[3]]),
+            ("stored", host, vec![h[0]]),
+            ("removed", host, vec![h[2]]),
+            ("stored", disk, vec![h[2]]),
+        ]
+    );
+    // Every block A left G1 with is still somewhere a router can see.
+    let device_removed: Vec<u64> = batch
+        .events
+        .iter()
+        .filter_map(|e| match &e.data {
+            KvEventData::Removed {
+                block_hashes,
+                tier: CacheTier::Device,
+            } => Some(block_hashes.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut sorted = device_removed.clone();
+    sorted.sort_unstable();
+    let mut want = h.clone();
+    want.sort_unstable();
+    assert_eq!(sorted, want, "G1 removed exactly A's blocks");
+
+    // Onboarding A again: G1 stores them anew; a block already in G2 re-offered is re-stated.
+    let (_, cached) = generate(&mut e, "a2", &prompt_a());
+    assert_eq!(cached, 16);
+    e.flush_kv_tiers();
+    let later = reader.read();
+    assert_eq!(later.missed, 0);
+    assert_eq!(
+        later.events.first().map(|e| e.event_id),
+        Some(ids.len() as u64)
+    );
 }
 
 #[test]

@@ -140,6 +140,7 @@ fn imported_blocks_are_a_prefix_hit_with_the_cold_output() {
         if let KvEventData::Stored {
             parent_hash,
             blocks,
+            ..
         } = e.data
         {
             assert_eq!(parent_hash, None);

@@ -376,16 +376,18 @@ fn kv_events_report_stored_and_evicted_blocks_with_contiguous_ids() {
     let mut reader = core.subscribe_kv_events();
     let pa = prompt(1, 8);
     let pb = prompt(2, 8);
-    let stored = |p: &[u32]| KvEventData::Stored {
-        parent_hash: None,
-        blocks: sequence_hashes(p, BS)
-            .into_iter()
-            .zip(local_block_hashes(p, BS))
-            .map(|(block_hash, tokens_hash)| StoredBlock {
-                block_hash,
-                tokens_hash,
-            })
-            .collect(),
+    let stored = |p: &[u32]| {
+        KvEventData::stored(
+            None,
+            sequence_hashes(p, BS)
+                .into_iter()
+                .zip(local_block_hashes(p, BS))
+                .map(|(block_hash, tokens_hash)| StoredBlock {
+                    block_hash,
+                    tokens_hash,
+                })
+                .collect(),
+        )
     };
     let _a = submit(&mut core, "a", &pa, 1);
     run_to_completion(&mut core);
@@ -410,9 +412,7 @@ fn kv_events_report_stored_and_evicted_blocks_with_contiguous_ids() {
         vec![
             KvEvent {
                 event_id: 1,
-                data: KvEventData::Removed {
-                    block_hashes: vec![sequence_hashes(&pa, BS)[1]]
-                }
+                data: KvEventData::removed(vec![sequence_hashes(&pa, BS)[1]])
             },
             KvEvent {
                 event_id: 2,

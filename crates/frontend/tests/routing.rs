@@ -9,7 +9,7 @@ use rotor_frontend::{
     Backend, Frontend, FrontendConfig, RoutedBackend, RouterMode, RoutingConfig, RoutingMetrics,
     ServedModel,
 };
-use rotor_protocol::{ErrorKind, LoadReport, WorkerLoad};
+use rotor_protocol::{CacheTier, ErrorKind, KvEventData, LoadReport, WorkerLoad};
 use serde_json::json;
 
 use routing_support::{
@@ -94,6 +94,44 @@ async fn least_loaded_picks_the_idle_worker() {
         run(&routed, &format!("t{i}"), vec![5]).await;
     }
     assert_eq!(log.workers()[5..], [busy; 3]);
+}
+
+#[tokio::test]
+async fn kv_mode_credits_a_host_pool_block_to_every_worker_of_the_pool_with_tier_metrics() {
+    let (routed, log) = pool(RouterMode::Kv, &[1, 2, 3]);
+    let metrics = RoutingMetrics::default();
+    metrics.add(&routed);
+    // Workers 2 and 3 share one machine's G2 pool; worker 1 is on another host.
+    routed.set_host_pool(2, Some("host-a/rotor-smollm2".into()));
+    routed.set_host_pool(3, Some("host-a/rotor-smollm2".into()));
+    let prompt: Vec<u32> = (100..117).collect();
+    // Worker 2 offloaded the prompt's 4 blocks to the pool, then its engine evicted them.
+    let mut host = stored_event(2, 0, &prompt, 4);
+    if let KvEventData::Stored { tier, .. } = &mut host.event.data {
+        *tier = CacheTier::Host;
+    }
+    routed.apply_kv_event(&host);
+    // Worker 2 is busy: the pool's other worker gets the host credit, not worker 1.
+    routed.update_load(&LoadReport {
+        worker_id: 2,
+        load: WorkerLoad {
+            active_blocks: 40,
+            total_blocks: 100,
+            ..WorkerLoad::default()
+        },
+    });
+    run(&routed, "returning", prompt).await;
+    assert_eq!(log.workers(), vec![3]);
+
+    let mut text = String::new();
+    rotor_frontend::MetricsSource::render(&metrics, &mut text);
+    let tier = |name: &str, tier: &str| format!("{name}{{model=\"{MODEL}\",tier=\"{tier}\"}}");
+    let overlap = "rotor_frontend_kv_router_overlap_blocks_total";
+    assert_eq!(metric(&text, &tier(overlap, "host")), Some(4.0), "{text}");
+    assert_eq!(metric(&text, &tier(overlap, "device")), Some(0.0), "{text}");
+    let indexed = "rotor_frontend_kv_router_indexed_blocks";
+    assert_eq!(metric(&text, &tier(indexed, "host")), Some(4.0), "{text}");
+    assert_eq!(metric(&text, &tier(indexed, "disk")), Some(0.0), "{text}");
 }
 
 #[tokio::test]

@@ -243,10 +243,7 @@ async fn kv_events_on_the_event_plane_steer_a_shared_prefix() {
     KvEventPublisher::new(Arc::clone(&plane), subject, holder.0)
         .publish(KvEvent {
             event_id: 0,
-            data: KvEventData::Stored {
-                parent_hash: None,
-                blocks,
-            },
+            data: KvEventData::stored(None, blocks),
         })
         .await
         .expect("publish");

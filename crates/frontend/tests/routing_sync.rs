@@ -250,6 +250,8 @@ async fn another_replicas_request_expires_when_its_end_is_never_heard() {
         hashes: vec![],
         request_tokens: 4_000,
         overlap_blocks: 0,
+        device_overlap_blocks: None,
+        prefill_tokens: None,
     };
     routed.apply_replica_message(&ReplicaMessage {
         replica: 0xDEAD,

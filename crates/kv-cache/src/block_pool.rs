@@ -29,6 +29,7 @@ use rotor_tokens::{LocalBlockHash, SequenceHash};
 use crate::error::Error;
 use crate::events::EventBuffer;
 use crate::free_queue::FreeQueue;
+use crate::tiers::TierChange;
 use crate::BlockId;
 
 /// Prefix-cache counters since the pool was created.
@@ -150,6 +151,19 @@ impl BlockPool {
     /// The events emitted since the last drain, ids contiguous and increasing.
     pub fn drain_events(&mut self) -> Vec<KvEvent> {
         self.events.drain()
+    }
+
+    /// Adds events of the tiers behind this pool (see [`TierChange`]) to its event stream, so
+    /// every tier's events share the pool's gap-free ids.
+    pub fn record_tier_changes(&mut self, changes: Vec<TierChange>) {
+        for change in changes {
+            match change {
+                TierChange::Stored { tier, blocks } => self.events.tier_stored(tier.into(), blocks),
+                TierChange::Removed { tier, hashes } => {
+                    self.events.tier_removed(tier.into(), hashes)
+                }
+            }
+        }
     }
 
     /// The cached blocks `lookup` would reuse for a prompt of `num_tokens` tokens whose full

@@ -67,10 +67,10 @@ impl DiskIndex {
 }
 
 /// What `DiskStore::offer` did with a block.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiskAdmission {
-    /// Written; `evicted` blocks were deleted to make room.
-    Written { evicted: usize },
+    /// Written; the `evicted` blocks were deleted to make room (least recently used first).
+    Written { evicted: Vec<SequenceHash> },
     /// Already on disk (touched).
     AlreadyHeld,
     /// Used fewer than `admit_min_uses` times.
@@ -218,8 +218,8 @@ impl DiskStore {
     }
 
     /// Deletes least recently used blocks until at most `limit` bytes are held.
-    fn evict_to(&self, index: &mut DiskIndex, limit: u64) -> usize {
-        let mut evicted = 0;
+    fn evict_to(&self, index: &mut DiskIndex, limit: u64) -> Vec<SequenceHash> {
+        let mut evicted = Vec::new();
         while index.held_bytes > limit {
             let Some((_, hash)) = index.lru.pop_first() else {
                 break;
@@ -228,7 +228,7 @@ impl DiskStore {
                 index.held_bytes -= bytes;
             }
             let _ = std::fs::remove_file(self.block_path(hash));
-            evicted += 1;
+            evicted.push(hash);
         }
         evicted
     }
@@ -253,14 +253,14 @@ mod tests {
         for h in 1..=3 {
             assert_eq!(
                 store.offer(h, &[h as u8; 10]).unwrap(),
-                DiskAdmission::Written { evicted: 0 }
+                DiskAdmission::Written { evicted: vec![] }
             );
         }
         assert_eq!(store.get(1).unwrap(), vec![1; 10]);
         // 2 is now the least recently used.
         assert_eq!(
             store.offer(4, &[4; 10]).unwrap(),
-            DiskAdmission::Written { evicted: 1 }
+            DiskAdmission::Written { evicted: vec![2] }
         );
         assert!(!store.contains(2) && !store.block_path(2).exists());
         assert_eq!(store.held(), (3, 30));

@@ -7,6 +7,8 @@
 //! - KV events (`rotor_protocol::KvEvent`: stored / removed / cleared, ids monotonic from 0) are
 //!   buffered by the pool until [`BlockPool::drain_events`]; a [`KvEventLog`] keeps the most
 //!   recent ones in a bounded ring that consumers read with gap detection ([`KvEventBatch`]).
+//!   The offload tiers' changes ([`TierChange`], from [`KvTiers::take_changes`]) join the same
+//!   stream as `host` / `disk` events ([`BlockPool::record_tier_changes`]).
 //!
 //! - The KV block format ([`block_format`]): one full block outside the pool — layout
 //!   descriptor ([`KvBlockLayout`]), sequence and parent hash, token ids, payload, checksum —
@@ -47,7 +49,7 @@ pub use event_log::{KvEventBatch, KvEventLog};
 pub use host_pool::{PutOutcome, SegmentCheck, SharedHostPool, HOST_POOL_VERSION};
 pub use tiers::{
     DiskTierConfig, HostTierConfig, KvLoadRequest, KvLoaded, KvTier, KvTierStats, KvTiers,
-    KvTiersConfig, TierStats, HOST_POOL_DIR,
+    KvTiersConfig, TierChange, TierStats, HOST_POOL_DIR,
 };
 
 /// Index of a KV block in the pool, `0..num_blocks`.

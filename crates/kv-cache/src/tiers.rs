@@ -18,6 +18,14 @@
 //!   to the hash), in order, stopping at the first failure — a failed load (the bad G2 slot is
 //!   emptied, the bad G3 file deleted); the caller recomputes from there.
 //! - Counters per tier ([`KvTierStats`]) are atomics shared with the threads.
+//! - **Changes** (`take_changes`): what this engine's threads did to the tiers, for its KV
+//!   events — a block written to G2 or G3, or found already there (`Stored`: the router may
+//!   not know it yet, e.g. after a restart), and a block G2 or G3 evicted or dropped as corrupt
+//!   (`Removed`). Each worker reports what its own writer and loader did, so a G2 block another
+//!   worker of the machine wrote is reported by that worker, and a block one worker's write
+//!   evicted is reported removed by that worker whoever wrote it (the router keeps G2 per pool,
+//!   not per worker). Changes wait in a list the engine drains every step; it grows by at most a
+//!   few entries per offloaded or loaded block.
 //!
 //! No async runtime: the writer and the loader are plain threads fed by bounded
 //! `std::sync::mpsc` channels; lookups run on the caller's thread.
@@ -25,13 +33,14 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rotor_protocol::{CacheTier, StoredBlock};
 use rotor_tokens::SequenceHash;
 
-use crate::block_format::{decode_kv_block_expecting, KvBlockLayout};
+use crate::block_format::{decode_kv_block, decode_kv_block_expecting, KvBlockLayout};
 use crate::disk_store::{DiskAdmission, DiskStore};
 use crate::error::Error;
 use crate::host_pool::{PutOutcome, SegmentCheck, SharedHostPool};
@@ -150,6 +159,30 @@ impl KvTier {
     }
 }
 
+impl From<KvTier> for CacheTier {
+    fn from(tier: KvTier) -> Self {
+        match tier {
+            KvTier::Host => CacheTier::Host,
+            KvTier::Disk => CacheTier::Disk,
+        }
+    }
+}
+
+/// What the tiers' threads did to a tier, for the engine's KV events (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TierChange {
+    /// The blocks are held by `tier` (written now, or found already there).
+    Stored {
+        tier: KvTier,
+        blocks: Vec<StoredBlock>,
+    },
+    /// `tier` no longer holds the blocks (evicted, or dropped after a failed verification).
+    Removed {
+        tier: KvTier,
+        hashes: Vec<SequenceHash>,
+    },
+}
+
 /// One tier's counters since start-up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TierStats {
@@ -226,7 +259,7 @@ impl Counters {
 }
 
 enum Job {
-    Offload(SequenceHash, Vec<u8>),
+    Offload(StoredBlock, Vec<u8>),
     Flush(SyncSender<()>),
 }
 
@@ -261,6 +294,7 @@ struct Stores {
     disk: Option<DiskStore>,
     layout: KvBlockLayout,
     counters: Counters,
+    changes: Mutex<Vec<TierChange>>,
 }
 
 /// The offload tiers of one engine. See the module docs.
@@ -299,6 +333,7 @@ impl KvTiers {
             disk,
             layout,
             counters: Counters::default(),
+            changes: Mutex::new(Vec::new()),
         });
         let spawn_error = |e: std::io::Error| Error::TierIo {
             path: PathBuf::new(),
@@ -351,11 +386,11 @@ impl KvTiers {
     }
 
     /// Queues an evicted block (encoded) for the tiers; never blocks. False if it was dropped.
-    pub fn offload(&self, hash: SequenceHash, encoded: Vec<u8>) -> bool {
+    pub fn offload(&self, block: StoredBlock, encoded: Vec<u8>) -> bool {
         let Some(queue) = &self.queue else {
             return false;
         };
-        match queue.try_send(Job::Offload(hash, encoded)) {
+        match queue.try_send(Job::Offload(block, encoded)) {
             Ok(()) => true,
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.stores.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -373,6 +408,11 @@ impl KvTiers {
         if queue.send(Job::Flush(tx)).is_ok() {
             let _ = rx.recv();
         }
+    }
+
+    /// What the tiers' threads changed since the last call, in order (see the module docs).
+    pub fn take_changes(&self) -> Vec<TierChange> {
+        std::mem::take(&mut *self.stores.changes())
     }
 
     /// Counts a use of each block (a prefix hit), for G3's admission filter.
@@ -488,6 +528,14 @@ impl Drop for KvTiers {
 }
 
 impl Stores {
+    fn changes(&self) -> std::sync::MutexGuard<'_, Vec<TierChange>> {
+        self.changes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn record(&self, change: TierChange) {
+        self.changes().push(change);
+    }
+
     fn load(&self, tier: KvTier, hash: SequenceHash) -> Option<Vec<u8>> {
         let bytes = match tier {
             KvTier::Host => self.host.as_ref().and_then(|p| p.get(hash)),
@@ -506,6 +554,10 @@ impl Stores {
                 KvTier::Host => self.host.iter().for_each(|p| p.forget(hash)),
                 KvTier::Disk => self.disk.iter().for_each(|d| d.forget(hash)),
             }
+            self.record(TierChange::Removed {
+                tier,
+                hashes: vec![hash],
+            });
         }
         verified
     }
@@ -540,7 +592,7 @@ fn load_loop(stores: &Stores, requests: Receiver<KvLoadRequest>, done: Sender<Kv
 fn write_loop(stores: &Stores, jobs: Receiver<Job>) {
     while let Ok(job) = jobs.recv() {
         match job {
-            Job::Offload(hash, bytes) => write_block(stores, hash, &bytes),
+            Job::Offload(block, bytes) => write_block(stores, block, &bytes),
             Job::Flush(done) => {
                 let _ = done.send(());
             }
@@ -548,30 +600,71 @@ fn write_loop(stores: &Stores, jobs: Receiver<Job>) {
     }
 }
 
-fn write_block(stores: &Stores, hash: SequenceHash, bytes: &[u8]) {
+fn write_block(stores: &Stores, block: StoredBlock, bytes: &[u8]) {
     let c = &stores.counters;
+    let hash = block.block_hash;
     let demoted = match &stores.host {
         Some(host) => match host.put(hash, bytes) {
             Ok(PutOutcome::Written { evicted }) => {
                 c.host.offloads.fetch_add(1, Ordering::Relaxed);
-                evicted
+                stores.record(TierChange::Stored {
+                    tier: KvTier::Host,
+                    blocks: vec![block],
+                });
+                if let Some((old, _)) = &evicted {
+                    stores.record(TierChange::Removed {
+                        tier: KvTier::Host,
+                        hashes: vec![*old],
+                    });
+                }
+                // The block G2 displaced goes down to G3 if it decodes (its tokens' own hash, for
+                // the event, is in it).
+                evicted.and_then(|(old, bytes)| {
+                    let tokens_hash = decode_kv_block(&bytes).ok()?.local_hash;
+                    let block = StoredBlock {
+                        block_hash: old,
+                        tokens_hash,
+                    };
+                    Some((block, bytes))
+                })
             }
-            Ok(PutOutcome::AlreadyHeld) => None,
+            Ok(PutOutcome::AlreadyHeld) => {
+                stores.record(TierChange::Stored {
+                    tier: KvTier::Host,
+                    blocks: vec![block],
+                });
+                None
+            }
             Ok(PutOutcome::Contended) | Err(_) => {
                 c.host.write_errors.fetch_add(1, Ordering::Relaxed);
                 None
             }
         },
-        None => Some((hash, bytes.to_vec())),
+        None => Some((block, bytes.to_vec())),
     };
-    let (Some(disk), Some((hash, bytes))) = (&stores.disk, demoted) else {
+    let (Some(disk), Some((block, bytes))) = (&stores.disk, demoted) else {
         return;
     };
-    match disk.offer(hash, &bytes) {
-        Ok(DiskAdmission::Written { .. }) => {
+    match disk.offer(block.block_hash, &bytes) {
+        Ok(DiskAdmission::Written { evicted }) => {
             c.disk.offloads.fetch_add(1, Ordering::Relaxed);
+            stores.record(TierChange::Stored {
+                tier: KvTier::Disk,
+                blocks: vec![block],
+            });
+            if !evicted.is_empty() {
+                stores.record(TierChange::Removed {
+                    tier: KvTier::Disk,
+                    hashes: evicted,
+                });
+            }
         }
-        Ok(DiskAdmission::AlreadyHeld) => {}
+        Ok(DiskAdmission::AlreadyHeld) => {
+            stores.record(TierChange::Stored {
+                tier: KvTier::Disk,
+                blocks: vec![block],
+            });
+        }
         Ok(DiskAdmission::Filtered) | Ok(DiskAdmission::TooLarge) => {
             c.disk.not_admitted.fetch_add(1, Ordering::Relaxed);
         }

@@ -152,15 +152,11 @@ fn eviction_takes_the_oldest_free_block_and_a_sequence_tail_first() {
         vec![
             KvEvent {
                 event_id: 2,
-                data: KvEventData::Removed {
-                    block_hashes: vec![ha[1]]
-                }
+                data: KvEventData::removed(vec![ha[1]])
             },
             KvEvent {
                 event_id: 3,
-                data: KvEventData::Removed {
-                    block_hashes: vec![ha[0], hb[1]]
-                }
+                data: KvEventData::removed(vec![ha[0], hb[1]])
             },
         ]
     );
@@ -236,10 +232,7 @@ fn duplicate_commit_keeps_the_existing_block_and_the_duplicate_is_freed_uncached
         events,
         vec![KvEvent {
             event_id: 0,
-            data: KvEventData::Stored {
-                parent_hash: None,
-                blocks: stored(&p, 0..2)
-            }
+            data: KvEventData::stored(None, stored(&p, 0..2))
         }]
     );
     pool.free(&tb).expect("held");
@@ -259,10 +252,7 @@ fn events_carry_contiguous_ids_parents_removals_and_cleared() {
         pool.drain_events(),
         vec![KvEvent {
             event_id: 0,
-            data: KvEventData::Stored {
-                parent_hash: None,
-                blocks: stored(&a, 0..2)
-            }
+            data: KvEventData::stored(None, stored(&a, 0..2))
         }]
     );
     // The third block later: its parent is the second block's hash.
@@ -276,17 +266,11 @@ fn events_carry_contiguous_ids_parents_removals_and_cleared() {
         vec![
             KvEvent {
                 event_id: 1,
-                data: KvEventData::Stored {
-                    parent_hash: Some(ha[1]),
-                    blocks: stored(&a, 2..3)
-                }
+                data: KvEventData::stored(Some(ha[1]), stored(&a, 2..3))
             },
             KvEvent {
                 event_id: 2,
-                data: KvEventData::Stored {
-                    parent_hash: None,
-                    blocks: stored(&c, 0..1)
-                }
+                data: KvEventData::stored(None, stored(&c, 0..1))
             },
         ]
     );
@@ -304,9 +288,7 @@ fn events_carry_contiguous_ids_parents_removals_and_cleared() {
         vec![
             KvEvent {
                 event_id: 3,
-                data: KvEventData::Removed {
-                    block_hashes: vec![ha[2]]
-                }
+                data: KvEventData::removed(vec![ha[2]])
             },
             KvEvent {
                 event_id: 4,

@@ -157,7 +157,7 @@ impl Sim {
                         prop_assert!(self.replayed.insert(b.block_hash), "stored twice");
                     }
                 }
-                KvEventData::Removed { block_hashes } => {
+                KvEventData::Removed { block_hashes, .. } => {
                     prop_assert!(!block_hashes.is_empty());
                     for h in block_hashes {
                         prop_assert!(self.replayed.remove(&h), "removed an unknown hash");

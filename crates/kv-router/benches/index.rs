@@ -68,16 +68,16 @@ fn cluster(rng: &mut StdRng) -> Cluster {
                     worker_id: w as u64,
                     event: KvEvent {
                         event_id: events.len() as u64,
-                        data: KvEventData::Stored {
-                            parent_hash: parent,
-                            blocks: chunk
+                        data: KvEventData::stored(
+                            parent,
+                            chunk
                                 .iter()
                                 .map(|h| StoredBlock {
                                     block_hash: *h,
                                     tokens_hash: *h,
                                 })
                                 .collect(),
-                        },
+                        ),
                     },
                 });
             }

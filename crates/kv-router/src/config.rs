@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use rotor_protocol::CacheTier;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
@@ -16,6 +17,94 @@ pub const DEFAULT_KV_OVERLAP_WEIGHT: f64 = 8.0;
 /// Default `queue_weight`: a token already queued for prefill counts a quarter of one the
 /// request must compute.
 pub const DEFAULT_QUEUE_WEIGHT: f64 = 0.25;
+
+/// How much of a block's prefill a worker saves by holding the block in each tier
+/// (`--kv-tier-weights`), each in `[0, 1]`: 1 = the block is free, 0 = it is recomputed.
+///
+/// A block in the engine's pool is used in place (1). One in G2 or G3 is loaded, verified and
+/// copied into the pool first, and takes a new pool block. The `kv_tiers_onboard` example
+/// (figures in docs/ARCHITECTURE.md, KV offload tiers) measured onboarding a 2,000-token
+/// history at about 1% of recomputing it on the CPU engine, from G2 and from G3 with a warm
+/// page cache (0.08 s and 0.07 s against 8.4 s). The defaults stay well below that 0.99: an
+/// accelerator prefills ~100× faster than that CPU while a host-memory or disk read does not
+/// get faster, G3 is not always in the page cache, and the remote tier is not measured. They
+/// keep a device copy ahead of any lower tier (it also costs no pool block), G2 ahead of G3,
+/// and any tier far ahead of recomputing.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TierWeights {
+    pub device: f64,
+    pub host: f64,
+    pub disk: f64,
+    pub remote: f64,
+}
+
+/// Default [`TierWeights`]: device 1, host 0.8, disk 0.6, remote 0.4.
+pub const DEFAULT_TIER_WEIGHTS: TierWeights = TierWeights {
+    device: 1.0,
+    host: 0.8,
+    disk: 0.6,
+    remote: 0.4,
+};
+
+impl Default for TierWeights {
+    fn default() -> Self {
+        DEFAULT_TIER_WEIGHTS
+    }
+}
+
+impl TierWeights {
+    pub fn weight(&self, tier: CacheTier) -> f64 {
+        match tier {
+            CacheTier::Device => self.device,
+            CacheTier::Host => self.host,
+            CacheTier::Disk => self.disk,
+            CacheTier::Remote => self.remote,
+        }
+    }
+
+    fn weight_mut(&mut self, tier: CacheTier) -> &mut f64 {
+        match tier {
+            CacheTier::Device => &mut self.device,
+            CacheTier::Host => &mut self.host,
+            CacheTier::Disk => &mut self.disk,
+            CacheTier::Remote => &mut self.remote,
+        }
+    }
+
+    /// Parses `host=0.8,disk=0.5,remote=0.3` (any subset of `device`, `host`, `disk`,
+    /// `remote`; the others keep their defaults) and checks every weight is in `[0, 1]`.
+    pub fn parse(input: &str) -> Result<Self, Error> {
+        let invalid = |reason: String| Error::InvalidTierWeights {
+            input: input.to_owned(),
+            reason,
+        };
+        let mut weights = DEFAULT_TIER_WEIGHTS;
+        for part in input.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (name, value) = part
+                .split_once('=')
+                .ok_or_else(|| invalid(format!("{part:?} is not TIER=WEIGHT")))?;
+            let tier: CacheTier = name.trim().parse().map_err(invalid)?;
+            let value: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(format!("{tier} weight {value:?} is not a number")))?;
+            *weights.weight_mut(tier) = value;
+        }
+        weights.check().map_err(invalid)?;
+        Ok(weights)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for tier in CacheTier::ALL {
+            let w = self.weight(tier);
+            if !(w.is_finite() && (0.0..=1.0).contains(&w)) {
+                return Err(format!("{tier} weight {w} is not in [0, 1]"));
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Where the router learns which worker caches what.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +133,9 @@ pub struct KvRouterConfig {
     pub index_mode: IndexMode,
     /// Seed of the generator behind sampling and random tie-breaks.
     pub seed: u64,
+    /// What a cached block is worth in each tier (`--kv-tier-weights`).
+    #[serde(default)]
+    pub tier_weights: TierWeights,
 }
 
 impl Default for KvRouterConfig {
@@ -56,6 +148,7 @@ impl Default for KvRouterConfig {
             tie_break: TieBreak::LeastLoaded,
             index_mode: IndexMode::Events,
             seed: 0,
+            tier_weights: DEFAULT_TIER_WEIGHTS,
         }
     }
 }
@@ -92,6 +185,12 @@ impl KvRouterConfig {
                 "must be finite and >= 0",
             ));
         }
+        self.tier_weights
+            .check()
+            .map_err(|reason| Error::InvalidTierWeights {
+                input: format!("{:?}", self.tier_weights),
+                reason,
+            })?;
         if let IndexMode::Approximate { ttl } = self.index_mode {
             if ttl.is_zero() {
                 return Err(invalid("ttl", "0s".into(), "must be positive"));

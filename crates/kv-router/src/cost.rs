@@ -25,6 +25,18 @@
 //! logit          = α · prefill_blocks + decode_blocks
 //! ```
 //!
+//! With tiers (`--kv-tier-weights`), `o_w` is the worker's run of leading blocks held in any
+//! tier and the prefill it saves is weighted: `õ_w = Σ weight(tier of block)` over the run,
+//! and only the run's device blocks `d_w` are shared (a block onboarded from G2/G3 takes a new
+//! pool block):
+//!
+//! ```text
+//! prefill_blocks = (T − õ_w·B + q·P_w) / B
+//! decode_blocks  = D_w + request_blocks − d_w
+//! ```
+//!
+//! With every block on the device (`õ_w = d_w = o_w`) this is the formula above.
+//!
 //! Lower is better. `prefill_blocks` is fractional (a partial block is partial work); a cached
 //! prefix can never exceed the request's full blocks, so `T − o_w·B ≥ 0`.
 //!
@@ -38,12 +50,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::load_tracker::ActiveLoad;
+use crate::overlap::Overlap;
 
 /// The terms of one worker's cost, kept for logging and the decision record.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CostTerms {
-    /// Blocks of the request the worker already holds (`o_w`).
+    /// Blocks of the request the worker already holds, any tier (`o_w`).
     pub overlap_blocks: usize,
+    /// Of those, blocks in the engine's pool (`d_w`).
+    #[serde(default)]
+    pub device_overlap_blocks: usize,
+    /// The overlap weighted by tier (`õ_w`).
+    #[serde(default)]
+    pub weighted_overlap_blocks: f64,
     /// Prefill work on the worker after this request, in blocks (its queue weighted by `q`).
     pub prefill_blocks: f64,
     /// Blocks in use on the worker after this request.
@@ -73,21 +92,34 @@ impl CostFunction {
     }
 
     /// The cost terms of sending a `request_tokens`-token request to a worker that holds its
-    /// first `overlap_blocks` blocks and carries `load`.
+    /// first `overlap_blocks` blocks in its engine pool and carries `load`.
     pub fn terms(
         &self,
         request_tokens: usize,
         overlap_blocks: usize,
         load: ActiveLoad,
     ) -> CostTerms {
+        self.tiered_terms(request_tokens, Overlap::device(overlap_blocks), load)
+    }
+
+    /// The cost terms of sending a `request_tokens`-token request to a worker with `overlap`
+    /// (per tier, weighted) that carries `load`.
+    pub fn tiered_terms(
+        &self,
+        request_tokens: usize,
+        overlap: Overlap,
+        load: ActiveLoad,
+    ) -> CostTerms {
         let block = self.block_size_tokens as f64;
-        let cached_tokens = (overlap_blocks * self.block_size_tokens).min(request_tokens);
-        let new_tokens = (request_tokens - cached_tokens) as f64;
+        let cached_tokens = (overlap.weighted_blocks * block).min(request_tokens as f64);
+        let new_tokens = request_tokens as f64 - cached_tokens;
         let prefill_blocks = (new_tokens + self.queue_weight * load.prefill_tokens as f64) / block;
-        let decode_blocks =
-            load.decode_blocks as f64 + self.new_blocks(request_tokens, overlap_blocks) as f64;
+        let decode_blocks = load.decode_blocks as f64
+            + self.new_blocks(request_tokens, overlap.device_blocks()) as f64;
         CostTerms {
-            overlap_blocks,
+            overlap_blocks: overlap.blocks,
+            device_overlap_blocks: overlap.device_blocks(),
+            weighted_overlap_blocks: overlap.weighted_blocks,
             prefill_blocks,
             decode_blocks,
             logit: self.kv_overlap_weight * prefill_blocks + decode_blocks,

@@ -42,4 +42,7 @@ pub enum Error {
         value: String,
         reason: &'static str,
     },
+    /// `--kv-tier-weights` (or a config's weights) could not be used.
+    #[error("invalid KV tier weights {input:?}: {reason}")]
+    InvalidTierWeights { input: String, reason: String },
 }

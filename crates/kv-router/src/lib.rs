@@ -8,6 +8,9 @@
 //! - [`ApproxIndex`]: the same question without events — routed prefixes are assumed cached for a TTL.
 //! - [`LoadTracker`]: per-worker pending prefill tokens and decode blocks from routing decisions,
 //!   merged with what workers report ([`WorkerLoad`]).
+//! - KV tiers: events carry the tier holding a block (`rotor_protocol::CacheTier`); the index
+//!   keeps device, host (per G2 pool shared by a machine's workers), disk and remote blocks,
+//!   and an overlap counts each block of the run with its best tier's weight ([`TierWeights`]).
 //! - [`CostFunction`] and [`WorkerSelector`]: `kv_overlap_weight · prefill_blocks + decode_blocks`
 //!   (queued prefill scaled by `queue_weight`),
 //!   argmin with a tie-break or softmax sampling at a temperature.
@@ -35,12 +38,15 @@ mod worker_set;
 
 pub use approx_index::ApproxIndex;
 pub use block_hash_map::{BlockHashMap, BlockHashSet, PassThroughHasher};
-pub use config::{IndexMode, KvRouterConfig, DEFAULT_KV_OVERLAP_WEIGHT, DEFAULT_QUEUE_WEIGHT};
+pub use config::{
+    IndexMode, KvRouterConfig, TierWeights, DEFAULT_KV_OVERLAP_WEIGHT, DEFAULT_QUEUE_WEIGHT,
+    DEFAULT_TIER_WEIGHTS,
+};
 pub use cost::{CostFunction, CostTerms};
 pub use error::Error;
 pub use load_tracker::{ActiveLoad, LoadTracker, WorkerLoad};
 pub use metrics::RouterMetrics;
-pub use overlap::OverlapScores;
+pub use overlap::{Overlap, OverlapScores};
 pub use prefix_index::PrefixIndex;
 pub use replica::{ReplicaSync, RoutingDecision};
 /// The prompt block hashes routers and disaggregated serving use (re-exported from

@@ -15,6 +15,9 @@ pub struct RouterMetrics {
     pub requested_blocks: u64,
     /// Of those, blocks the chosen worker already held.
     pub hit_blocks: u64,
+    /// `hit_blocks` by the tier the chosen worker held each in (indexed by
+    /// `CacheTier::index`: device, host, disk, remote).
+    pub overlap_blocks_by_tier: [u64; 4],
     /// Of those, blocks the best-placed eligible worker held: `best_overlap_blocks − hit_blocks`
     /// is the cache the router gave up to spread load.
     pub best_overlap_blocks: u64,

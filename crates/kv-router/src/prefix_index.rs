@@ -15,14 +15,30 @@
 //!   `Error::StaleEvent`.
 //! - `Stored.parent_hash` is not needed: sequence hashes are globally unique, so blocks are
 //!   indexed as they come even when their parent is unknown (they just never start a match).
+//!
+//! Tiers (`CacheTier` on `Stored` / `Removed`):
+//! - `device` blocks (the engine's pool, G1) are in the bitset index above. `disk` and `remote`
+//!   blocks are kept per worker. `host` blocks (G2) are kept per *host pool*: workers that
+//!   share one G2 (same machine, same `--kv-host-pool`; `set_host_pool`) share one set, so a
+//!   block any of them reported stored counts for all of them, and a removal any of them
+//!   reports (the writer whose write evicted it, whoever wrote it) removes it for all. A
+//!   worker with no pool named has a G2 of its own.
+//! - A block leaving one tier stays indexed in the others (a G1 eviction of a block in G2).
+//!   `Cleared` and `resync_worker` (a snapshot of G1) concern `device` only.
+//! - Overlap (`find_matches_weighted`): the run of leading request blocks the worker holds in
+//!   *any* tier — a block missing from G1 but in G2 extends it — each block counted in the
+//!   tier with the highest weight holding it. While no lower-tier block is indexed (and the
+//!   device weight is 1) this is the bitset walk over device holders; otherwise every worker
+//!   walks its own run (O(workers + Σ overlaps)).
 
 use std::collections::HashMap;
 
-use rotor_protocol::{KvEventData, RouterEvent, WorkerId};
+use rotor_protocol::{CacheTier, KvEventData, RouterEvent, WorkerId};
 
 use crate::block_hash_map::{BlockHashMap, BlockHashSet};
+use crate::config::TierWeights;
 use crate::error::Error;
-use crate::overlap::OverlapScores;
+use crate::overlap::{Overlap, OverlapScores};
 use crate::worker_set::{for_each_slot, words_for, WorkerSet};
 
 /// What the index knows of one worker.
@@ -30,6 +46,10 @@ use crate::worker_set::{for_each_slot, words_for, WorkerSet};
 struct WorkerBlocks {
     worker: WorkerId,
     held: BlockHashSet,
+    /// The key of the G2 pool this worker reads and writes (`host_pools`).
+    host_pool: String,
+    disk: BlockHashSet,
+    remote: BlockHashSet,
     /// Id the next event from this worker should carry.
     next_event_id: u64,
     needs_resync: bool,
@@ -42,6 +62,13 @@ pub struct PrefixIndex {
     slots: Vec<Option<WorkerBlocks>>,
     slot_of: HashMap<WorkerId, usize>,
     free_slots: Vec<usize>,
+    /// G2 blocks per host pool key.
+    host_pools: HashMap<String, BlockHashSet>,
+}
+
+/// The G2 pool key of a worker that named none: a pool of its own.
+fn private_pool(worker: WorkerId) -> String {
+    format!("worker/{worker:016x}")
 }
 
 impl PrefixIndex {
@@ -68,14 +95,14 @@ impl PrefixIndex {
             state.needs_resync = true;
         }
         match &event.event.data {
-            KvEventData::Stored { blocks, .. } => {
+            KvEventData::Stored { blocks, tier, .. } => {
                 for block in blocks {
-                    self.insert_block(slot, block.block_hash);
+                    self.insert_tier_block(slot, *tier, block.block_hash);
                 }
             }
-            KvEventData::Removed { block_hashes } => {
+            KvEventData::Removed { block_hashes, tier } => {
                 for hash in block_hashes {
-                    self.remove_block(slot, *hash);
+                    self.remove_tier_block(slot, *tier, *hash);
                 }
             }
             KvEventData::Cleared => self.clear_slot(slot),
@@ -109,18 +136,143 @@ impl PrefixIndex {
         state.needs_resync = false;
     }
 
-    /// Forgets `worker` and every block it held; returns whether it was known.
+    /// Forgets `worker` and every block it held; returns whether it was known. Its G2 pool's
+    /// blocks stay while another worker of the pool is known.
     pub fn remove_worker(&mut self, worker: WorkerId) -> bool {
         let Some(slot) = self.slot_of.remove(&worker) else {
             return false;
         };
         self.clear_slot(slot);
+        let pool = std::mem::take(&mut self.state_mut(slot).host_pool);
         self.slots[slot] = None;
         self.free_slots.push(slot);
+        self.drop_pool_if_unused(&pool);
         true
     }
 
-    /// Per worker, how many leading blocks of `hashes` it holds.
+    /// Names the G2 pool `worker` shares with the other workers of its machine (`None`: a pool
+    /// of its own). Blocks it reported in its previous pool move along if that pool was its
+    /// own; a shared pool keeps its blocks for its other workers.
+    pub fn set_host_pool(&mut self, worker: WorkerId, pool: Option<String>) {
+        let key = pool.unwrap_or_else(|| private_pool(worker));
+        let slot = self.slot_for(worker);
+        let old = std::mem::replace(&mut self.state_mut(slot).host_pool, key.clone());
+        if old == key {
+            return;
+        }
+        let moved = if old == private_pool(worker) {
+            self.host_pools.remove(&old).unwrap_or_default()
+        } else {
+            self.drop_pool_if_unused(&old);
+            BlockHashSet::default()
+        };
+        self.host_pools.entry(key).or_default().extend(moved);
+    }
+
+    /// Per worker, the longest run of leading blocks of `hashes` it holds in any tier, weighted
+    /// by `weights` (see the module docs).
+    pub fn find_matches_weighted(&self, hashes: &[u64], weights: &TierWeights) -> OverlapScores {
+        // The bitset walk counts device blocks at weight 1.
+        if !self.has_lower_tier_blocks() && weights.device >= 1.0 {
+            return self.find_matches(hashes);
+        }
+        let mut scores = OverlapScores::default();
+        for (slot, state) in self.slots.iter().enumerate() {
+            let Some(state) = state else {
+                continue;
+            };
+            let host = self.host_pools.get(&state.host_pool);
+            let mut overlap = Overlap::default();
+            for hash in hashes {
+                let held = [
+                    (
+                        CacheTier::Device,
+                        self.blocks.get(hash).is_some_and(|s| s.contains(slot)),
+                    ),
+                    (CacheTier::Host, host.is_some_and(|h| h.contains(hash))),
+                    (CacheTier::Disk, state.disk.contains(hash)),
+                    (CacheTier::Remote, state.remote.contains(hash)),
+                ];
+                let best = held
+                    .iter()
+                    .filter(|(_, held)| *held)
+                    .map(|(tier, _)| (*tier, weights.weight(*tier)))
+                    .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)));
+                match best {
+                    Some((tier, weight)) => overlap.push(tier, weight),
+                    None => break,
+                }
+            }
+            scores.insert_overlap(state.worker, overlap);
+        }
+        scores
+    }
+
+    /// Blocks indexed in `tier`: distinct hashes in the engine pools (device), summed over the
+    /// G2 pools (host), summed over workers (disk, remote).
+    pub fn tier_block_count(&self, tier: CacheTier) -> usize {
+        match tier {
+            CacheTier::Device => self.blocks.len(),
+            CacheTier::Host => self.host_pools.values().map(|p| p.len()).sum(),
+            CacheTier::Disk => self.slots.iter().flatten().map(|s| s.disk.len()).sum(),
+            CacheTier::Remote => self.slots.iter().flatten().map(|s| s.remote.len()).sum(),
+        }
+    }
+
+    fn has_lower_tier_blocks(&self) -> bool {
+        self.host_pools.values().any(|p| !p.is_empty())
+            || self
+                .slots
+                .iter()
+                .flatten()
+                .any(|s| !s.disk.is_empty() || !s.remote.is_empty())
+    }
+
+    fn drop_pool_if_unused(&mut self, pool: &str) {
+        let used = self.slots.iter().flatten().any(|s| s.host_pool == pool);
+        if !used {
+            self.host_pools.remove(pool);
+        }
+    }
+
+    fn insert_tier_block(&mut self, slot: usize, tier: CacheTier, hash: u64) {
+        match tier {
+            CacheTier::Device => self.insert_block(slot, hash),
+            CacheTier::Host => {
+                let pool = self.state(slot).host_pool.clone();
+                self.host_pools.entry(pool).or_default().insert(hash);
+            }
+            CacheTier::Disk => {
+                self.state_mut(slot).disk.insert(hash);
+            }
+            CacheTier::Remote => {
+                self.state_mut(slot).remote.insert(hash);
+            }
+        }
+    }
+
+    fn remove_tier_block(&mut self, slot: usize, tier: CacheTier, hash: u64) {
+        match tier {
+            CacheTier::Device => self.remove_block(slot, hash),
+            CacheTier::Host => {
+                let state = self.slots[slot]
+                    .as_ref()
+                    .expect("invariant: events apply to occupied slots");
+                if let Some(pool) = self.host_pools.get_mut(&state.host_pool) {
+                    pool.remove(&hash);
+                }
+            }
+            CacheTier::Disk => {
+                self.state_mut(slot).disk.remove(&hash);
+            }
+            CacheTier::Remote => {
+                self.state_mut(slot).remote.remove(&hash);
+            }
+        }
+    }
+
+    /// Per worker, how many leading blocks of `hashes` it holds in its engine pool (device
+    /// tier only; see `find_matches_weighted` for every tier).
     pub fn find_matches(&self, hashes: &[u64]) -> OverlapScores {
         let mut scores = OverlapScores::default();
         let Some(first) = hashes.first().and_then(|h| self.blocks.get(h)) else {
@@ -212,6 +364,9 @@ impl PrefixIndex {
         let state = WorkerBlocks {
             worker,
             held: BlockHashSet::default(),
+            host_pool: private_pool(worker),
+            disk: BlockHashSet::default(),
+            remote: BlockHashSet::default(),
             next_event_id: 0,
             needs_resync: false,
         };

@@ -15,8 +15,16 @@ pub struct RoutingDecision {
     pub hashes: Vec<u64>,
     /// Prompt length in tokens.
     pub request_tokens: usize,
-    /// Leading blocks the worker held when the decision was made.
+    /// Leading blocks the worker held when the decision was made (any tier).
     pub overlap_blocks: usize,
+    /// Of those, blocks in its engine pool (shared by the request); `None` from replicas
+    /// before tiers: all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_overlap_blocks: Option<usize>,
+    /// Prompt tokens the worker will compute (the prefill its tiers do not save, rounded);
+    /// `None` from replicas before tiers: the tokens past `overlap_blocks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefill_tokens: Option<u64>,
 }
 
 /// A message between router replicas.

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rotor_protocol::{RouterEvent, WorkerId};
+use rotor_protocol::{CacheTier, RouterEvent, WorkerId};
 use rotor_tokens::sequence_hashes;
 
 use crate::approx_index::ApproxIndex;
@@ -135,7 +135,7 @@ impl KvRouter {
             .iter()
             .map(|w| Candidate {
                 worker: *w,
-                overlap_blocks: overlaps.get(*w),
+                overlap: overlaps.overlap(*w),
                 load: self.loads.load(*w),
             })
             .collect();
@@ -144,15 +144,20 @@ impl KvRouter {
             .select(request_tokens, &candidates, &mut self.rng)?;
         let best_overlap = candidates
             .iter()
-            .map(|c| c.overlap_blocks)
+            .map(|c| c.overlap.blocks)
             .max()
             .unwrap_or(0);
+        let chosen = overlaps.overlap(selection.worker);
+        let block = self.config.block_size_tokens as f64;
+        let saved_tokens = (chosen.weighted_blocks * block).min(request_tokens as f64);
         let decision = RoutingDecision {
             request_id: request_id.to_owned(),
             worker: selection.worker,
             hashes,
             request_tokens,
             overlap_blocks: selection.terms.overlap_blocks,
+            device_overlap_blocks: Some(chosen.device_blocks()),
+            prefill_tokens: Some((request_tokens as f64 - saved_tokens).round() as u64),
         };
         self.track(&decision, now)?;
         self.metrics.decisions += 1;
@@ -163,6 +168,10 @@ impl KvRouter {
             .or_default() += 1;
         self.metrics.requested_blocks += decision.hashes.len() as u64;
         self.metrics.hit_blocks += decision.overlap_blocks as u64;
+        for tier in CacheTier::ALL {
+            self.metrics.overlap_blocks_by_tier[tier.index()] +=
+                chosen.by_tier[tier.index()] as u64;
+        }
         self.metrics.best_overlap_blocks += best_overlap as u64;
         Ok(RoutedRequest {
             selection,
@@ -170,11 +179,29 @@ impl KvRouter {
         })
     }
 
-    /// Per worker, how many leading blocks of `hashes` it holds (or is assumed to, at `now`).
+    /// Per worker, how many leading blocks of `hashes` it holds in any tier (or is assumed to,
+    /// at `now`), weighted by the configured tier weights.
     pub fn find_matches(&self, hashes: &[u64], now: Instant) -> OverlapScores {
         match &self.index {
-            Index::Events(index) => index.find_matches(hashes),
+            Index::Events(index) => index.find_matches_weighted(hashes, &self.config.tier_weights),
             Index::Approximate(index) => index.find_matches(hashes, now),
+        }
+    }
+
+    /// Names the G2 host pool `worker` shares with the other workers of its machine (from its
+    /// card: host id and pool name); `None` = a pool of its own. No-op without events.
+    pub fn set_host_pool(&mut self, worker: WorkerId, pool: Option<String>) {
+        if let Index::Events(index) = &mut self.index {
+            index.set_host_pool(worker, pool);
+        }
+    }
+
+    /// Blocks the index holds in `tier` (0 in approximate mode but for `device`).
+    pub fn indexed_blocks(&self, tier: CacheTier) -> usize {
+        match &self.index {
+            Index::Events(index) => index.tier_block_count(tier),
+            Index::Approximate(index) if tier == CacheTier::Device => index.distinct_blocks(),
+            Index::Approximate(_) => 0,
         }
     }
 
@@ -274,13 +301,19 @@ impl KvRouter {
         let cost = &self.selector.cost;
         let cached_tokens =
             (decision.overlap_blocks * cost.block_size_tokens).min(decision.request_tokens);
-        // Its prefix blocks the worker already holds are shared with the sequences (or the cache
-        // entries) that put them there, so they count once (see `CostFunction`).
-        let new_blocks = cost.new_blocks(decision.request_tokens, decision.overlap_blocks);
+        let prefill_tokens = decision
+            .prefill_tokens
+            .unwrap_or((decision.request_tokens - cached_tokens) as u64);
+        // Its prefix blocks the worker already holds in its pool are shared with the sequences
+        // (or the cache entries) that put them there, so they count once (see `CostFunction`).
+        let shared = decision
+            .device_overlap_blocks
+            .unwrap_or(decision.overlap_blocks);
+        let new_blocks = cost.new_blocks(decision.request_tokens, shared);
         self.loads.add_request(
             &decision.request_id,
             decision.worker,
-            (decision.request_tokens - cached_tokens) as u64,
+            prefill_tokens,
             new_blocks as u64,
         )?;
         if let Index::Approximate(index) = &mut self.index {

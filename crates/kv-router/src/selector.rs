@@ -21,6 +21,7 @@ use rotor_protocol::WorkerId;
 use crate::cost::{CostFunction, CostTerms};
 use crate::error::Error;
 use crate::load_tracker::ActiveLoad;
+use crate::overlap::Overlap;
 
 /// How to choose among workers with equal cost (greedy mode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -37,8 +38,8 @@ pub enum TieBreak {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Candidate {
     pub worker: WorkerId,
-    /// Leading request blocks the worker holds.
-    pub overlap_blocks: usize,
+    /// Leading request blocks the worker holds, per tier and weighted.
+    pub overlap: Overlap,
     pub load: ActiveLoad,
 }
 
@@ -73,7 +74,7 @@ impl WorkerSelector {
         }
         let terms: Vec<CostTerms> = candidates
             .iter()
-            .map(|c| self.cost.terms(request_tokens, c.overlap_blocks, c.load))
+            .map(|c| self.cost.tiered_terms(request_tokens, c.overlap, c.load))
             .collect();
         for (c, t) in candidates.iter().zip(&terms) {
             debug!(

@@ -73,6 +73,23 @@ pub struct ModelCard {
     /// (older workers, stand-ins), which never count as sharing a host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_id: Option<String>,
+    /// The name of the G2 host-memory pool the worker offloads KV blocks to (`--kv-host-pool`,
+    /// or its default), `None` without G2. Workers with the same `host_id` and pool share its
+    /// blocks: a router credits a block any of them reported in it to all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_host_pool: Option<String>,
+}
+
+impl ModelCard {
+    /// The G2 pool this worker shares with the other workers of its machine, as a key unique
+    /// across machines (`{host_id}/{kv_host_pool}`); `None` when the card names no pool or no
+    /// host (it then shares with no one).
+    pub fn host_pool_key(&self) -> Option<String> {
+        match (&self.host_id, &self.kv_host_pool) {
+            (Some(host), Some(pool)) => Some(format!("{host}/{pool}")),
+            _ => None,
+        }
+    }
 }
 
 /// A worker's part in disaggregated serving.
@@ -141,5 +158,25 @@ mod tests {
         let error = "prefil".parse::<WorkerRole>().unwrap_err();
         assert!(error.contains("prefill"), "{error}");
         assert_eq!(WorkerRole::default(), WorkerRole::Aggregated);
+    }
+
+    #[test]
+    fn a_host_pool_key_needs_both_the_host_and_the_pool() {
+        let json = r#"{"name":"m","context_length":8,"chat_template":null,"created":0,
+            "tokenizer":{"model":"gpt2","pre":null,"tokens":[],"token_types":[],"merges":[],
+            "bos_token_id":null,"eos_token_id":null,"add_bos_token":false,
+            "add_space_prefix":false}}"#;
+        let mut card: ModelCard = match serde_json::from_str(json) {
+            Ok(card) => card,
+            Err(e) => panic!("a card without tier fields parses: {e}"),
+        };
+        assert_eq!(
+            (card.kv_host_pool.as_deref(), card.host_pool_key()),
+            (None, None)
+        );
+        card.kv_host_pool = Some("rotor-m".into());
+        assert_eq!(card.host_pool_key(), None, "no host id: shared with no one");
+        card.host_id = Some("boot-1".into());
+        assert_eq!(card.host_pool_key().as_deref(), Some("boot-1/rotor-m"));
     }
 }

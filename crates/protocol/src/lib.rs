@@ -33,7 +33,7 @@ pub use engine::{
     StopConditions, Task, TokenLogprob, MAX_LOGPROBS,
 };
 pub use error::{ErrorKind, WireError};
-pub use kv::{KvEvent, KvEventData, RouterEvent, StoredBlock, WorkerId};
+pub use kv::{CacheTier, KvEvent, KvEventData, RouterEvent, StoredBlock, WorkerId};
 pub use kv_push::{KvPushEvent, KvTransport, PrefillPushRequest, ShmBlockBatch};
 pub use token_ids::TokenIds;
 pub use worker::{KvImportOutcome, KvSnapshot, LoadReport, PrefillRequest, WorkerLoad};

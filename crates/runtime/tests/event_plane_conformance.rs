@@ -164,13 +164,13 @@ async fn typed_kv_events_round_trip(backend: Backend) -> Result<()> {
     let publisher = KvEventPublisher::new(Arc::clone(&plane), kv.clone(), 42);
     let stored = KvEvent {
         event_id: 7,
-        data: KvEventData::Stored {
-            parent_hash: Some(3),
-            blocks: vec![StoredBlock {
+        data: KvEventData::stored(
+            Some(3),
+            vec![StoredBlock {
                 block_hash: 11,
                 tokens_hash: 12,
             }],
-        },
+        ),
     };
     publisher.publish(stored.clone()).await?;
     plane.publish(&kv, Bytes::from_static(b"not json")).await?;

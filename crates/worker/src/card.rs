@@ -58,6 +58,7 @@ impl GgufModel {
         Ok(ModelCard {
             embedding_length: u32::try_from(self.config.embedding_dim).ok(),
             host_id: Some(rotor_runtime::host_id().to_string()),
+            kv_host_pool: None,
             name: spec.name.clone(),
             context_length: u32::try_from(context_length).unwrap_or(u32::MAX),
             tokenizer,

@@ -34,11 +34,12 @@ pub fn build(cfg: &MockerEngineConfig) -> Result<NativeEngine, Error> {
     if let Some(len) = cfg.native.model.max_model_len {
         kv.context_length = len.min(kv.capacity_tokens);
     }
-    let card = file.card(
+    let mut card = file.card(
         &cfg.native.model,
         kv.context_length,
         Some(cfg.native.block_size_tokens),
     )?;
+    card.kv_host_pool = cfg.native.kv_tiers.host.as_ref().map(|h| h.name.clone());
     let engine_cfg = engine_config(&cfg.native, kv.num_blocks);
     let mut mocker = MockerConfig::new(
         cfg.timing,

@@ -77,7 +77,8 @@ pub fn build(cfg: &NativeConfig) -> Result<NativeEngine, Error> {
         source,
     })?;
     let kv = plan_kv(model.config(), cfg, None)?;
-    let card = file.card(&cfg.model, kv.context_length, Some(cfg.block_size_tokens))?;
+    let mut card = file.card(&cfg.model, kv.context_length, Some(cfg.block_size_tokens))?;
+    card.kv_host_pool = cfg.kv_tiers.host.as_ref().map(|h| h.name.clone());
     let engine_cfg = engine_config(cfg, kv.num_blocks);
     let mut runner = NativeRunner::new(Arc::new(model), &engine_cfg, cfg.kv_dtype);
     // The tokenizer's vocabulary, so the engine can enforce grammar constraints (structured

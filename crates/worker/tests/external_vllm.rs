@@ -30,6 +30,7 @@ fn card(dir: &std::path::Path) -> ModelCard {
     ModelCard {
         embedding_length: None,
         host_id: None,
+        kv_host_pool: None,
         name: "smollm2".into(),
         context_length: hf.context_length.unwrap_or(2048) as u32,
         tokenizer: hf.tokenizer,

@@ -39,6 +39,7 @@ fn card(name: &str, kv_block_size: Option<u32>) -> ModelCard {
     ModelCard {
         embedding_length: None,
         host_id: None,
+        kv_host_pool: None,
         name: name.into(),
         context_length: 256,
         tokenizer: TokenizerSpec {
@@ -491,7 +492,7 @@ async fn kv_snapshot_endpoint_returns_what_the_mocker_events_stored() -> Result<
             KvEventData::Stored { blocks, .. } => {
                 replayed.extend(blocks.iter().map(|b| b.block_hash));
             }
-            KvEventData::Removed { block_hashes } => {
+            KvEventData::Removed { block_hashes, .. } => {
                 for h in block_hashes {
                     replayed.remove(&h);
                 }

@@ -129,7 +129,7 @@ fn recorded_events_give_the_routers_prompt_hashes() {
                         stored_in_order.push(b.block_hash);
                     }
                 }
-                KvEventData::Removed { block_hashes } => {
+                KvEventData::Removed { block_hashes, .. } => {
                     for h in block_hashes {
                         assert!(predicted_live.remove(&h), "removal of a hash not stored");
                     }

@@ -138,6 +138,8 @@ pub struct RoutingConfig {
     pub kv_queue_weight: f64,
     /// Softmax temperature of the kv choice (`--router-temperature`), ≥ 0; 0 is argmin.
     pub router_temperature: f64,
+    /// What a cached block is worth per tier in kv mode (`--kv-tier-weights`).
+    pub kv_tier_weights: rotor_kv_router::TierWeights,
     /// Whether workers' KV events will be fed in (a shared event plane). Without them the kv
     /// mode assumes a routed prefix stays cached for `approx_ttl`.
     pub kv_events: bool,
@@ -204,6 +206,7 @@ impl Default for RoutingConfig {
             kv_overlap_weight: rotor_kv_router::DEFAULT_KV_OVERLAP_WEIGHT,
             kv_queue_weight: rotor_kv_router::DEFAULT_QUEUE_WEIGHT,
             router_temperature: 0.0,
+            kv_tier_weights: rotor_kv_router::DEFAULT_TIER_WEIGHTS,
             kv_events: true,
             approx_ttl: Duration::from_secs(120),
             quarantine: Duration::from_secs(10),

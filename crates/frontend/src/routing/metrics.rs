@@ -12,7 +12,10 @@
 //!   `rotor_frontend_kv_router_event_gaps_total{model}`, `rotor_frontend_kv_router_resyncs_total{model}`
 //!   (index rebuilt from a worker's snapshot after a gap),
 //!   `rotor_frontend_kv_router_remote_decisions_total{model}` (other replicas' decisions applied),
-//!   `rotor_frontend_kv_router_remote_requests{model}` (other replicas' requests counted now).
+//!   `rotor_frontend_kv_router_remote_requests{model}` (other replicas' requests counted now),
+//!   `rotor_frontend_kv_router_overlap_blocks_total{model,tier}` (the hit blocks by the tier the
+//!   chosen worker held each in: device, host, disk, remote),
+//!   `rotor_frontend_kv_router_indexed_blocks{model,tier}` (blocks the index holds per tier).
 //!
 //! - disaggregated serving: `rotor_frontend_disagg_active{model}` (1 while prefill and
 //!   generating workers are both routable), `rotor_frontend_workers_by_role{model,role}`,
@@ -28,7 +31,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Mutex, PoisonError, Weak};
 
-use rotor_protocol::WorkerRole;
+use rotor_protocol::{CacheTier, WorkerRole};
 
 use super::disagg::{LocalReason, TransferPath, TRANSFER_BUCKETS};
 use super::routed::{RoutedBackend, RoutedInner};
@@ -130,6 +133,16 @@ impl MetricsSource for RoutingMetrics {
             "rotor_frontend_kv_router_best_overlap_blocks_total",
             "counter",
             "Of the requested blocks, those the best-placed worker held (the hits routing for load gave up = this - hit_blocks).",
+        );
+        let mut overlap_by_tier = Family::new(
+            "rotor_frontend_kv_router_overlap_blocks_total",
+            "counter",
+            "Hit blocks by the tier the chosen worker held each in (a run continues across tiers).",
+        );
+        let mut indexed_by_tier = Family::new(
+            "rotor_frontend_kv_router_indexed_blocks",
+            "gauge",
+            "Blocks the kv router's index holds per tier (host: summed over shared host pools).",
         );
         let mut hit_rate = Family::new(
             "rotor_frontend_kv_router_hit_rate",
@@ -276,12 +289,24 @@ impl MetricsSource for RoutingMetrics {
                 requested.sample(&model, kv.requested_blocks);
                 hits.sample(&model, kv.hit_blocks);
                 best.sample(&model, kv.best_overlap_blocks);
+                for tier in CacheTier::ALL {
+                    overlap_by_tier.sample(
+                        &format!("{model},tier=\"{tier}\""),
+                        kv.overlap_blocks_by_tier[tier.index()],
+                    );
+                }
                 hit_rate.sample(&model, kv.hit_rate());
                 events.sample(&model, kv.events_applied);
                 gaps.sample(&model, kv.event_gaps);
                 remote.sample(&model, kv.remote_decisions);
                 resyncs.sample(&model, pool.resyncs());
                 remote_open.sample(&model, pool.remote_requests());
+            }
+            if let Some(indexed) = pool.kv_indexed_blocks() {
+                for tier in CacheTier::ALL {
+                    indexed_by_tier
+                        .sample(&format!("{model},tier=\"{tier}\""), indexed[tier.index()]);
+                }
             }
         }
         for family in [
@@ -293,6 +318,8 @@ impl MetricsSource for RoutingMetrics {
             &requested,
             &hits,
             &best,
+            &overlap_by_tier,
+            &indexed_by_tier,
             &hit_rate,
             &events,
             &gaps,

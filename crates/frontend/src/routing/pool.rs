@@ -29,6 +29,8 @@ struct WorkerSlot {
     reported: Option<WorkerLoad>,
     /// Skipped for new requests until then (its last request failed as if it were dead).
     quarantined_until: Option<Instant>,
+    /// The G2 host pool it shares with the workers of its machine (`ModelCard::host_pool_key`).
+    host_pool: Option<String>,
 }
 
 /// A worker chosen for one attempt. Hand it back to [`WorkerPool::finish`] when the attempt ends.
@@ -138,6 +140,7 @@ impl WorkerPool {
                     tie_break: TieBreak::LeastLoaded,
                     index_mode,
                     seed,
+                    tier_weights: config.kv_tier_weights,
                 };
                 let make = |config| {
                     KvRouter::new(config).map_err(|source| FrontendError::KvRouter {
@@ -271,12 +274,27 @@ impl WorkerPool {
                         decisions: 0,
                         reported: None,
                         quarantined_until: None,
+                        host_pool: None,
                     },
                 );
             }
         }
+        let host_pool = self.workers.get(&worker).and_then(|s| s.host_pool.clone());
         if let Some(kv) = self.router_of_role(role) {
             kv.add_worker(worker);
+            kv.set_host_pool(worker, host_pool);
+        }
+    }
+
+    /// Names the G2 host pool `worker` shares with the other workers of its machine (from its
+    /// card), so the kv router credits that pool's blocks to it.
+    pub fn set_host_pool(&mut self, worker: WorkerId, host_pool: Option<String>) {
+        let Some(slot) = self.workers.get_mut(&worker) else {
+            return;
+        };
+        slot.host_pool.clone_from(&host_pool);
+        if let Some(kv) = self.router_of(worker) {
+            kv.set_host_pool(worker, host_pool);
         }
     }
 
@@ -601,8 +619,10 @@ impl WorkerPool {
             }
         }
         for id in readmitted {
+            let host_pool = self.workers.get(&id).and_then(|s| s.host_pool.clone());
             if let Some(kv) = self.router_of(id) {
                 kv.add_worker(id);
+                kv.set_host_pool(id, host_pool);
             }
         }
     }
@@ -739,5 +759,11 @@ impl WorkerPool {
     /// The kv router's counters (kv mode only).
     pub fn kv_metrics(&self) -> Option<&RouterMetrics> {
         self.kv.as_ref().map(KvRouter::metrics)
+    }
+
+    /// Blocks the kv router indexes in each tier (kv mode only; `CacheTier::index` order).
+    pub fn kv_indexed_blocks(&self) -> Option<[usize; 4]> {
+        let kv = self.kv.as_ref()?;
+        Some(rotor_protocol::CacheTier::ALL.map(|tier| kv.indexed_blocks(tier)))
     }
 }

@@ -116,6 +116,13 @@ impl RoutedBackend {
         self.inner.pool().add_worker(worker, backend, role);
     }
 
+    /// Names the G2 host pool `worker` shares with the other workers of its machine (its
+    /// card's `host_pool_key`; `None`: a pool of its own). The kv router credits a block in
+    /// that pool to every worker of it.
+    pub fn set_host_pool(&self, worker: WorkerId, host_pool: Option<String>) {
+        self.inner.pool().set_host_pool(worker, host_pool);
+    }
+
     /// The role `worker` joined with.
     pub fn role_of(&self, worker: WorkerId) -> Option<WorkerRole> {
         self.inner.pool().role_of(worker)

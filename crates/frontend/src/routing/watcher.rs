@@ -400,6 +400,7 @@ impl WatcherState {
         let id = instance.instance_id;
         let remote = self.remote(&instance, card.host_id.clone());
         backend.add_worker_with_role(id.0, Arc::new(remote), card.role);
+        backend.set_host_pool(id.0, card.host_pool_key());
         self.joined.insert(id, model.clone());
         self.host_ids.insert(id, card.host_id.clone());
         tracing::info!(%model, instance = %id, address = %instance.address, role = %card.role,

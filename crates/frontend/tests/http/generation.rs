@@ -437,6 +437,7 @@ async fn stop_set_is_llama_cpps_end_of_generation_set() {
     let card = rotor_protocol::ModelCard {
         embedding_length: None,
         host_id: None,
+        kv_host_pool: None,
         tokenizer: rotor_model::card::tokenizer_spec(&gguf).expect("tokenizer spec"),
         chat_template: None,
         ..smollm2_card()

@@ -26,6 +26,7 @@ pub fn smollm2_card() -> ModelCard {
             // SmolLM2-135M's hidden size.
             embedding_length: Some(576),
             host_id: None,
+            kv_host_pool: None,
             name: MODEL.to_string(),
             context_length: gguf
                 .get_u32("llama.context_length")

@@ -26,6 +26,7 @@ pub fn smollm2_card() -> ModelCard {
         ModelCard {
             embedding_length: None,
             host_id: None,
+            kv_host_pool: None,
             name: MODEL.to_string(),
             context_length: 2048,
             tokenizer: rotor_model::card::tokenizer_spec(&gguf).expect("tokenizer spec"),
@@ -349,9 +350,9 @@ pub fn stored_event(worker: u64, event_id: u64, tokens: &[u32], block: usize) ->
         worker_id: worker,
         event: KvEvent {
             event_id,
-            data: KvEventData::Stored {
-                parent_hash: None,
-                blocks: hashes
+            data: KvEventData::stored(
+                None,
+                hashes
                     .iter()
                     .zip(&locals)
                     .map(|(hash, local)| StoredBlock {
@@ -359,7 +360,7 @@ pub fn stored_event(worker: u64, event_id: u64, tokens: &[u32], block: usize) ->
                         tokens_hash: *local,
                     })
                     .collect(),
-            },
+            ),
         },
     }
 }

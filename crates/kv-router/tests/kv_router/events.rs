@@ -20,27 +20,21 @@ pub fn stored(worker: WorkerId, id: u64, parent: Option<u64>, hashes: &[u64]) ->
     event(
         worker,
         id,
-        KvEventData::Stored {
-            parent_hash: parent,
-            blocks: hashes
+        KvEventData::stored(
+            parent,
+            hashes
                 .iter()
                 .map(|h| StoredBlock {
                     block_hash: *h,
                     tokens_hash: h.rotate_left(7),
                 })
                 .collect(),
-        },
+        ),
     )
 }
 
 pub fn removed(worker: WorkerId, id: u64, hashes: &[u64]) -> RouterEvent {
-    event(
-        worker,
-        id,
-        KvEventData::Removed {
-            block_hashes: hashes.to_vec(),
-        },
-    )
+    event(worker, id, KvEventData::removed(hashes.to_vec()))
 }
 
 pub fn cleared(worker: WorkerId, id: u64) -> RouterEvent {

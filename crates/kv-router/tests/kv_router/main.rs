@@ -8,3 +8,4 @@ mod load_tracker;
 mod prefix_index;
 mod router;
 mod selector;
+mod tiers;

@@ -17,6 +17,7 @@ fn config(weight: f64, index_mode: IndexMode) -> KvRouterConfig {
         tie_break: TieBreak::LeastLoaded,
         index_mode,
         seed: 1,
+        tier_weights: Default::default(),
     }
 }
 

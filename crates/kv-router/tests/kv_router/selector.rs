@@ -2,7 +2,9 @@
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use rotor_kv_router::{ActiveLoad, Candidate, CostFunction, Error, TieBreak, WorkerSelector};
+use rotor_kv_router::{
+    ActiveLoad, Candidate, CostFunction, Error, Overlap, TieBreak, WorkerSelector,
+};
 
 fn selector(weight: f64, temperature: f64, tie_break: TieBreak) -> WorkerSelector {
     WorkerSelector {
@@ -19,7 +21,7 @@ fn selector(weight: f64, temperature: f64, tie_break: TieBreak) -> WorkerSelecto
 fn candidate(worker: u64, overlap_blocks: usize, decode_blocks: u64) -> Candidate {
     Candidate {
         worker,
-        overlap_blocks,
+        overlap: Overlap::device(overlap_blocks),
         load: ActiveLoad {
             prefill_tokens: 0,
             decode_blocks,

@@ -149,6 +149,7 @@ mod tests {
         ModelCard {
             embedding_length: None,
             host_id: None,
+            kv_host_pool: None,
             name: "org/m".into(),
             context_length: 2048,
             tokenizer: TokenizerSpec {

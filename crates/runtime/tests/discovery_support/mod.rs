@@ -163,6 +163,7 @@ pub fn big_card(name: &str, min_bytes: usize) -> ModelCard {
     ModelCard {
         embedding_length: None,
         host_id: None,
+        kv_host_pool: None,
         name: name.to_string(),
         context_length: 8192,
         tokenizer: TokenizerSpec {

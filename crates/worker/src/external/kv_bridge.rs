@@ -5,20 +5,25 @@
 //!
 //! Nothing is dropped silently: every event that cannot be indexed is counted by reason in
 //! [`ExternalStats`] and logged — a block size other than the card's, a token count that does
-//! not match, a parent block never seen stored (its events were lost), a medium other than the
-//! engine's main KV pool. Removals of blocks never seen stored are tolerated (counted): vLLM's
+//! not match, a parent block never seen stored (its events were lost), a medium the router has
+//! no tier for. Removals of blocks never seen stored are tolerated (counted): vLLM's
 //! publisher drops everything while no subscriber is connected.
 //!
 //! Sequence gaps in the ZMQ stream are replayed from the engine's replay socket when one is
 //! configured; otherwise (or when the replay fails) the index is cleared (a `Cleared` event)
 //! and rebuilt from later events, which under-states the cache rather than over-stating it.
+//!
+//! Media (vLLM's `medium`, case-insensitive) map to tiers: none or `GPU`/`CUDA` → `device`, `CPU`
+//! → `host`, `DISK` → `disk`, `REMOTE` → `remote`; each tier has its own engine-hash map, a
+//! stored block's parent is looked up in its tier, then on the device. An engine's CPU tier is
+//! its own (no `kv_host_pool` on its card), so the router credits it to this worker only.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rotor_protocol::{KvEvent, KvEventData, KvSnapshot, StoredBlock};
+use rotor_protocol::{CacheTier, KvEvent, KvEventData, KvSnapshot, StoredBlock};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -33,12 +38,33 @@ const PUBLISH_BUFFER: usize = 4096;
 /// How long a replay may take.
 const REPLAY_TIMEOUT: Duration = Duration::from_secs(2);
 
-struct State {
-    next_id: u64,
+/// One tier's blocks as the engine named them.
+#[derive(Default)]
+struct TierBlocks {
     /// Engine block hash → Rotor sequence hash.
     blocks: HashMap<EngineHash, u64>,
     /// Rotor sequence hash → how many engine blocks map to it.
     held: HashMap<u64, u32>,
+}
+
+struct State {
+    next_id: u64,
+    /// Per tier (`CacheTier::index`).
+    tiers: [TierBlocks; 4],
+}
+
+/// The tier of an engine's storage medium (see the module docs); `None`: no tier for it.
+pub fn medium_tier(medium: Option<&str>) -> Option<CacheTier> {
+    let Some(medium) = medium else {
+        return Some(CacheTier::Device);
+    };
+    match medium.to_ascii_lowercase().as_str() {
+        "gpu" | "cuda" | "device" => Some(CacheTier::Device),
+        "cpu" | "host" => Some(CacheTier::Host),
+        "disk" => Some(CacheTier::Disk),
+        "remote" => Some(CacheTier::Remote),
+        _ => None,
+    }
 }
 
 /// Translates engine events and numbers the resulting Rotor events.
@@ -57,8 +83,7 @@ impl KvBridge {
             block_size,
             state: Mutex::new(State {
                 next_id: 0,
-                blocks: HashMap::new(),
-                held: HashMap::new(),
+                tiers: Default::default(),
             }),
             tx,
             stats,
@@ -126,22 +151,23 @@ impl KvBridge {
                     block_hashes,
                     medium,
                 } => {
-                    if medium.as_deref().is_some_and(|m| m != "GPU") {
+                    let Some(tier) = medium_tier(medium.as_deref()) else {
                         self.stats.drop_events(
                             "other_medium",
                             1,
-                            "a removal outside the main KV pool",
+                            "a removal from a medium with no KV tier",
                         );
                         continue;
-                    }
+                    };
                     let mut removed = Vec::new();
+                    let t = &mut state.tiers[tier.index()];
                     for h in block_hashes {
-                        match state.blocks.remove(h) {
+                        match t.blocks.remove(h) {
                             Some(rotor) => {
-                                let count = state.held.get_mut(&rotor).expect("held tracks blocks");
+                                let count = t.held.get_mut(&rotor).expect("held tracks blocks");
                                 *count -= 1;
                                 if *count == 0 {
-                                    state.held.remove(&rotor);
+                                    t.held.remove(&rotor);
                                     removed.push(rotor);
                                 }
                             }
@@ -153,12 +179,11 @@ impl KvBridge {
                         }
                     }
                     if !removed.is_empty() {
-                        self.emit(
-                            &mut state,
-                            KvEventData::Removed {
-                                block_hashes: removed,
-                            },
-                        );
+                        let data = KvEventData::Removed {
+                            block_hashes: removed,
+                            tier,
+                        };
+                        self.emit(&mut state, data);
                     }
                 }
                 EngineEvent::Cleared => self.clear_locked(&mut state),
@@ -176,11 +201,14 @@ impl KvBridge {
         medium: Option<&str>,
     ) {
         let n = hashes.len() as u64;
-        if medium.is_some_and(|m| m != "GPU") {
-            self.stats
-                .drop_events("other_medium", n, "blocks stored outside the main KV pool");
+        let Some(tier) = medium_tier(medium) else {
+            self.stats.drop_events(
+                "other_medium",
+                n,
+                "blocks stored in a medium with no KV tier",
+            );
             return;
-        }
+        };
         if block_size != self.block_size {
             self.stats.drop_events(
                 "block_size_mismatch",
@@ -201,9 +229,14 @@ impl KvBridge {
             );
             return;
         }
+        let device = CacheTier::Device.index();
         let mut rotor_parent = match parent {
             None => None,
-            Some(p) => match state.blocks.get(&p) {
+            Some(p) => match state.tiers[tier.index()]
+                .blocks
+                .get(&p)
+                .or_else(|| state.tiers[device].blocks.get(&p))
+            {
                 Some(&r) => Some(r),
                 None => {
                     self.stats.drop_events(
@@ -217,37 +250,46 @@ impl KvBridge {
         };
         let first_parent = rotor_parent;
         let mut blocks = Vec::with_capacity(hashes.len());
+        let t = &mut state.tiers[tier.index()];
         for (h, tokens) in hashes.iter().zip(token_ids.chunks_exact(block_size)) {
             let local = rotor_tokens::local_block_hash(tokens);
             let seq = rotor_tokens::chain_hash(rotor_parent, local);
             rotor_parent = Some(seq);
-            if let Some(old) = state.blocks.insert(*h, seq) {
+            if let Some(old) = t.blocks.insert(*h, seq) {
                 // The engine re-stored a block it holds: keep the count right.
-                if let Some(c) = state.held.get_mut(&old) {
+                if let Some(c) = t.held.get_mut(&old) {
                     *c -= 1;
                     if *c == 0 {
-                        state.held.remove(&old);
+                        t.held.remove(&old);
                     }
                 }
             }
-            *state.held.entry(seq).or_default() += 1;
+            *t.held.entry(seq).or_default() += 1;
             blocks.push(StoredBlock {
                 block_hash: seq,
                 tokens_hash: local,
             });
         }
-        self.emit(
-            state,
-            KvEventData::Stored {
-                parent_hash: first_parent,
-                blocks,
-            },
-        );
+        let data = KvEventData::Stored {
+            parent_hash: first_parent,
+            blocks,
+            tier,
+        };
+        self.emit(state, data);
     }
 
+    /// Forgets every tier: the lower tiers' blocks are reported removed (`Cleared` is the
+    /// device's), then `Cleared`.
     fn clear_locked(&self, state: &mut State) {
-        state.blocks.clear();
-        state.held.clear();
+        for tier in [CacheTier::Host, CacheTier::Disk, CacheTier::Remote] {
+            let t = std::mem::take(&mut state.tiers[tier.index()]);
+            let mut block_hashes: Vec<u64> = t.held.into_keys().collect();
+            if !block_hashes.is_empty() {
+                block_hashes.sort_unstable();
+                self.emit(state, KvEventData::Removed { block_hashes, tier });
+            }
+        }
+        state.tiers[CacheTier::Device.index()] = TierBlocks::default();
         self.emit(state, KvEventData::Cleared);
     }
 
@@ -260,7 +302,11 @@ impl KvBridge {
     /// Every Rotor block hash held now, and the id of the next event.
     pub fn snapshot(&self) -> KvSnapshot {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut block_hashes: Vec<u64> = state.held.keys().copied().collect();
+        let mut block_hashes: Vec<u64> = state.tiers[CacheTier::Device.index()]
+            .held
+            .keys()
+            .copied()
+            .collect();
         block_hashes.sort_unstable();
         KvSnapshot {
             block_hashes,
@@ -268,13 +314,14 @@ impl KvBridge {
         }
     }
 
-    /// Blocks indexed now.
+    /// Blocks indexed now on the device.
     pub fn len(&self) -> usize {
         self.state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .held
-            .len()
+            .tiers[CacheTier::Device.index()]
+        .held
+        .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -429,6 +476,7 @@ mod tests {
         let KvEventData::Stored {
             parent_hash,
             blocks,
+            ..
         } = &first.data
         else {
             panic!()
@@ -441,6 +489,7 @@ mod tests {
         let KvEventData::Stored {
             parent_hash,
             blocks,
+            ..
         } = &second.data
         else {
             panic!()
@@ -465,9 +514,7 @@ mod tests {
         }]);
         assert_eq!(
             rx.try_recv().unwrap().data,
-            KvEventData::Removed {
-                block_hashes: vec![want[2]]
-            }
+            KvEventData::removed(vec![want[2]])
         );
         assert_eq!(stats.kv_unknown_removals.load(Ordering::Relaxed), 1);
         b.apply(&[EngineEvent::Cleared]);
@@ -487,7 +534,7 @@ mod tests {
                 parent: None,
                 token_ids: (0..32).collect(),
                 block_size: 32,
-                medium: Some("CPU".into()),
+                medium: Some("TAPE".into()),
             },
         ]);
         assert!(rx.try_recv().is_err(), "nothing indexable");
@@ -520,5 +567,62 @@ mod tests {
             rx.try_recv().unwrap().data,
             KvEventData::Removed { .. }
         ));
+    }
+
+    #[test]
+    fn cpu_blocks_are_host_tier_events_and_their_removal_leaves_the_gpu_copy() {
+        let (b, mut rx, stats) = bridge(2);
+        b.apply(&[stored(&[10, 11], None, 0..4, 2)]);
+        let gpu = rx.try_recv().unwrap();
+        let KvEventData::Stored { blocks, tier, .. } = gpu.data else {
+            panic!("a stored event")
+        };
+        assert_eq!(tier, CacheTier::Device);
+        let want: Vec<u64> = blocks.iter().map(|b| b.block_hash).collect();
+        // vLLM's CPU offload stores the same blocks under the same engine hashes; the child's
+        // parent is found on the device.
+        b.apply(&[
+            EngineEvent::Stored {
+                block_hashes: vec![10],
+                parent: None,
+                token_ids: (0..2).collect(),
+                block_size: 2,
+                medium: Some("CPU".into()),
+            },
+            EngineEvent::Stored {
+                block_hashes: vec![11],
+                parent: Some(10),
+                token_ids: (2..4).collect(),
+                block_size: 2,
+                medium: Some("cpu".into()),
+            },
+            EngineEvent::Removed {
+                block_hashes: vec![10, 11],
+                medium: Some("GPU".into()),
+            },
+        ]);
+        let tiers: Vec<(CacheTier, Vec<u64>)> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|e| match e.data {
+                KvEventData::Stored { blocks, tier, .. } => {
+                    (tier, blocks.iter().map(|b| b.block_hash).collect())
+                }
+                KvEventData::Removed { block_hashes, tier } => (tier, block_hashes),
+                KvEventData::Cleared => panic!("no clear"),
+            })
+            .collect();
+        assert_eq!(
+            tiers,
+            vec![
+                (CacheTier::Host, vec![want[0]]),
+                (CacheTier::Host, vec![want[1]]),
+                (CacheTier::Device, want.clone()),
+            ]
+        );
+        assert!(b.is_empty(), "nothing left on the device");
+        assert_eq!(b.snapshot().block_hashes, Vec::<u64>::new());
+        assert!(stats.dropped().is_empty());
+        assert_eq!(medium_tier(Some("DISK")), Some(CacheTier::Disk));
+        assert_eq!(medium_tier(Some("remote")), Some(CacheTier::Remote));
+        assert_eq!(medium_tier(Some("TAPE")), None);
     }
 }
