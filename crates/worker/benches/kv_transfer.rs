@@ -83,6 +83,7 @@ fn card() -> ModelCard {
     ModelCard {
         embedding_length: None,
         host_id: None,
+        kv_host_pool: None,
         name: "bench".into(),
         context_length: PROMPT_TOKENS as u32 * 2,
         tokenizer: TokenizerSpec {
