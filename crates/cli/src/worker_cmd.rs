@@ -279,37 +279,36 @@ impl WorkerMetrics {
 fn render_kv_push(stats: &KvPushStats, out: &mut String) {
     use std::fmt::Write as _;
     use std::sync::atomic::Ordering;
-    let (bytes, batches, fallbacks, received) = (
-        "rotor_kv_push_sent_bytes_total",
-        "rotor_kv_push_sent_batches_total",
+    let (fallbacks, received) = (
         "rotor_kv_push_shm_fallbacks_total",
         "rotor_kv_push_shm_received_batches_total",
     );
-    let _ = writeln!(
-        out,
-        "# HELP {bytes} KV block bytes this worker sent to decode workers, by transport.\n\
-         # TYPE {bytes} counter"
-    );
-    for transport in rotor_protocol::KvTransport::ALL {
-        let _ = writeln!(
-            out,
-            "{bytes}{{transport=\"{}\"}} {}",
-            transport.label(),
-            stats.sent_bytes(transport)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "# HELP {batches} KV block batches this worker sent to decode workers, by transport.\n\
-         # TYPE {batches} counter"
-    );
-    for transport in rotor_protocol::KvTransport::ALL {
-        let _ = writeln!(
-            out,
-            "{batches}{{transport=\"{}\"}} {}",
-            transport.label(),
-            stats.sent_batches(transport)
-        );
+    let by_transport: [(
+        &str,
+        &str,
+        fn(&KvPushStats, rotor_protocol::KvTransport) -> u64,
+    ); 2] = [
+        (
+            "rotor_kv_push_sent_bytes_total",
+            "KV block bytes this worker sent to decode workers, by transport.",
+            KvPushStats::sent_bytes,
+        ),
+        (
+            "rotor_kv_push_sent_batches_total",
+            "KV block batches this worker sent to decode workers, by transport.",
+            KvPushStats::sent_batches,
+        ),
+    ];
+    for (name, help, value) in by_transport {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for transport in rotor_protocol::KvTransport::ALL {
+            let _ = writeln!(
+                out,
+                "{name}{{transport=\"{}\"}} {}",
+                transport.label(),
+                value(stats, transport)
+            );
+        }
     }
     let _ = writeln!(
         out,

@@ -36,18 +36,6 @@ fn role_worker_on(tag: &str, discovery: &str, events: &str, role: &str) -> Proc 
     )
 }
 
-fn wait_for(f: &Frontend, what: &str, ready: impl Fn(&Frontend) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready(f) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{}",
-            f.metrics_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn complete(f: &Frontend, prompt: &str) -> String {
     let (status, body) = post_json(
         &f.url("/v1/completions"),
@@ -78,7 +66,7 @@ fn prefill_and_decode_workers_behind_a_frontend() {
     f.wait_models(Duration::from_secs(30), "the model", |ids| {
         ids == [MODEL.to_string()]
     });
-    wait_for(&f, "both roles", |f| {
+    f.wait_for("both roles", |f| {
         f.metric("rotor_frontend_disagg_active", &[]) == 1.0
     });
 
@@ -146,7 +134,7 @@ fn disaggregation_over_etcd_and_nats_through_the_router() {
     f.wait_models(Duration::from_secs(30), "the model", |ids| {
         ids == [MODEL.to_string()]
     });
-    wait_for(&router, "both roles at the router", |r| {
+    router.wait_for("both roles at the router", |r| {
         r.metric("rotor_frontend_disagg_active", &[]) == 1.0
     });
     let prompt = story("glaciers");

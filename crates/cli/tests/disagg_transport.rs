@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cluster::{frontend, metric_from, post_json, worker_with_env, Frontend, Proc};
+use cluster::{frontend, metric_from, post_json, worker_with_env, Proc};
 use serde_json::json;
 use support::RotorServer;
 
@@ -97,18 +97,6 @@ impl RoleWorker {
     }
 }
 
-fn wait_for(f: &Frontend, what: &str, ready: impl Fn(&Frontend) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !ready(f) {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}:\n{}",
-            f.metrics_text()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn complete_at(url: &str, prompt: &str) -> String {
     let (status, body) = post_json(
         url,
@@ -184,7 +172,7 @@ fn blocks_go_worker_to_worker_over_shared_memory_and_tcp_with_aggregated_output(
         f.wait_models(Duration::from_secs(30), "the model", |ids| {
             ids == [MODEL.to_string()]
         });
-        wait_for(f, "both roles", |f| {
+        f.wait_for("both roles", |f| {
             f.metric("rotor_frontend_disagg_active", &[]) == 1.0
         });
     }
@@ -282,7 +270,7 @@ fn blocks_go_worker_to_worker_over_shared_memory_and_tcp_with_aggregated_output(
         remote_before,
         "the transfer ended before the client left: make the prompt longer"
     );
-    wait_for(&auto, "the cancelled transfer to end", |f| {
+    auto.wait_for("the cancelled transfer to end", |f| {
         f.metric("rotor_kv_transfers_in_flight", &[]) == 0.0
     });
     wait_no_files(shm.path(), "after a cancelled transfer");
@@ -322,7 +310,7 @@ fn a_refused_shared_memory_import_leaves_no_file_and_falls_back_to_local_prefill
     f.wait_models(Duration::from_secs(30), "the model", |ids| {
         ids == [MODEL.to_string()]
     });
-    wait_for(&f, "both roles", |f| {
+    f.wait_for("both roles", |f| {
         f.metric("rotor_frontend_disagg_active", &[]) == 1.0
     });
     let text = complete_at(&f.url("/v1/completions"), &story("harbours"));
@@ -368,7 +356,7 @@ fn an_unwritable_shared_memory_directory_falls_back_to_tcp_and_is_counted() {
     f.wait_models(Duration::from_secs(30), "the model", |ids| {
         ids == [MODEL.to_string()]
     });
-    wait_for(&f, "both roles", |f| {
+    f.wait_for("both roles", |f| {
         f.metric("rotor_frontend_disagg_active", &[]) == 1.0
     });
     let text = complete_at(&f.url("/v1/completions"), &story("bridges"));

@@ -252,6 +252,19 @@ impl Frontend {
         }
     }
 
+    /// Polls until `ready` holds; panics after 60 s with the /metrics text.
+    pub fn wait_for(&self, what: &str, ready: impl Fn(&Frontend) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ready(self) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{}",
+                self.metrics_text()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     pub fn metrics_text(&self) -> String {
         let out = Command::new("curl")
             .args(["-sS", "--max-time", "10"])
